@@ -1,0 +1,32 @@
+"""The backpropagation engine: NumPy only, no global state.
+
+Typical use::
+
+    from core import train
+    result = train(network_spec, {"epochs": 100}, inputs, targets)
+    outputs = result.model.predict(inputs)
+"""
+
+from .errors import SpecError
+from .gradcheck import gradient_check
+from .model import Model
+from .network import Backprop, Network
+from .spec import NetworkSpec, TrainingConfig, parse_network, parse_training, resolve_loss
+from .train import EpochStats, Trainer, TrainResult, train
+
+__all__ = [
+    "Backprop",
+    "EpochStats",
+    "Model",
+    "Network",
+    "NetworkSpec",
+    "SpecError",
+    "TrainResult",
+    "Trainer",
+    "TrainingConfig",
+    "gradient_check",
+    "parse_network",
+    "parse_training",
+    "resolve_loss",
+    "train",
+]

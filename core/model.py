@@ -1,0 +1,153 @@
+"""A trained model: the network plus what prediction needs around it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._types import Array
+from .errors import SpecError
+from .losses import CLASSIFICATION_LOSSES
+from .network import Network
+from .normalize import Normalizer
+from .serialize import pack, unpack
+from .spec import parse_network, vector
+
+FORMAT_VERSION = 1
+
+
+class Model:
+    """Network, input normalization, loss and class names; predicts batches."""
+
+    def __init__(
+        self,
+        network: Network,
+        loss: str,
+        normalizer: Normalizer | None = None,
+        classes: list[str] | None = None,
+    ) -> None:
+        self.network = network
+        self.loss = loss
+        self.normalizer = normalizer
+        self.classes = list(classes) if classes is not None else None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.classes is not None or self.loss in CLASSIFICATION_LOSSES
+
+    @property
+    def input_dim(self) -> int:
+        return self.network.input_dim
+
+    def prepare(self, inputs: Any) -> Array:
+        """Inputs as a 2-D array of the network's dtype, normalized as in training."""
+        x = np.asarray(inputs, dtype=np.float64)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            raise SpecError(
+                "inputs", f"expected rows of {self.input_dim} numbers, got shape {x.shape}"
+            )
+        if not np.isfinite(x).all():
+            raise SpecError("inputs", "must be finite (no NaN or Infinity)")
+        if self.normalizer is not None:
+            return self.normalizer.apply(x, self.network.dtype)
+        return x.astype(self.network.dtype, copy=False)
+
+    def predict(self, inputs: Any) -> Array:
+        """Network outputs, one row per input row."""
+        return self.network.feedforward(self.prepare(inputs))
+
+    def labels_from_outputs(self, outputs: Array) -> list[Any]:
+        """Class names (or indices when unnamed) for the given outputs."""
+        if outputs.shape[1] == 1:
+            index = (outputs[:, 0] >= 0.5).astype(int)
+        else:
+            index = outputs.argmax(axis=1)
+        if self.classes is None:
+            return [int(i) for i in index]
+        return [self.classes[int(i)] for i in index]
+
+    def predict_labels(self, inputs: Any) -> list[Any]:
+        return self.labels_from_outputs(self.predict(inputs))
+
+    # --- serialization -------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Everything but the weights, as JSON-ready values."""
+        dims = [self.network.input_dim] + [w.shape[0] for w in self.network.weights]
+        return {
+            "format": FORMAT_VERSION,
+            "input_dim": dims[0],
+            "layers": [
+                {"units": int(units), "activation": name}
+                for units, name in zip(dims[1:], self.network.activation_names, strict=True)
+            ],
+            "loss": self.loss,
+            "dtype": str(self.network.dtype),
+            "normalization": self.normalizer.to_dict() if self.normalizer else None,
+            "classes": self.classes,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Spec with weights (the network spec format), normalization and class names."""
+        data = self.describe()
+        for layer, w, b in zip(
+            data["layers"], self.network.weights, self.network.biases, strict=True
+        ):
+            layer["weights"] = w.tolist()
+            layer["bias"] = b.tolist()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Model:
+        spec = parse_network({"input_dim": data["input_dim"], "layers": data["layers"]})
+        dtype = np.dtype(data.get("dtype", "float64"))
+        weights, biases = [], []
+        for index, layer in enumerate(spec.layers):
+            if layer.weights is None or layer.bias is None:
+                raise SpecError(
+                    f"layers[{index}]", "a model needs weights and bias for every layer"
+                )
+            weights.append(layer.weights.astype(dtype))
+            biases.append(layer.bias.astype(dtype))
+        network = Network([la.activation for la in spec.layers], weights, biases)
+        norm = data.get("normalization")
+        normalizer = None
+        if norm is not None:
+            shift = vector(norm["shift"], "normalization.shift", spec.input_dim)
+            scale = vector(norm["scale"], "normalization.scale", spec.input_dim)
+            normalizer = Normalizer(norm["method"], shift, scale)
+        return cls(network, data["loss"], normalizer, data.get("classes"))
+
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray[Any, Any]] = {}
+        for i, (w, b) in enumerate(zip(self.network.weights, self.network.biases, strict=True)):
+            arrays[f"weights/{i}"] = w
+            arrays[f"bias/{i}"] = b
+        if self.normalizer is not None:
+            arrays["normalization/shift"] = self.normalizer.shift
+            arrays["normalization/scale"] = self.normalizer.scale
+        meta = self.describe()
+        if meta["normalization"] is not None:
+            meta["normalization"] = {"method": self.normalizer.method}  # type: ignore[union-attr]
+        return pack(arrays, meta)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Model:
+        arrays, meta = unpack(data)
+        count = len(meta["layers"])
+        network = Network(
+            [layer["activation"] for layer in meta["layers"]],
+            [arrays[f"weights/{i}"] for i in range(count)],
+            [arrays[f"bias/{i}"] for i in range(count)],
+        )
+        normalizer = None
+        if meta["normalization"] is not None:
+            normalizer = Normalizer(
+                meta["normalization"]["method"],
+                arrays["normalization/shift"],
+                arrays["normalization/scale"],
+            )
+        return cls(network, meta["loss"], normalizer, meta["classes"])

@@ -1,0 +1,179 @@
+"""A multilayer network and backpropagation through it.
+
+Notation follows the seeds: for layer l, ``zs[l] = a_{l-1} W_l^T + b_l`` and
+``activations[l+1] = f_l(zs[l])``; ``delta`` is dE/dz. Samples are rows, so a
+batch flows through as one matrix. ``weights[l][j, i]`` is w_ji, the weight from
+input i to unit j.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._types import Array
+from .activations import ACTIVATIONS, DERIVATIVES, HE_INIT
+from .losses import LOSSES, Loss
+from .spec import NetworkSpec
+
+
+class Network:
+    """Weights, biases and activations of a feed-forward network."""
+
+    def __init__(self, activations: list[str], weights: list[Array], biases: list[Array]) -> None:
+        self.activation_names = list(activations)
+        self.weights = weights
+        self.biases = biases
+
+    @classmethod
+    def from_spec(
+        cls, spec: NetworkSpec, rng: np.random.Generator, dtype: np.dtype[Any] | type = np.float64
+    ) -> Network:
+        """Build from a spec: its weights where given, else drawn by the activation.
+
+        Biases not given start at zero; the random weights already break symmetry.
+        """
+        weights, biases = [], []
+        fan_in = spec.input_dim
+        for layer in spec.layers:
+            if layer.weights is not None:
+                w = np.array(layer.weights, dtype=dtype)
+            else:
+                w = initial_weights(layer.activation, fan_in, layer.units, rng).astype(dtype)
+            if layer.bias is not None:
+                b = np.array(layer.bias, dtype=dtype)
+            else:
+                b = np.zeros(layer.units, dtype=dtype)
+            weights.append(w)
+            biases.append(b)
+            fan_in = layer.units
+        return cls([la.activation for la in spec.layers], weights, biases)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.weights[0].dtype
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.weights[0].shape[1])
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.weights[-1].shape[0])
+
+    def params(self, train_bias: bool = True) -> list[Array]:
+        """The arrays an optimizer updates, in a fixed order."""
+        if not train_bias:
+            return list(self.weights)
+        return [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
+
+    def copy(self) -> Network:
+        return Network(
+            self.activation_names,
+            [w.copy() for w in self.weights],
+            [b.copy() for b in self.biases],
+        )
+
+    def feedforward(self, x: Array) -> Array:
+        """Outputs for a batch of inputs (one sample per row)."""
+        a = np.asarray(x, dtype=self.dtype)
+        for w, b, name in zip(self.weights, self.biases, self.activation_names, strict=True):
+            z = a @ w.T
+            z += b
+            ACTIVATIONS[name](z, z)
+            a = z
+        return a
+
+    def all_finite(self) -> bool:
+        return all(np.isfinite(p).all() for p in self.weights + self.biases)
+
+
+def initial_weights(activation: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
+    """He (rectifiers) or Glorot uniform (the rest) initial weights, shape (fan_out, fan_in)."""
+    if activation in HE_INIT:
+        return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in))
+    bound = np.sqrt(6.0 / (fan_in + fan_out))
+    if activation == "sigmoid":
+        # The logistic function is a quarter as steep as tanh at 0 (Glorot & Bengio, 2010).
+        bound *= 4.0
+    return rng.uniform(-bound, bound, size=(fan_out, fan_in))
+
+
+class Backprop:
+    """Forward and backward passes for one network and loss, with reusable buffers.
+
+    ``gradients(x, t)`` fills ``grad_w``/``grad_b`` with the gradient of the mean
+    loss over the batch, every gradient computed with the weights as they were
+    before any update, and returns the summed loss of the batch.
+    """
+
+    def __init__(
+        self, network: Network, loss: str, batch_size: int, train_bias: bool = True
+    ) -> None:
+        self.network = network
+        self.loss: Loss = LOSSES[loss]
+        self.train_bias = train_bias
+        dtype = network.dtype
+        sizes = [w.shape[0] for w in network.weights]
+        self.zs = [np.empty((batch_size, n), dtype=dtype) for n in sizes]
+        self.activations: list[Array] = [np.empty((0, 0), dtype=dtype)] + [
+            np.empty((batch_size, n), dtype=dtype) for n in sizes
+        ]
+        self.deltas = [np.empty((batch_size, n), dtype=dtype) for n in sizes]
+        self.grad_w = [np.zeros_like(w) for w in network.weights]
+        self.grad_b = [np.zeros_like(b) for b in network.biases]
+        self.forward_fns = [ACTIVATIONS[name] for name in network.activation_names]
+        self.derivative_fns = [DERIVATIVES[name] for name in network.activation_names]
+        output = network.activation_names[-1]
+        self.output_delta = self.loss.fused.get(output)
+
+    def grads(self) -> list[Array]:
+        """Gradients in the order of ``Network.params(train_bias)``."""
+        if not self.train_bias:
+            return list(self.grad_w)
+        return [g for pair in zip(self.grad_w, self.grad_b, strict=True) for g in pair]
+
+    def forward(self, x: Array) -> Array:
+        m = x.shape[0]
+        activations = self.activations
+        activations[0] = x
+        a = x
+        for layer, (w, b) in enumerate(zip(self.network.weights, self.network.biases, strict=True)):
+            z = self.zs[layer][:m]
+            np.matmul(a, w.T, out=z)
+            z += b
+            a = activations[layer + 1][:m]
+            self.forward_fns[layer](z, a)
+        return a
+
+    def gradients(self, x: Array, t: Array) -> float:
+        m = x.shape[0]
+        last = len(self.zs) - 1
+        a = self.forward(x)
+        z = self.zs[last][:m]
+        loss_sum = self.loss.value(z, a, t)
+
+        delta = self.deltas[last][:m]
+        if self.output_delta is not None:
+            self.output_delta(z, a, t, delta)
+        else:
+            assert self.loss.grad is not None
+            self.loss.grad(a, t, delta)
+            self.derivative_fns[last](z, a, delta)
+        # Gradients of the batch mean: scale delta once, on the smallest arrays.
+        if m > 1:
+            delta *= 1.0 / m
+
+        weights = self.network.weights
+        for layer in range(last, -1, -1):
+            a_prev = self.activations[layer] if layer == 0 else self.activations[layer][:m]
+            np.matmul(delta.T, a_prev, out=self.grad_w[layer])
+            if self.train_bias:
+                np.sum(delta, axis=0, out=self.grad_b[layer])
+            if layer > 0:
+                below = self.deltas[layer - 1][:m]
+                np.matmul(delta, weights[layer], out=below)
+                self.derivative_fns[layer - 1](self.zs[layer - 1][:m], a_prev, below)
+                delta = below
+        return loss_sum

@@ -1,0 +1,361 @@
+"""Training: epochs of mini-batch backpropagation, stopping rules, checkpoints.
+
+``Trainer`` holds all the state of one run and nothing global, so a service can
+run many at once, poll a stop request between epochs, and checkpoint after any
+epoch. Resuming from the checkpoint of epoch k continues bit-for-bit as if the
+run had never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._types import Array
+from .data import check_dataset, split
+from .errors import SpecError
+from .losses import CLASSIFICATION_LOSSES, LOSSES, count_correct
+from .model import Model
+from .network import Backprop, Network
+from .normalize import Normalizer
+from .optimizers import make_optimizer
+from .schedules import Schedule
+from .serialize import pack, unpack
+from .spec import NetworkSpec, TrainingConfig, parse_network, parse_training, resolve_loss
+
+CHECKPOINT_FORMAT = 1
+
+# Why a run ended.
+MAX_EPOCHS = "max_epochs"
+TARGET_LOSS = "target_loss"
+ALL_CORRECT = "all_correct"
+EARLY_STOPPING = "early_stopping"
+TIME_LIMIT = "time_limit"
+STOP_REQUESTED = "stop_requested"
+NON_FINITE = "non_finite_loss"
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one epoch produced; the per-epoch callback receives this."""
+
+    epoch: int
+    loss: float  # mean over samples of the loss seen in the epoch's forward passes
+    val_loss: float | None
+    val_accuracy: float | None
+    learning_rate: float
+    grad_norm: float  # L2 norm of the gradient of the epoch's last mini-batch
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: Model | None  # None when training diverged
+    epochs_completed: int
+    stop_reason: str
+    message: str
+    last: EpochStats | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.stop_reason != NON_FINITE
+
+
+OnEpoch = Callable[[EpochStats], None]
+ShouldStop = Callable[[], bool]
+
+
+class Trainer:
+    """One training run of a network on a dataset."""
+
+    def __init__(
+        self,
+        network: dict[str, Any] | NetworkSpec,
+        training: dict[str, Any] | TrainingConfig,
+        inputs: Any,
+        targets: Any,
+        *,
+        classes: list[str] | None = None,
+    ) -> None:
+        self.spec = parse_network(network)
+        self.config = cfg = parse_training(training)
+        self.loss = resolve_loss(self.spec, cfg)
+        dtype = np.dtype(cfg.dtype)
+        x, t = check_dataset(inputs, targets, self.spec, self.loss, dtype)
+        if classes is not None:
+            expected = 2 if self.spec.output_dim == 1 else self.spec.output_dim
+            if len(classes) != expected:
+                raise SpecError("classes", f"expected {expected} class names, got {len(classes)}")
+        self.classes = classes
+        self.n_samples, self.n_features = x.shape
+
+        x, t, x_val, t_val = split(x, t, cfg.validation_split, cfg.seed)
+        self.normalizer = Normalizer.fit(cfg.normalize, x) if cfg.normalize else None
+        if self.normalizer is not None:
+            x = self.normalizer.apply(x, dtype)
+            x_val = None if x_val is None else self.normalizer.apply(x_val, dtype)
+        self.x, self.t, self.x_val, self.t_val = x, t, x_val, t_val
+
+        self.network = Network.from_spec(self.spec, np.random.default_rng([cfg.seed, 0]), dtype)
+        self.shuffle_rng = np.random.default_rng([cfg.seed, 2])
+        self.batch_size = min(cfg.batch_size or len(x), len(x))
+        self.backprop = Backprop(self.network, self.loss, self.batch_size, cfg.train_bias)
+        self.params = self.network.params(cfg.train_bias)
+        self.grads = self.backprop.grads()
+        self.optimizer = make_optimizer(self.params, cfg.optimizer)
+        self.schedule = Schedule(cfg.optimizer.learning_rate, cfg.schedule)
+        self.is_classifier = classes is not None or self.loss in CLASSIFICATION_LOSSES
+
+        self.epoch = 0
+        self.elapsed = 0.0
+        self.last_finite_loss: float | None = None
+        self.best_monitored = math.inf
+        self.epochs_without_improvement = 0
+        self.best_network: Network | None = None
+        self.stop_reason: str | None = None
+        self.stop_message = ""
+        self.last: EpochStats | None = None
+
+    # --- the loop ------------------------------------------------------------
+
+    def run(
+        self, on_epoch: OnEpoch | None = None, should_stop: ShouldStop | None = None
+    ) -> TrainResult:
+        """Train until a stopping rule fires; ``on_epoch`` sees every epoch's stats."""
+        while self.stop_reason is None:
+            if self.epoch >= self.config.epochs:
+                self._stop(MAX_EPOCHS, f"trained the requested {self.config.epochs} epochs")
+                break
+            if should_stop is not None and should_stop():
+                self._stop(STOP_REQUESTED, f"stopped on request after epoch {self.epoch}")
+                break
+            stats = self._epoch()
+            if stats is None:
+                break
+            if on_epoch is not None:
+                on_epoch(stats)
+        return self._result()
+
+    def _epoch(self) -> EpochStats | None:
+        started = time.perf_counter()
+        epoch = self.epoch + 1
+        lr = self.schedule.rate_for(epoch)
+        self.optimizer.learning_rate = lr
+
+        loss, grad_norm = self._train_pass()
+        if not math.isfinite(loss) or not self.network.all_finite():
+            last = (
+                f"the last finite loss was {self.last_finite_loss:.6g} at epoch {epoch - 1}"
+                if self.last_finite_loss is not None
+                else "no epoch had a finite loss"
+            )
+            self._stop(
+                NON_FINITE,
+                f"training diverged: the loss became {loss} at epoch {epoch}; {last}. "
+                f"Lower the learning rate (it was {lr:g}) or normalize the inputs.",
+            )
+            return None
+        self.last_finite_loss = loss
+
+        val_loss = val_accuracy = None
+        if self.x_val is not None and self.t_val is not None:
+            val_loss, correct = self.evaluate(self.x_val, self.t_val)
+            val_accuracy = correct / len(self.x_val) if self.is_classifier else None
+
+        monitored = loss if val_loss is None else val_loss
+        self.schedule.observe(monitored)
+        self.epoch = epoch
+        self.elapsed += time.perf_counter() - started
+        self._check_stopping_rules(loss, monitored)
+        stats = EpochStats(
+            epoch, loss, val_loss, val_accuracy, lr, grad_norm, time.perf_counter() - started
+        )
+        self.last = stats
+        return stats
+
+    def _train_pass(self) -> tuple[float, float]:
+        """One pass over the training set; returns the mean loss and last gradient norm."""
+        x, t, bs = self.x, self.t, self.batch_size
+        n = len(x)
+        order = self.shuffle_rng.permutation(n) if self.config.shuffle else None
+        backprop, optimizer, params, grads = self.backprop, self.optimizer, self.params, self.grads
+        l2 = self.config.l2
+        loss_sum = 0.0
+        grad_norm = 0.0
+        for start in range(0, n, bs):
+            if order is None:
+                xb, tb = x[start : start + bs], t[start : start + bs]
+            else:
+                idx = order[start : start + bs]
+                xb, tb = x[idx], t[idx]
+            loss_sum += backprop.gradients(xb, tb)
+            if l2:
+                for w, gw in zip(self.network.weights, backprop.grad_w, strict=True):
+                    gw += l2 * w
+            if start + bs >= n:
+                grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+            optimizer.update(params, grads)
+        return loss_sum / n, grad_norm
+
+    def evaluate(self, x: Array, t: Array) -> tuple[float, int]:
+        """Mean loss and number of correctly classified samples, in buffer-sized chunks."""
+        value = LOSSES[self.loss].value
+        backprop = self.backprop
+        last = len(self.network.weights) - 1
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(x), self.batch_size):
+            xb, tb = x[start : start + self.batch_size], t[start : start + self.batch_size]
+            a = backprop.forward(xb)
+            loss_sum += value(backprop.zs[last][: len(xb)], a, tb)
+            correct += count_correct(a, tb)
+        return loss_sum / len(x), correct
+
+    def _check_stopping_rules(self, loss: float, monitored: float) -> None:
+        cfg = self.config
+        if cfg.early_stopping is not None:
+            if monitored < self.best_monitored - cfg.early_stopping.min_delta:
+                self.best_monitored = monitored
+                self.epochs_without_improvement = 0
+                self.best_network = self.network.copy()
+            else:
+                self.epochs_without_improvement += 1
+        if cfg.target_loss is not None and loss <= cfg.target_loss:
+            self._stop(
+                TARGET_LOSS, f"training loss {loss:.6g} reached the target {cfg.target_loss:g}"
+            )
+        elif cfg.stop_when_all_correct and self.evaluate(self.x, self.t)[1] == len(self.x):
+            self._stop(
+                ALL_CORRECT, f"every training example classified correctly at epoch {self.epoch}"
+            )
+        elif (
+            cfg.early_stopping is not None
+            and self.epochs_without_improvement >= cfg.early_stopping.patience
+        ):
+            watched = "validation" if self.x_val is not None else "training"
+            self._stop(
+                EARLY_STOPPING,
+                f"{watched} loss did not improve for {cfg.early_stopping.patience} epochs; "
+                f"kept the weights of its best value {self.best_monitored:.6g}",
+            )
+        elif cfg.time_limit is not None and self.elapsed >= cfg.time_limit:
+            self._stop(TIME_LIMIT, f"reached the time limit of {cfg.time_limit:g} s")
+
+    def _stop(self, reason: str, message: str) -> None:
+        self.stop_reason = reason
+        self.stop_message = message
+
+    def _result(self) -> TrainResult:
+        assert self.stop_reason is not None
+        if self.stop_reason == NON_FINITE:
+            return TrainResult(None, self.epoch, self.stop_reason, self.stop_message, self.last)
+        network = self.network
+        if self.stop_reason == EARLY_STOPPING and self.best_network is not None:
+            network = self.best_network
+        model = Model(network.copy(), self.loss, self.normalizer, self.classes)
+        return TrainResult(model, self.epoch, self.stop_reason, self.stop_message, self.last)
+
+    # --- checkpoints ---------------------------------------------------------
+
+    def checkpoint(self) -> bytes:
+        """Everything needed to continue this run exactly, as ``.npz`` bytes."""
+        arrays: dict[str, np.ndarray[Any, Any]] = {}
+        scalars: dict[str, Any] = {}
+        _put_network(arrays, "network", self.network)
+        if self.best_network is not None:
+            _put_network(arrays, "best", self.best_network)
+        for key, value in self.optimizer.state().items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optimizer/{key}"] = value
+            else:
+                scalars[key] = value
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "network": self.spec.to_dict(),
+            "training": self.config.to_dict(),
+            "classes": self.classes,
+            "n_samples": self.n_samples,
+            "n_features": self.n_features,
+            "epoch": self.epoch,
+            "elapsed": self.elapsed,
+            "rng": self.shuffle_rng.bit_generator.state,
+            "optimizer": scalars,
+            "schedule": _finite_or_none(self.schedule.state()),
+            "last_finite_loss": self.last_finite_loss,
+            "best_monitored": None if math.isinf(self.best_monitored) else self.best_monitored,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "stop_reason": self.stop_reason,
+            "stop_message": self.stop_message,
+        }
+        return pack(arrays, meta)
+
+    @classmethod
+    def resume(cls, checkpoint: bytes, inputs: Any, targets: Any) -> Trainer:
+        """A trainer that continues the run saved in ``checkpoint`` on the same data."""
+        arrays, meta = unpack(checkpoint)
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise SpecError("checkpoint", f"unknown checkpoint format {meta.get('format')!r}")
+        trainer = cls(meta["network"], meta["training"], inputs, targets, classes=meta["classes"])
+        if (trainer.n_samples, trainer.n_features) != (meta["n_samples"], meta["n_features"]):
+            raise SpecError("checkpoint", "was taken on a dataset of a different shape")
+        _load_network(arrays, "network", trainer.network)
+        if "best/weights/0" in arrays:
+            trainer.best_network = trainer.network.copy()
+            _load_network(arrays, "best", trainer.best_network)
+        optimizer_state: dict[str, Any] = dict(meta["optimizer"])
+        optimizer_state.update(
+            {
+                k.removeprefix("optimizer/"): v
+                for k, v in arrays.items()
+                if k.startswith("optimizer/")
+            }
+        )
+        trainer.optimizer.load_state(optimizer_state)
+        schedule = meta["schedule"]
+        schedule["best"] = math.inf if schedule["best"] is None else schedule["best"]
+        trainer.schedule.load_state(schedule)
+        trainer.shuffle_rng.bit_generator.state = meta["rng"]
+        trainer.epoch = meta["epoch"]
+        trainer.elapsed = meta["elapsed"]
+        trainer.last_finite_loss = meta["last_finite_loss"]
+        best = meta["best_monitored"]
+        trainer.best_monitored = math.inf if best is None else best
+        trainer.epochs_without_improvement = meta["epochs_without_improvement"]
+        trainer.stop_reason = meta["stop_reason"]
+        trainer.stop_message = meta["stop_message"]
+        return trainer
+
+
+def _put_network(arrays: dict[str, np.ndarray[Any, Any]], prefix: str, network: Network) -> None:
+    for i, (w, b) in enumerate(zip(network.weights, network.biases, strict=True)):
+        arrays[f"{prefix}/weights/{i}"] = w
+        arrays[f"{prefix}/bias/{i}"] = b
+
+
+def _load_network(arrays: dict[str, np.ndarray[Any, Any]], prefix: str, network: Network) -> None:
+    for i, (w, b) in enumerate(zip(network.weights, network.biases, strict=True)):
+        w[...] = arrays[f"{prefix}/weights/{i}"]
+        b[...] = arrays[f"{prefix}/bias/{i}"]
+
+
+def _finite_or_none(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in state.items()}
+
+
+def train(
+    network: dict[str, Any] | NetworkSpec,
+    training: dict[str, Any] | TrainingConfig,
+    inputs: Any,
+    targets: Any,
+    *,
+    classes: list[str] | None = None,
+    on_epoch: OnEpoch | None = None,
+    should_stop: ShouldStop | None = None,
+) -> TrainResult:
+    """Validate, train and return the result in one call."""
+    trainer = Trainer(network, training, inputs, targets, classes=classes)
+    return trainer.run(on_epoch=on_epoch, should_stop=should_stop)
