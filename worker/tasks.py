@@ -9,7 +9,6 @@ from store import configure
 from .app import TRAIN_TASK, celery_app, settings
 from .training import run_job
 
-
 engine = configure(settings.database_url)
 
 
