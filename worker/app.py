@@ -23,6 +23,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
         return {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
+            # kombu would otherwise create ./control in whatever directory it runs from
+            "control_folder": str(folder / "control"),
             "polling_interval": 0.1,
         }
     if settings.broker_prefix:
