@@ -19,8 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ApiError, from_validation_error
 
-F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
+# body() and query() add keyword arguments, so a decorated view's signature differs.
+View = Callable[..., Any]
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -88,14 +89,14 @@ def _unsupported(accepted: list[str]) -> ApiError:
     )
 
 
-def body(model: type[BaseModel], *, csv: type[BaseModel] | None = None) -> Callable[[F], F]:
+def body(model: type[BaseModel], *, csv: type[BaseModel] | None = None) -> Callable[[View], View]:
     """Pass the validated body to the view as ``payload``.
 
     With ``csv``, a ``text/csv`` body is accepted too: the view then gets a
     :class:`CsvBody` whose ``params`` are the query string validated by ``csv``.
     """
 
-    def decorate(view: F) -> F:
+    def decorate(view: View) -> View:
         contract = contract_of(view)
         contract.body, contract.csv_query = model, csv
         contract.errors |= {400, 413, 415, 422}
@@ -111,15 +112,15 @@ def body(model: type[BaseModel], *, csv: type[BaseModel] | None = None) -> Calla
                 raise _unsupported([JSON] + ([CSV] if csv is not None else []))
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate
 
 
-def query(model: type[BaseModel]) -> Callable[[F], F]:
+def query(model: type[BaseModel]) -> Callable[[View], View]:
     """Pass the validated query string to the view as ``params``."""
 
-    def decorate(view: F) -> F:
+    def decorate(view: View) -> View:
         contract = contract_of(view)
         contract.query = model
         contract.errors.add(422)
@@ -129,7 +130,7 @@ def query(model: type[BaseModel]) -> Callable[[F], F]:
             kwargs["params"] = _validate(model, request.args.to_dict())
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate
 
@@ -140,14 +141,14 @@ def responds(
     *,
     errors: tuple[int, ...] = (),
     headers: dict[str, str] | None = None,
-) -> Callable[[F], F]:
+) -> Callable[[View], Callable[..., Response]]:
     """Serialize the view's return value (a ``model``, optionally with headers) as JSON.
 
     ``errors`` lists the error statuses the view answers with on purpose, for the
     OpenAPI document; ``headers`` documents the response headers it sets.
     """
 
-    def decorate(view: F) -> F:
+    def decorate(view: View) -> Callable[..., Response]:
         contract = contract_of(view)
         contract.status, contract.response = status, model
         contract.errors |= set(errors)
@@ -167,6 +168,6 @@ def responds(
             response.headers.update(extra)
             return response
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper
 
     return decorate

@@ -68,9 +68,9 @@ def _schema_models(routes: list[tuple[Rule, str, Contract, str]]) -> list[Any]:
     for model in DOC_MODELS:
         wanted[(model, "validation")] = None
     for _, _, contract, _ in routes:
-        for model in (contract.body, contract.csv_query, contract.query):
-            if model is not None:
-                wanted[(model, "validation")] = None
+        for request_model in (contract.body, contract.csv_query, contract.query):
+            if request_model is not None:
+                wanted[(request_model, "validation")] = None
         if contract.response is not None:
             wanted[(contract.response, "serialization")] = None
     return list(wanted)
@@ -111,10 +111,10 @@ def _error_response(status: int, schema: dict[str, Any]) -> dict[str, Any]:
 def build_document(app: Flask) -> dict[str, Any]:
     routes = _routes(app)
     refs, top = models_json_schema(_schema_models(routes), ref_template=REF)
-    definitions = top.get("$defs", {})
+    definitions: dict[str, dict[str, Any]] = top.get("$defs", {})
 
     def ref(model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
-        return refs[(model, mode)]
+        return dict(refs[(model, mode)])
 
     def definition(model: type[BaseModel]) -> dict[str, Any]:
         return definitions[ref(model, "validation")["$ref"].rsplit("/", 1)[1]]

@@ -75,7 +75,7 @@ def from_json(data: DatasetData, max_cells: int, prefix: str = "") -> Table:
         raise invalid(f"{prefix}targets", f"expected {n} rows (one per input row), got {len(raw)}")
     classes = None
     if isinstance(raw[0], str):
-        labels: list[str] = raw  # type: ignore[assignment]
+        labels: list[str] = raw
         classes = _classes(labels, f"{prefix}targets")
         check_cells(n, n_features + len(classes), max_cells, f"{prefix}inputs")
         targets = _one_hot(labels, classes)
@@ -83,7 +83,7 @@ def from_json(data: DatasetData, max_cells: int, prefix: str = "") -> Table:
     else:
         check_cells(n, n_features, max_cells, f"{prefix}inputs")
         if isinstance(raw[0], list):
-            targets = _rectangular(raw, f"{prefix}targets")  # type: ignore[arg-type]
+            targets = _rectangular(raw, f"{prefix}targets")
         else:
             targets = np.array(raw, dtype=np.float64).reshape(-1, 1)
         check_cells(n, n_features + targets.shape[1], max_cells, f"{prefix}inputs")
@@ -186,6 +186,7 @@ def from_csv(text: str, params: DatasetCsvQuery, max_cells: int) -> Table:
         check_cells(len(rows), len(feature_names) + len(classes), max_cells, "body")
         targets = _one_hot(labels, classes)
     else:
+        columns_of_numbers = []
         for name, values in zip(target_names, numeric, strict=True):
             if values is None:
                 line, cell = _first_non_number(columns[name], lines)
@@ -194,5 +195,6 @@ def from_csv(text: str, params: DatasetCsvQuery, max_cells: int) -> Table:
                     f"line {line}: expected a number, got {cell!r} (class labels are allowed "
                     "only when `target` names a single column)",
                 )
-        targets = np.column_stack(numeric)
+            columns_of_numbers.append(values)
+        targets = np.column_stack(columns_of_numbers)
     return Table(inputs, targets, classes, feature_names, target_names)
