@@ -11,7 +11,7 @@ from .contract import CsvBody, body, query, responds
 from .errors import conflict, not_found
 from .schemas import DatasetCreate, DatasetCsvQuery, DatasetList, DatasetOut, PageQuery
 from .state import state
-from .tables import Table, from_csv, from_json
+from .tables import Table, from_csv, from_json, store
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
 
@@ -29,16 +29,7 @@ def create_dataset(payload: DatasetCreate | CsvBody) -> tuple[DatasetOut, dict[s
     else:
         name, table = payload.name, from_json(payload, limit)
     with Session.begin() as session:
-        dataset = q.add_dataset(
-            session,
-            name,
-            table.inputs,
-            table.targets,
-            classes=table.classes,
-            feature_names=table.feature_names,
-            target_names=table.target_names,
-        )
-        out = DatasetOut.model_validate(dataset)
+        out = DatasetOut.model_validate(store(session, name, table))
     return out, {"Location": f"/datasets/{out.id}"}
 
 

@@ -15,6 +15,7 @@ from .contract import body, query, responds
 from .errors import ApiError, conflict, not_found
 from .schemas import EpochList, EpochOut, EpochQuery, JobCreate, JobList, JobListQuery, JobOut
 from .state import state
+from .tables import store
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,10 @@ bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 def job_out(session: OrmSession, job: Job) -> JobOut:
     model_id = q.model_id_for_job(session, job.id) if job.status == JobStatus.SUCCEEDED else None
-    return JobOut.model_validate({**job_fields(job), "model_id": model_id})
+    return JobOut.model_validate({**_job_fields(job), "model_id": model_id})
 
 
-def job_fields(job: Job) -> dict[str, object]:
+def _job_fields(job: Job) -> dict[str, object]:
     return {name: getattr(job, name) for name in JobOut.model_fields if name != "model_id"}
 
 
@@ -46,15 +47,7 @@ def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
             dataset = admission.stored_dataset(session, plan, payload.dataset_id, settings)
         else:
             assert payload.dataset is not None
-            dataset = q.add_dataset(
-                session,
-                payload.dataset.name,
-                table.inputs,
-                table.targets,
-                classes=table.classes,
-                feature_names=table.feature_names,
-                target_names=table.target_names,
-            )
+            dataset = store(session, payload.dataset.name, table)
         # Stored as given: the worker parses them again with the same engine.
         job = q.add_job(session, dataset, payload.network, payload.training)
         out = job_out(session, job)
@@ -73,7 +66,11 @@ def _enqueue(job_id: int) -> None:
             job = q.get_job(session, job_id)
             if job is not None and job.status == JobStatus.QUEUED:
                 q.finish_job(
-                    session, job, JobStatus.FAILED, stop_reason="not_queued", error=str(exc)
+                    session,
+                    job,
+                    JobStatus.FAILED,
+                    stop_reason="not_queued",
+                    error=f"could not be queued: {exc}",
                 )
         raise ApiError(
             503, "broker_unavailable", f"job {job_id} could not be queued: {exc}"

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
+
+from store import Dataset
+from store import queries as q
 
 from .errors import invalid, limit_exceeded
 from .schemas import DatasetCsvQuery, DatasetData
@@ -31,6 +35,18 @@ class Table:
     @property
     def n_samples(self) -> int:
         return int(self.inputs.shape[0])
+
+
+def store(session: Session, name: str, table: Table) -> Dataset:
+    return q.add_dataset(
+        session,
+        name,
+        table.inputs,
+        table.targets,
+        classes=table.classes,
+        feature_names=table.feature_names,
+        target_names=table.target_names,
+    )
 
 
 def check_cells(n_rows: int, n_columns: int, limit: int, field: str | None) -> None:

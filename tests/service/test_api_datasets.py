@@ -91,6 +91,16 @@ def test_csv_dataset_with_numeric_target_columns_in_any_position(client: FlaskCl
     assert targets.tolist() == [[1, 4], [5, 8], [9, 12]]
 
 
+def test_csv_with_a_byte_order_mark_and_crlf_line_ends(client: FlaskClient) -> None:
+    text = "\ufeffx,label\r\n1.5,yes\r\n2.5,no\r\n"
+    response = client.post(
+        "/datasets?name=bom&target=label", data=text.encode(), content_type="text/csv"
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["feature_names"] == ["x"]
+    assert response.json["classes"] == ["no", "yes"]
+
+
 def test_get_and_404(client: FlaskClient) -> None:
     created = post_dataset(client)
     response = client.get(f"/datasets/{created['id']}")
@@ -117,11 +127,9 @@ def test_listing_is_newest_first_with_a_cursor(client: FlaskClient) -> None:
     assert seen[:5] == list(reversed(ids))
 
 
-def test_last_page_has_no_cursor(client: FlaskClient) -> None:
-    first = post_dataset(client)["id"]
-    everything_older = client.get(f"/datasets?after={first}&limit=500").json
-    if len(everything_older["datasets"]) < 500:
-        assert everything_older["next_after"] is None
+def test_past_the_oldest_dataset_is_an_empty_last_page(client: FlaskClient) -> None:
+    post_dataset(client)
+    assert client.get("/datasets?after=1").json == {"datasets": [], "next_after": None}
 
 
 def test_delete(client: FlaskClient) -> None:

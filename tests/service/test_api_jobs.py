@@ -356,3 +356,16 @@ def test_cancel_a_succeeded_job_is_a_conflict(client: FlaskClient, xor_id: int) 
     assert response.status_code == 409
     assert "succeeded" in response.json["error"]["message"]
     assert client.post("/jobs/2147483647/cancel").status_code == 404
+
+
+def test_a_job_that_cannot_be_queued_fails_instead_of_waiting_forever(
+    service_settings: Settings,
+) -> None:
+    unreachable = client_for(service_settings, broker_url="redis://127.0.0.1:1/0")
+    response = unreachable.post("/jobs", json=_job(dataset=XOR))
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "broker_unavailable"
+    job = unreachable.get("/jobs?limit=1").json["jobs"][0]
+    assert job["status"] == "failed"
+    assert job["stop_reason"] == "not_queued"
+    assert job["error"].startswith("could not be queued")
