@@ -8,6 +8,8 @@ reads settings from the environment once.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -44,6 +46,19 @@ def client_for(settings: Settings, **overrides: Any) -> FlaskClient:
     from api import create_app
 
     return create_app(replace(settings, **overrides)).test_client()
+
+
+@contextmanager
+def leftover_jobs_cancelled(client: FlaskClient) -> Iterator[FlaskClient]:
+    """Cancel the jobs a test module left queued, so that a worker started by later
+    tests of the same run skips their messages instead of training them."""
+    newest = client.get("/jobs?limit=1").json["jobs"]  # type: ignore[index]
+    since = newest[0]["id"] if newest else 0
+    yield client
+    queued = client.get("/jobs?status=queued&limit=500").json["jobs"]  # type: ignore[index]
+    for job in queued:
+        if job["id"] > since:
+            client.post(f"/jobs/{job['id']}/cancel")
 
 
 def post_dataset(client: FlaskClient, **fields: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ and none of them disturbs what is already stored."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,15 @@ from flask.testing import FlaskClient
 
 from settings import Settings
 
-from .api_helpers import IRIS_LIKE, SMALL_NET, XOR, client_for, post_dataset, post_job
+from .api_helpers import (
+    IRIS_LIKE,
+    SMALL_NET,
+    XOR,
+    client_for,
+    leftover_jobs_cancelled,
+    post_dataset,
+    post_job,
+)
 
 MAX_BODY = 20_000
 JOB = {"network": SMALL_NET, "training": {"epochs": 2}}
@@ -203,8 +212,9 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def client(service_settings: Settings) -> FlaskClient:
-    return client_for(service_settings, max_body_bytes=MAX_BODY)
+def client(service_settings: Settings) -> Iterator[FlaskClient]:
+    with leftover_jobs_cancelled(client_for(service_settings, max_body_bytes=MAX_BODY)) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -12,12 +13,21 @@ from settings import Settings
 from store import Session
 from store import queries as q
 
-from .api_helpers import IRIS_LIKE, SMALL_NET, XOR, client_for, post_dataset, post_job
+from .api_helpers import (
+    IRIS_LIKE,
+    SMALL_NET,
+    XOR,
+    client_for,
+    leftover_jobs_cancelled,
+    post_dataset,
+    post_job,
+)
 
 
 @pytest.fixture(scope="module")
-def client(service_settings: Settings) -> FlaskClient:
-    return client_for(service_settings)
+def client(service_settings: Settings) -> Iterator[FlaskClient]:
+    with leftover_jobs_cancelled(client_for(service_settings)) as client:
+        yield client
 
 
 def stored_arrays(dataset_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from .api_helpers import (
     SMALL_NET,
     XOR,
     client_for,
+    leftover_jobs_cancelled,
     post_dataset,
     post_job,
     queued_messages,
@@ -29,8 +31,9 @@ IRIS_NET = {
 
 
 @pytest.fixture(scope="module")
-def client(service_settings: Settings) -> FlaskClient:
-    return client_for(service_settings)
+def client(service_settings: Settings) -> Iterator[FlaskClient]:
+    with leftover_jobs_cancelled(client_for(service_settings)) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

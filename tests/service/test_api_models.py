@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
@@ -13,6 +15,7 @@ from .api_helpers import (
     IRIS_LIKE,
     SMALL_NET,
     client_for,
+    leftover_jobs_cancelled,
     post_dataset,
     post_job,
     stored_model,
@@ -26,8 +29,9 @@ IRIS_NET = {
 
 
 @pytest.fixture(scope="module")
-def client(service_settings: Settings) -> FlaskClient:
-    return client_for(service_settings)
+def client(service_settings: Settings) -> Iterator[FlaskClient]:
+    with leftover_jobs_cancelled(client_for(service_settings)) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
