@@ -70,7 +70,7 @@ Targets = Annotated[
 ]
 
 
-class Strict_(BaseModel):
+class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
@@ -175,7 +175,7 @@ DOC_MODELS: tuple[type[BaseModel], ...] = (
 # --- requests --------------------------------------------------------------------
 
 
-class DatasetData(Strict_):
+class DatasetData(StrictBody):
     inputs: Matrix = Field(description="One row of feature values per sample.")
     targets: Targets
     feature_names: list[Name] | None = None
@@ -200,14 +200,14 @@ class DatasetCsvQuery(Query):
     )
 
 
-class JobCreate(Strict_):
+class JobCreate(StrictBody):
     dataset_id: Id | None = Field(default=None, description="A stored dataset; or `dataset`.")
     dataset: InlineDataset | None = Field(default=None, description="Stored as a new dataset.")
     network: NetworkField
     training: TrainingField
 
 
-class PredictRequest(Strict_):
+class PredictRequest(StrictBody):
     inputs: Matrix
 
 
