@@ -1,0 +1,44 @@
+"""The HTTP API: a Flask app factory (gunicorn: ``api:create_app()``).
+
+Nothing imports this package; it imports the store, the engine and the queue.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from werkzeug.routing import IntegerConverter, Map
+
+from settings import Settings, load_settings
+from store import configure
+
+from . import datasets, health, jobs, models, openapi
+from .broker import Broker
+from .errors import register_error_handlers
+from .predictor import ModelCache
+from .schemas import MAX_ID
+from .state import KEY, ServiceState
+
+
+class IdConverter(IntegerConverter):
+    """A positive id that fits the database's integer keys; anything else is a 404."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """A configured app: settings, store, error handlers, one blueprint per resource."""
+    settings = settings or load_settings()
+    configure(settings.database_url)
+
+    app = Flask(__name__, static_folder=None)
+    # Werkzeug answers larger bodies with 413 before a view reads them.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["id"] = IdConverter
+    app.extensions[KEY] = ServiceState(settings, Broker(settings), ModelCache())
+
+    register_error_handlers(app)
+    for blueprint in (datasets.bp, jobs.bp, models.bp, health.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    return app

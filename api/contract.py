@@ -1,0 +1,173 @@
+"""Decorators that state a view's HTTP contract and enforce it.
+
+``@body(Model)`` parses and validates the request body, ``@query(Model)`` the
+query string, ``@responds(status, Model)`` serializes what the view returns.
+Each also records itself in the view's :class:`Contract`, from which
+``/openapi.json`` is generated, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Response, jsonify, request
+from pydantic import BaseModel, ValidationError
+
+from .errors import ApiError, from_validation_error
+
+M = TypeVar("M", bound=BaseModel)
+# body() and query() add keyword arguments, so a decorated view's signature differs.
+View = Callable[..., Any]
+
+JSON = "application/json"
+CSV = "text/csv"
+
+
+@dataclass
+class Contract:
+    body: type[BaseModel] | None = None
+    # query parameters that come with a text/csv body instead of a JSON one
+    csv_query: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    status: int = 200
+    response: type[BaseModel] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    errors: set[int] = field(default_factory=set)
+
+
+def contract_of(view: Callable[..., Any]) -> Contract:
+    existing = getattr(view, "__contract__", None)
+    if existing is None:
+        existing = Contract()
+        view.__contract__ = existing  # type: ignore[attr-defined]
+    return existing
+
+
+@dataclass(frozen=True)
+class CsvBody:
+    """A ``text/csv`` request: its query parameters and its text."""
+
+    params: BaseModel
+    text: str
+
+
+def _validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+
+
+def _read_json() -> Any:
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise ApiError(400, "malformed_json", "the request body is empty; expected a JSON object")
+    try:
+        # NaN and Infinity literals come through as floats; the schemas refuse them
+        # at their exact location.
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _read_csv() -> str:
+    raw = request.get_data(cache=False)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "malformed_csv", f"the CSV body is not UTF-8: {exc}") from None
+
+
+def _unsupported(accepted: list[str]) -> ApiError:
+    got = request.mimetype or "none"
+    return ApiError(
+        415, "unsupported_media_type", f"expected Content-Type {' or '.join(accepted)}, got {got}"
+    )
+
+
+def body(model: type[BaseModel], *, csv: type[BaseModel] | None = None) -> Callable[[View], View]:
+    """Pass the validated body to the view as ``payload``.
+
+    With ``csv``, a ``text/csv`` body is accepted too: the view then gets a
+    :class:`CsvBody` whose ``params`` are the query string validated by ``csv``.
+    """
+
+    def decorate(view: View) -> View:
+        contract = contract_of(view)
+        contract.body, contract.csv_query = model, csv
+        contract.errors |= {400, 413, 415, 422}
+
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if request.mimetype == JSON:
+                kwargs["payload"] = _validate(model, _read_json())
+            elif csv is not None and request.mimetype == CSV:
+                params = _validate(csv, request.args.to_dict())
+                kwargs["payload"] = CsvBody(params, _read_csv())
+            else:
+                raise _unsupported([JSON] + ([CSV] if csv is not None else []))
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def query(model: type[BaseModel]) -> Callable[[View], View]:
+    """Pass the validated query string to the view as ``params``."""
+
+    def decorate(view: View) -> View:
+        contract = contract_of(view)
+        contract.query = model
+        contract.errors.add(422)
+
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            kwargs["params"] = _validate(model, request.args.to_dict())
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def responds(
+    status: int,
+    model: type[BaseModel] | None = None,
+    *,
+    errors: tuple[int, ...] = (),
+    headers: dict[str, str] | None = None,
+) -> Callable[[View], Callable[..., Response]]:
+    """Serialize the view's return value (a ``model``, optionally with headers) as JSON.
+
+    ``errors`` lists the error statuses the view answers with on purpose, for the
+    OpenAPI document; ``headers`` documents the response headers it sets.
+    """
+
+    def decorate(view: View) -> Callable[..., Response]:
+        contract = contract_of(view)
+        contract.status, contract.response = status, model
+        contract.errors |= set(errors)
+        contract.headers.update(headers or {})
+
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            result = view(*args, **kwargs)
+            extra: dict[str, str] = {}
+            if isinstance(result, tuple):
+                result, extra = result
+            if model is None:
+                response = Response(status=status)
+            else:
+                response = jsonify(result.model_dump(mode="json"))
+                response.status_code = status
+            response.headers.update(extra)
+            return response
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,70 @@
+"""/datasets: upload (JSON or CSV), list, show, delete."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from store import Session
+from store import queries as q
+
+from .contract import CsvBody, body, query, responds
+from .errors import conflict, not_found
+from .schemas import DatasetCreate, DatasetCsvQuery, DatasetList, DatasetOut, PageQuery
+from .state import state
+from .tables import Table, from_csv, from_json, store
+
+bp = Blueprint("datasets", __name__, url_prefix="/datasets")
+
+
+@bp.post("")
+@body(DatasetCreate, csv=DatasetCsvQuery)
+@responds(201, DatasetOut, headers={"Location": "URL of the new dataset"})
+def create_dataset(payload: DatasetCreate | CsvBody) -> tuple[DatasetOut, dict[str, str]]:
+    """Store a dataset sent as JSON, or as CSV with `?name=&target=`."""
+    limit = state().settings.max_dataset_cells
+    table: Table
+    if isinstance(payload, CsvBody):
+        assert isinstance(payload.params, DatasetCsvQuery)
+        name, table = payload.params.name, from_csv(payload.text, payload.params, limit)
+    else:
+        name, table = payload.name, from_json(payload, limit)
+    with Session.begin() as session:
+        out = DatasetOut.model_validate(store(session, name, table))
+    return out, {"Location": f"/datasets/{out.id}"}
+
+
+@bp.get("")
+@query(PageQuery)
+@responds(200, DatasetList)
+def list_datasets(params: PageQuery) -> DatasetList:
+    """Datasets, newest first; pass `next_after` as `after` for the next page."""
+    with Session.begin() as session:
+        rows = q.list_datasets(session, after=params.after, limit=params.limit + 1)
+        page = [DatasetOut.model_validate(row) for row in rows[: params.limit]]
+    next_after = page[-1].id if len(rows) > params.limit else None
+    return DatasetList(datasets=page, next_after=next_after)
+
+
+@bp.get("/<id:dataset_id>")
+@responds(200, DatasetOut, errors=(404,))
+def get_dataset(dataset_id: int) -> DatasetOut:
+    """One dataset's description (not its data)."""
+    with Session.begin() as session:
+        dataset = q.get_dataset(session, dataset_id)
+        if dataset is None:
+            raise not_found("dataset", dataset_id)
+        return DatasetOut.model_validate(dataset)
+
+
+@bp.delete("/<id:dataset_id>")
+@responds(204, errors=(404, 409))
+def delete_dataset(dataset_id: int) -> None:
+    """Delete a dataset; refused while a queued or running job uses it."""
+    with Session.begin() as session:
+        dataset = q.get_dataset(session, dataset_id)
+        if dataset is None:
+            raise not_found("dataset", dataset_id)
+        try:
+            q.delete_dataset(session, dataset)
+        except q.InUse as exc:
+            raise conflict(str(exc)) from None

@@ -1,0 +1,130 @@
+"""/jobs: submit, list, show, epochs, cancel."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint
+from sqlalchemy.orm import Session as OrmSession
+
+from store import Job, JobStatus, Session
+from store import queries as q
+
+from . import plan as admission
+from .contract import body, query, responds
+from .errors import ApiError, conflict, not_found
+from .schemas import EpochList, EpochOut, EpochQuery, JobCreate, JobList, JobListQuery, JobOut
+from .state import state
+from .tables import store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+
+def job_out(session: OrmSession, job: Job) -> JobOut:
+    model_id = q.model_id_for_job(session, job.id) if job.status == JobStatus.SUCCEEDED else None
+    return JobOut.model_validate({**_job_fields(job), "model_id": model_id})
+
+
+def _job_fields(job: Job) -> dict[str, object]:
+    return {name: getattr(job, name) for name in JobOut.model_fields if name != "model_id"}
+
+
+@bp.post("")
+@body(JobCreate)
+@responds(202, JobOut, errors=(503,), headers={"Location": "URL of the new job"})
+def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
+    """Queue a training job on a stored or an inline dataset."""
+    settings = state().settings
+    plan = admission.check_spec(payload, settings)
+    table = admission.inline_table(payload, settings)
+    if table is not None:
+        admission.check_table(plan, table)
+    with Session.begin() as session:
+        if table is None:
+            assert payload.dataset_id is not None
+            dataset = admission.stored_dataset(session, plan, payload.dataset_id, settings)
+        else:
+            assert payload.dataset is not None
+            dataset = store(session, payload.dataset.name, table)
+        # Stored as given: the worker parses them again with the same engine.
+        job = q.add_job(session, dataset, payload.network, payload.training)
+        out = job_out(session, job)
+    _enqueue(job.id)
+    return out, {"Location": f"/jobs/{out.id}"}
+
+
+def _enqueue(job_id: int) -> None:
+    try:
+        state().broker.enqueue(job_id)
+    except Exception as exc:
+        # The job is committed but no worker will hear of it: end it rather than
+        # leave it queued forever.
+        log.exception("could not queue job %s", job_id)
+        with Session.begin() as session:
+            job = q.get_job(session, job_id)
+            if job is not None and job.status == JobStatus.QUEUED:
+                q.finish_job(
+                    session,
+                    job,
+                    JobStatus.FAILED,
+                    stop_reason="not_queued",
+                    error=f"could not be queued: {exc}",
+                )
+        raise ApiError(
+            503, "broker_unavailable", f"job {job_id} could not be queued: {exc}"
+        ) from None
+
+
+@bp.get("")
+@query(JobListQuery)
+@responds(200, JobList)
+def list_jobs(params: JobListQuery) -> JobList:
+    """Jobs, newest first, optionally of one status; `next_after` is the next page's cursor."""
+    with Session.begin() as session:
+        rows = q.list_jobs(
+            session, status=params.status, after=params.after, limit=params.limit + 1
+        )
+        page = [job_out(session, job) for job in rows[: params.limit]]
+    next_after = page[-1].id if len(rows) > params.limit else None
+    return JobList(jobs=page, next_after=next_after)
+
+
+@bp.get("/<id:job_id>")
+@responds(200, JobOut, errors=(404,))
+def get_job(job_id: int) -> JobOut:
+    """A job's status and progress."""
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        if job is None:
+            raise not_found("job", job_id)
+        return job_out(session, job)
+
+
+@bp.get("/<id:job_id>/epochs")
+@query(EpochQuery)
+@responds(200, EpochList, errors=(404,))
+def list_epochs(job_id: int, params: EpochQuery) -> EpochList:
+    """The job's epochs in order, after epoch `after`."""
+    with Session.begin() as session:
+        if q.get_job(session, job_id) is None:
+            raise not_found("job", job_id)
+        rows = q.list_epochs(session, job_id, after=params.after, limit=params.limit + 1)
+        page = [EpochOut.model_validate(row) for row in rows[: params.limit]]
+    next_after = page[-1].epoch if len(rows) > params.limit else None
+    return EpochList(epochs=page, next_after=next_after)
+
+
+@bp.post("/<id:job_id>/cancel")
+@responds(202, JobOut, errors=(404, 409))
+def cancel_job(job_id: int) -> JobOut:
+    """Cancel a job: a queued one at once, a running one at its next epoch boundary."""
+    with Session.begin() as session:
+        job = q.get_job(session, job_id, for_update=True)
+        if job is None:
+            raise not_found("job", job_id)
+        if job.status.finished:
+            raise conflict(f"job {job_id} has already finished ({job.status.value})")
+        q.request_cancel(session, job)
+        return job_out(session, job)

@@ -1,0 +1,159 @@
+"""Admitting a training job: everything the worker would refuse, refused up front.
+
+The engine validates the spec and the config; here they are also checked
+against the service's limits and against the dataset, so that a queued job
+fails only for reasons nobody could know before training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+import core
+from core.losses import CLASSIFICATION_LOSSES
+from settings import Settings
+from store import Dataset
+from store import queries as q
+
+from .errors import invalid, limit_exceeded
+from .schemas import JobCreate
+from .tables import Table, check_cells, from_json
+
+
+@dataclass(frozen=True)
+class Plan:
+    network: core.NetworkSpec
+    training: core.TrainingConfig
+    loss: str
+
+
+def _prefixed(prefix: str, field: str) -> str:
+    # The engine names a non-object spec by its own name ("network"), not by a path.
+    return prefix if field == prefix else f"{prefix}.{field}"
+
+
+def check_spec(payload: JobCreate, settings: Settings) -> Plan:
+    """The parsed spec and config, within the service's limits."""
+    try:
+        network = core.parse_network(payload.network)
+    except core.SpecError as exc:
+        raise invalid(_prefixed("network", exc.field), exc.message) from None
+    try:
+        training = core.parse_training(payload.training)
+    except core.SpecError as exc:
+        raise invalid(_prefixed("training", exc.field), exc.message) from None
+    if training.epochs > settings.max_epochs:
+        raise limit_exceeded(
+            "training.epochs",
+            f"at most {settings.max_epochs} epochs (BACKPROP_MAX_EPOCHS), got {training.epochs}",
+        )
+    if network.n_weights() > settings.max_weights:
+        raise limit_exceeded(
+            "network",
+            f"the network has {network.n_weights()} weights and biases; the limit is "
+            f"{settings.max_weights} (BACKPROP_MAX_WEIGHTS)",
+        )
+    try:
+        loss = core.resolve_loss(network, training)
+    except core.SpecError as exc:
+        raise invalid(_prefixed("training", exc.field), exc.message) from None
+    return Plan(network, training, loss)
+
+
+def inline_table(payload: JobCreate, settings: Settings) -> Table | None:
+    """The job's inline dataset as arrays; None when it names a stored one."""
+    if (payload.dataset is None) == (payload.dataset_id is None):
+        raise invalid("dataset_id", "give either dataset_id or dataset, not both or neither")
+    if payload.dataset is None:
+        return None
+    return from_json(payload.dataset, settings.max_dataset_cells, prefix="dataset.")
+
+
+def check_fit(
+    plan: Plan,
+    *,
+    n_samples: int,
+    n_features: int,
+    n_targets: int,
+    classes: list[str] | None,
+    targets: Callable[[], np.ndarray],
+    field: str,
+) -> None:
+    """The network fits the dataset: shapes, classes, target range and split.
+
+    ``targets`` loads the target array only if the check needs it; ``field``
+    names the dataset in errors about its contents.
+    """
+    spec = plan.network
+    last = f"network.layers[{len(spec.layers) - 1}].units"
+    if n_features != spec.input_dim:
+        raise invalid(
+            "network.input_dim", f"is {spec.input_dim} but the dataset has {n_features} features"
+        )
+    if n_targets != spec.output_dim:
+        what = f"{len(classes)} classes" if classes else f"{n_targets} target columns"
+        raise invalid(last, f"is {spec.output_dim} but the dataset has {what}")
+    if classes is not None:
+        expected = 2 if spec.output_dim == 1 else spec.output_dim
+        if len(classes) != expected:
+            raise invalid(last, f"{expected} output classes but the dataset has {len(classes)}")
+    elif plan.loss in CLASSIFICATION_LOSSES:
+        t = targets()
+        if t.size and (t.min() < 0 or t.max() > 1):
+            raise invalid(
+                field,
+                f"{plan.loss} (training.loss) needs targets between 0 and 1; these range "
+                f"from {t.min():g} to {t.max():g}",
+            )
+    split = plan.training.validation_split
+    if split > 0:
+        n_val = int(round(n_samples * split))
+        if n_val < 1 or n_val >= n_samples:
+            raise invalid(
+                "training.validation_split",
+                f"{split} of {n_samples} samples leaves no validation or no training samples",
+            )
+
+
+def check_table(plan: Plan, table: Table) -> None:
+    check_fit(
+        plan,
+        n_samples=table.n_samples,
+        n_features=int(table.inputs.shape[1]),
+        n_targets=int(table.targets.shape[1]),
+        classes=table.classes,
+        targets=lambda: table.targets,
+        field="dataset.targets",
+    )
+
+
+def stored_dataset(session: Session, plan: Plan, dataset_id: int, settings: Settings) -> Dataset:
+    """The stored dataset the job names, checked against the plan."""
+    dataset = q.get_dataset(session, dataset_id)
+    if dataset is None:
+        raise invalid("dataset_id", f"no dataset with id {dataset_id}")
+    check_cells(
+        dataset.n_samples,
+        dataset.n_features + dataset.n_targets,
+        settings.max_dataset_cells,
+        "dataset_id",
+    )
+
+    def targets() -> np.ndarray:
+        # `data` is deferred: only a classification loss on unlabelled targets loads it.
+        return q.unpack_arrays(dataset.data)[1]
+
+    check_fit(
+        plan,
+        n_samples=dataset.n_samples,
+        n_features=dataset.n_features,
+        n_targets=dataset.n_targets,
+        classes=dataset.classes,
+        targets=targets,
+        field="dataset_id",
+    )
+    return dataset

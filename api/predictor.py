@@ -1,0 +1,48 @@
+"""Trained models, loaded once per process.
+
+A model row never changes after the worker writes it, so a loaded
+``core.Model`` can be kept without ever checking the database again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import core
+from store import Session
+from store import queries as q
+
+
+class ModelCache:
+    """A small least-recently-used map of model id -> ``core.Model``."""
+
+    def __init__(self, capacity: int = 16) -> None:
+        self.capacity = capacity
+        self._models: OrderedDict[int, core.Model] = OrderedDict()
+        # Gunicorn threads share the cache; the lock only guards the dict.
+        self._lock = threading.Lock()
+
+    def get(self, model_id: int) -> core.Model | None:
+        """The model, or None if no such row exists."""
+        with self._lock:
+            model = self._models.get(model_id)
+            if model is not None:
+                self._models.move_to_end(model_id)
+                return model
+        with Session.begin() as session:
+            row = q.get_model(session, model_id, with_weights=True)
+            if row is None:
+                return None
+            weights = row.weights
+        # Decoding outside the lock: two threads may both load a model, which is harmless.
+        model = core.Model.from_bytes(weights)
+        with self._lock:
+            self._models[model_id] = model
+            self._models.move_to_end(model_id)
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+        return model
+
+    def __len__(self) -> int:
+        return len(self._models)

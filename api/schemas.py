@@ -1,0 +1,344 @@
+"""Request and response schemas (pydantic v2); ``/openapi.json`` is generated from them.
+
+Request bodies are strict: a number must be a JSON number (not a string or a
+boolean) and finite, and unknown fields are refused. Query strings are parsed
+leniently, since everything in a URL is a string.
+
+The network spec and training config are validated by the engine
+(``core.parse_network``/``core.parse_training``), which is the one authority on
+them; the ``models ``Network`` and ``Training`` below only describe them in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    WithJsonSchema,
+)
+
+from store import JobStatus
+
+# Primary keys are PostgreSQL `integer` columns.
+MAX_ID = 2**31 - 1
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+Row = Annotated[list[Number], Field(min_length=1)]
+Matrix = Annotated[list[Row], Field(min_length=1)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Label = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything the store writes is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def _targets_kind(value: Any) -> str:
+    if isinstance(value, list) and value:
+        if isinstance(value[0], list):
+            return "<rows>"
+        if isinstance(value[0], str):
+            return "<labels>"
+    return "<numbers>"
+
+
+# The tags are in angle brackets so that api.errors.field_path can drop them
+# from error locations: they name a union branch, not a field.
+Targets = Annotated[
+    Annotated[Matrix, Tag("<rows>")]
+    | Annotated[Annotated[list[Number], Field(min_length=1)], Tag("<numbers>")]
+    | Annotated[Annotated[list[Label], Field(min_length=1)], Tag("<labels>")],
+    Discriminator(_targets_kind),
+    Field(
+        description="Rows of numbers, one number per sample, or one class label per sample "
+        "(one-hot encoded, classes sorted)."
+    ),
+]
+
+
+class StrictBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- documentation of the engine's own formats ---------------------------------
+
+
+class Layer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: int = Field(ge=1)
+    activation: Literal[
+        "identity", "sigmoid", "tanh", "relu", "leaky_relu", "gaussian", "softmax"
+    ] = "sigmoid"
+    weights: Matrix | None = Field(
+        default=None, description="units x inputs; weights[j][i] is the weight from input i"
+    )
+    bias: list[Number] | None = None
+
+
+class Network(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input_dim: int = Field(ge=1)
+    layers: list[Layer] = Field(min_length=1)
+
+
+class Optimizer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["sgd", "rmsprop", "adam"] = "sgd"
+    learning_rate: float | None = Field(
+        default=None, gt=0, description="0.01 for sgd, 0.001 otherwise"
+    )
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    nesterov: bool = False
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.999, ge=0, lt=1)
+    rho: float = Field(default=0.9, ge=0, lt=1)
+    epsilon: float = Field(default=1e-8, gt=0)
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["constant", "invscaling", "plateau"] = "constant"
+    power: float = Field(default=0.5, ge=0)
+    factor: float = Field(default=0.5, gt=0, lt=1)
+    patience: int = Field(default=5, ge=1)
+    min_delta: float = Field(default=1e-4, ge=0)
+    min_learning_rate: float = Field(default=1e-6, ge=0)
+
+
+class EarlyStopping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patience: int = Field(default=10, ge=1)
+    min_delta: float = Field(default=0.0, ge=0)
+
+
+LossName = Literal["squared_error", "mse", "binary_crossentropy", "categorical_crossentropy"]
+
+
+class Training(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(ge=1)
+    loss: LossName | None = Field(
+        default=None,
+        description="default: categorical_crossentropy for softmax outputs, else squared_error",
+    )
+    optimizer: Optimizer | Literal["sgd", "rmsprop", "adam"] = "sgd"
+    schedule: Schedule | Literal["constant", "invscaling", "plateau"] = "constant"
+    l2: float = Field(default=0.0, ge=0)
+    batch_size: int | Literal["full"] | None = Field(default=32, description="null or 'full'")
+    shuffle: bool = True
+    seed: int = Field(default=0, ge=0)
+    train_bias: bool = True
+    normalize: Literal["standardize", "minmax"] | None = None
+    validation_split: float = Field(default=0.0, ge=0, lt=1)
+    early_stopping: EarlyStopping | bool | None = None
+    target_loss: float | None = Field(default=None, ge=0)
+    stop_when_all_correct: bool = False
+    dtype: Literal["float64", "float32"] = "float64"
+    time_limit: float | None = Field(default=None, gt=0, description="seconds")
+
+
+def _documented_as(model: type[BaseModel]) -> WithJsonSchema:
+    # allOf keeps pydantic from resolving the $ref, which points outside its own $defs.
+    return WithJsonSchema({"allOf": [{"$ref": f"#/components/schemas/{model.__name__}"}]})
+
+
+NetworkField = Annotated[dict[str, Any], _documented_as(Network)]
+TrainingField = Annotated[dict[str, Any], _documented_as(Training)]
+DOC_MODELS: tuple[type[BaseModel], ...] = (
+    Layer,
+    Network,
+    Optimizer,
+    Schedule,
+    EarlyStopping,
+    Training,
+)
+
+
+# --- requests --------------------------------------------------------------------
+
+
+class DatasetData(StrictBody):
+    inputs: Matrix = Field(description="One row of feature values per sample.")
+    targets: Targets
+    feature_names: list[Name] | None = None
+    target_names: list[Name] | None = None
+
+
+class DatasetCreate(DatasetData):
+    name: Name
+
+
+class InlineDataset(DatasetData):
+    name: Name = "inline"
+
+
+class DatasetCsvQuery(Query):
+    """Query parameters of a ``text/csv`` upload to ``POST /datasets``."""
+
+    name: Name = Field(description="Name of the dataset.")
+    target: str = Field(
+        min_length=1,
+        description="Comma-separated names of the target columns; the others are features.",
+    )
+
+
+class JobCreate(StrictBody):
+    dataset_id: Id | None = Field(default=None, description="A stored dataset; or `dataset`.")
+    dataset: InlineDataset | None = Field(default=None, description="Stored as a new dataset.")
+    network: NetworkField
+    training: TrainingField
+
+
+class PredictRequest(StrictBody):
+    inputs: Matrix
+
+
+class PageQuery(Query):
+    limit: int = Field(default=50, ge=1, le=500)
+    after: Id | None = Field(default=None, description="Cursor: `next_after` of the last page.")
+
+
+class JobListQuery(PageQuery):
+    status: JobStatus | None = None
+
+
+class EpochQuery(Query):
+    after: int = Field(default=0, ge=0, le=MAX_ID, description="Epochs after this number.")
+    limit: int = Field(default=1000, ge=1, le=10000)
+
+
+# --- responses -------------------------------------------------------------------
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class DatasetOut(Out):
+    id: int
+    name: str
+    n_samples: int
+    n_features: int
+    n_targets: int
+    feature_names: list[str] | None
+    target_names: list[str] | None
+    classes: list[str] | None
+    sha256: str
+    created_at: Timestamp
+
+
+class DatasetList(Out):
+    datasets: list[DatasetOut]
+    next_after: int | None
+
+
+class JobOut(Out):
+    id: int
+    status: JobStatus
+    dataset_id: int | None
+    epochs_completed: int
+    epochs_total: int
+    loss: float | None = Field(description="Training loss of the latest recorded epoch.")
+    val_loss: float | None
+    model_id: int | None = Field(description="Set once the job has succeeded.")
+    error: str | None
+    stop_reason: str | None
+    cancel_requested: bool
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+
+class JobList(Out):
+    jobs: list[JobOut]
+    next_after: int | None
+
+
+class EpochOut(Out):
+    epoch: int
+    loss: float
+    val_loss: float | None
+    val_accuracy: float | None
+    learning_rate: float
+    grad_norm: float
+    seconds: float
+
+
+class EpochList(Out):
+    epochs: list[EpochOut]
+    next_after: int | None
+
+
+class ModelOut(Out):
+    id: int
+    job_id: int
+    dataset_id: int | None
+    dataset_sha256: str
+    spec: dict[str, Any] = Field(description="Architecture, loss, dtype, normalization, classes.")
+    summary: dict[str, Any] = Field(description="Stop reason, epochs and final losses.")
+    normalization: dict[str, Any] | None
+    classes: list[str] | None
+    created_at: Timestamp
+
+
+class LayerWeights(Out):
+    units: int
+    activation: str
+    weights: list[list[float]]
+    bias: list[float]
+
+
+class ModelWeights(Out):
+    format: int
+    input_dim: int
+    layers: list[LayerWeights]
+    loss: str
+    dtype: str
+    normalization: dict[str, Any] | None
+    classes: list[str] | None
+
+
+class PredictOut(Out):
+    outputs: list[list[float]]
+    labels: list[str | int] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Present for classifiers: class names, or indices when unnamed.",
+    )
+
+
+class Health(Out):
+    status: str
+
+
+class Readiness(Out):
+    status: str
+    checks: dict[str, str]
+
+
+class ErrorBody(Out):
+    code: str
+    message: str
+    field: str | None = Field(default=None, description="Path of the offending input, if any.")
+
+
+class ErrorOut(Out):
+    error: ErrorBody

@@ -1,0 +1,135 @@
+"""Shared pieces of the API tests: an in-process client, datasets, a trained model.
+
+The API is imported inside :func:`client_for`, after the ``service_settings``
+fixture has set the environment, because importing the worker's queue module
+reads settings from the environment once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import redis
+from flask.testing import FlaskClient
+
+import core
+from settings import Settings
+from store import JobStatus, Session
+from store import queries as q
+
+IRIS_LIKE = """sepal_length,sepal_width,petal_length,petal_width,species
+5.1,3.5,1.4,0.2,setosa
+4.9,3.0,1.4,0.2,setosa
+4.7,3.2,1.3,0.2,setosa
+7.0,3.2,4.7,1.4,versicolor
+6.4,3.2,4.5,1.5,versicolor
+6.9,3.1,4.9,1.5,versicolor
+6.3,3.3,6.0,2.5,virginica
+5.8,2.7,5.1,1.9,virginica
+7.1,3.0,5.9,2.1,virginica
+"""
+
+XOR = {"inputs": [[0, 0], [0, 1], [1, 0], [1, 1]], "targets": [[0], [1], [1], [0]]}
+
+SMALL_NET = {
+    "input_dim": 2,
+    "layers": [{"units": 3, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+}
+
+
+def client_for(settings: Settings, **overrides: Any) -> FlaskClient:
+    from api import create_app
+
+    return create_app(replace(settings, **overrides)).test_client()
+
+
+@contextmanager
+def leftover_jobs_cancelled(client: FlaskClient) -> Iterator[FlaskClient]:
+    """Cancel the jobs a test module left queued, so that a worker started by later
+    tests of the same run skips their messages instead of training them."""
+    newest = client.get("/jobs?limit=1").json["jobs"]  # type: ignore[index]
+    since = newest[0]["id"] if newest else 0
+    yield client
+    queued = client.get("/jobs?status=queued&limit=500").json["jobs"]  # type: ignore[index]
+    for job in queued:
+        if job["id"] > since:
+            client.post(f"/jobs/{job['id']}/cancel")
+
+
+def post_dataset(client: FlaskClient, **fields: Any) -> dict[str, Any]:
+    body = {"name": "xor", **XOR, **fields}
+    response = client.post("/datasets", json=body)
+    assert response.status_code == 201, response.json
+    return response.json  # type: ignore[return-value]
+
+
+def post_job(client: FlaskClient, **fields: Any) -> dict[str, Any]:
+    response = client.post("/jobs", json=fields)
+    assert response.status_code == 202, response.json
+    return response.json  # type: ignore[return-value]
+
+
+def queued_messages(settings: Settings) -> list[dict[str, Any]]:
+    """The Celery messages waiting in this run's Redis queue, newest first."""
+    client = redis.Redis.from_url(settings.broker_url)
+    raw = client.lrange(f"{settings.broker_prefix}{settings.queue}", 0, -1)
+    return [json.loads(item) for item in raw]
+
+
+def train_in_process(job_id: int) -> int:
+    """Do what a worker does for ``job_id`` (without Celery); return the model id."""
+    with Session.begin() as session:
+        job = q.start_job(session, job_id)
+        assert job is not None, "the job is not queued"
+        assert job.dataset_id is not None
+        dataset = q.get_dataset(session, job.dataset_id, with_data=True)
+        assert dataset is not None
+        inputs, targets = q.unpack_arrays(dataset.data)
+        epochs: list[core.EpochStats] = []
+        result = core.train(
+            job.network,
+            job.training,
+            inputs,
+            targets,
+            classes=dataset.classes,
+            on_epoch=epochs.append,
+        )
+        assert result.model is not None
+        q.record_epochs(
+            session,
+            job_id,
+            [
+                q.EpochRow(
+                    e.epoch,
+                    e.loss,
+                    e.val_loss,
+                    e.val_accuracy,
+                    e.learning_rate,
+                    e.grad_norm,
+                    e.seconds,
+                )
+                for e in epochs
+            ],
+        )
+        summary = {"stop_reason": result.stop_reason, "epochs_completed": result.epochs_completed}
+        model = q.add_model(
+            session, job, dataset, result.model.describe(), summary, result.model.to_bytes()
+        )
+        q.finish_job(session, job, JobStatus.SUCCEEDED, stop_reason=result.stop_reason)
+        return model.id
+
+
+def stored_model(model_id: int) -> core.Model:
+    with Session.begin() as session:
+        row = q.get_model(session, model_id, with_weights=True)
+        assert row is not None
+        return core.Model.from_bytes(row.weights)
+
+
+def as_array(rows: Any) -> np.ndarray:
+    return np.asarray(rows, dtype=np.float64)

@@ -1,0 +1,189 @@
+"""/datasets over the real app and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from settings import Settings
+from store import Session
+from store import queries as q
+
+from .api_helpers import (
+    IRIS_LIKE,
+    SMALL_NET,
+    XOR,
+    client_for,
+    leftover_jobs_cancelled,
+    post_dataset,
+    post_job,
+)
+
+
+@pytest.fixture(scope="module")
+def client(service_settings: Settings) -> Iterator[FlaskClient]:
+    with leftover_jobs_cancelled(client_for(service_settings)) as client:
+        yield client
+
+
+def stored_arrays(dataset_id: int) -> tuple[np.ndarray, np.ndarray]:
+    with Session.begin() as session:
+        dataset = q.get_dataset(session, dataset_id, with_data=True)
+        assert dataset is not None
+        return q.unpack_arrays(dataset.data)
+
+
+def test_json_dataset_with_numeric_targets(client: FlaskClient) -> None:
+    response = client.post("/datasets", json={"name": "xor", **XOR, "feature_names": ["a", "b"]})
+    assert response.status_code == 201
+    body = response.json
+    assert response.headers["Location"] == f"/datasets/{body['id']}"
+    assert body["name"] == "xor"
+    assert (body["n_samples"], body["n_features"], body["n_targets"]) == (4, 2, 1)
+    assert body["classes"] is None
+    assert body["feature_names"] == ["a", "b"]
+    assert body["created_at"].endswith(("Z", "+00:00"))
+    inputs, targets = stored_arrays(body["id"])
+    np.testing.assert_array_equal(inputs, XOR["inputs"])
+    np.testing.assert_array_equal(targets, XOR["targets"])
+    expected = hashlib.sha256(inputs.tobytes() + targets.tobytes()).hexdigest()
+    assert body["sha256"] == expected
+
+
+def test_json_dataset_with_a_flat_list_of_numbers_as_targets(client: FlaskClient) -> None:
+    body = post_dataset(client, targets=[0.5, 1.5, 2.5, 3.5])
+    assert body["n_targets"] == 1
+    _, targets = stored_arrays(body["id"])
+    np.testing.assert_array_equal(targets, [[0.5], [1.5], [2.5], [3.5]])
+
+
+def test_json_dataset_with_class_labels_is_one_hot(client: FlaskClient) -> None:
+    body = post_dataset(client, targets=["dog", "cat", "emu", "cat"])
+    assert body["classes"] == ["cat", "dog", "emu"]
+    assert body["n_targets"] == 3
+    _, targets = stored_arrays(body["id"])
+    np.testing.assert_array_equal(targets, [[0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 0, 0]])
+
+
+def test_csv_dataset_with_class_labels(client: FlaskClient) -> None:
+    response = client.post(
+        "/datasets?name=iris&target=species", data=IRIS_LIKE, content_type="text/csv"
+    )
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert body["name"] == "iris"
+    assert (body["n_samples"], body["n_features"], body["n_targets"]) == (9, 4, 3)
+    assert body["classes"] == ["setosa", "versicolor", "virginica"]
+    assert body["feature_names"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert body["target_names"] == ["species"]
+    inputs, targets = stored_arrays(body["id"])
+    assert inputs[0].tolist() == [5.1, 3.5, 1.4, 0.2]
+    assert targets[:, 0].tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert targets[:, 2].tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_csv_dataset_with_numeric_target_columns_in_any_position(client: FlaskClient) -> None:
+    text = "y1,x1,x2,y2\n1,2,3,4\n5,6,7,8\n\n9,10,11,12\n"
+    response = client.post(
+        "/datasets?name=two&target=y1,y2", data=text, content_type="text/csv; charset=utf-8"
+    )
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert body["feature_names"] == ["x1", "x2"]
+    assert body["target_names"] == ["y1", "y2"]
+    assert body["classes"] is None
+    inputs, targets = stored_arrays(body["id"])
+    assert inputs.tolist() == [[2, 3], [6, 7], [10, 11]]
+    assert targets.tolist() == [[1, 4], [5, 8], [9, 12]]
+
+
+def test_csv_with_a_byte_order_mark_and_crlf_line_ends(client: FlaskClient) -> None:
+    text = "\ufeffx,label\r\n1.5,yes\r\n2.5,no\r\n"
+    response = client.post(
+        "/datasets?name=bom&target=label", data=text.encode(), content_type="text/csv"
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["feature_names"] == ["x"]
+    assert response.json["classes"] == ["no", "yes"]
+
+
+def test_get_and_404(client: FlaskClient) -> None:
+    created = post_dataset(client)
+    response = client.get(f"/datasets/{created['id']}")
+    assert response.status_code == 200
+    assert response.json == created
+    missing = client.get("/datasets/2147483647")
+    assert missing.status_code == 404
+    assert missing.json["error"]["code"] == "not_found"
+
+
+def test_listing_is_newest_first_with_a_cursor(client: FlaskClient) -> None:
+    ids = [post_dataset(client, name=f"page-{i}")["id"] for i in range(5)]
+    seen: list[int] = []
+    after = ids[-1] + 1
+    while True:
+        response = client.get(f"/datasets?limit=2&after={after}")
+        assert response.status_code == 200
+        page = response.json
+        seen += [d["id"] for d in page["datasets"]]
+        if page["next_after"] is None or seen[-1] <= ids[0]:
+            break
+        assert page["next_after"] == seen[-1]
+        after = page["next_after"]
+    assert seen[:5] == list(reversed(ids))
+
+
+def test_past_the_oldest_dataset_is_an_empty_last_page(client: FlaskClient) -> None:
+    post_dataset(client)
+    assert client.get("/datasets?after=1").json == {"datasets": [], "next_after": None}
+
+
+def test_delete(client: FlaskClient) -> None:
+    created = post_dataset(client)
+    response = client.delete(f"/datasets/{created['id']}")
+    assert response.status_code == 204
+    assert response.data == b""
+    assert client.get(f"/datasets/{created['id']}").status_code == 404
+    again = client.delete(f"/datasets/{created['id']}")
+    assert again.status_code == 404
+    assert again.json["error"]["code"] == "not_found"
+
+
+def test_delete_is_refused_while_a_job_is_queued(client: FlaskClient) -> None:
+    dataset = post_dataset(client)
+    job = post_job(client, dataset_id=dataset["id"], network=SMALL_NET, training={"epochs": 2})
+    response = client.delete(f"/datasets/{dataset['id']}")
+    assert response.status_code == 409
+    assert response.json["error"]["code"] == "conflict"
+    assert client.get(f"/datasets/{dataset['id']}").json == dataset
+    # Once the job is over, the dataset can go; the job keeps running without it.
+    assert client.post(f"/jobs/{job['id']}/cancel").status_code == 202
+    assert client.delete(f"/datasets/{dataset['id']}").status_code == 204
+    assert client.get(f"/jobs/{job['id']}").json["dataset_id"] is None
+
+
+def test_dataset_cell_limit(service_settings: Settings) -> None:
+    small = client_for(service_settings, max_dataset_cells=11)
+    response = small.post("/datasets", json={"name": "big", **XOR})  # 4 x 3 = 12 values
+    assert response.status_code == 422
+    error = response.json["error"]
+    assert error["code"] == "limit_exceeded"
+    assert "BACKPROP_MAX_DATASET_CELLS" in error["message"]
+    assert error["field"] == "inputs"
+    csv = small.post("/datasets?name=big&target=species", data=IRIS_LIKE, content_type="text/csv")
+    assert csv.status_code == 422
+    assert csv.json["error"]["code"] == "limit_exceeded"
+
+
+def test_one_hot_labels_count_toward_the_cell_limit(service_settings: Settings) -> None:
+    # 4 rows x (2 features + 4 classes) = 24 values, although the JSON holds only 12.
+    small = client_for(service_settings, max_dataset_cells=20)
+    response = small.post(
+        "/datasets", json={"name": "wide", "inputs": XOR["inputs"], "targets": ["a", "b", "c", "d"]}
+    )
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "limit_exceeded"

@@ -1,0 +1,114 @@
+"""/healthz, /readyz and /openapi.json."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+from settings import Settings
+
+from .api_helpers import client_for
+
+
+@pytest.fixture(scope="module")
+def client(service_settings: Settings) -> FlaskClient:
+    return client_for(service_settings)
+
+
+def test_healthz(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_with_postgres_and_redis(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json
+    assert response.json == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_readyz_without_a_broker(service_settings: Settings) -> None:
+    # Port 1 on the loopback: nothing listens there, so the connection is refused at once.
+    client = client_for(service_settings, broker_url="redis://127.0.0.1:1/0")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    error = response.json["error"]
+    assert error["code"] == "not_ready"
+    assert "broker" in error["message"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_with_the_filesystem_broker(service_settings: Settings, tmp_path: Path) -> None:
+    client = client_for(service_settings, broker_url="filesystem://", data_dir=tmp_path)
+    assert client.get("/readyz").status_code == 200
+    shutil.rmtree(tmp_path / "broker")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "broker folder" in response.json["error"]["message"]
+
+
+def test_openapi_is_valid_and_lists_every_route(client: FlaskClient) -> None:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+
+    app = client.application
+    expected = set()
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            expected.add((path, method.lower()))
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert documented == expected
+    assert {
+        ("/datasets", "post"),
+        ("/datasets", "get"),
+        ("/datasets/{dataset_id}", "get"),
+        ("/datasets/{dataset_id}", "delete"),
+        ("/jobs", "post"),
+        ("/jobs", "get"),
+        ("/jobs/{job_id}", "get"),
+        ("/jobs/{job_id}/epochs", "get"),
+        ("/jobs/{job_id}/cancel", "post"),
+        ("/models/{model_id}", "get"),
+        ("/models/{model_id}/weights", "get"),
+        ("/models/{model_id}/predict", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/openapi.json", "get"),
+    } <= documented
+
+
+def test_openapi_describes_bodies_responses_and_errors(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").json
+    schemas = document["components"]["schemas"]
+    create_job = document["paths"]["/jobs"]["post"]
+    body = create_job["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    job_create = schemas[body.rsplit("/", 1)[1]]
+    assert {"dataset_id", "dataset", "network", "training"} <= set(job_create["properties"])
+    assert "Network" in schemas and "Training" in schemas
+    assert schemas["Training"]["required"] == ["epochs"]
+    assert "202" in create_job["responses"] and "422" in create_job["responses"]
+    assert "Location" in create_job["responses"]["202"]["headers"]
+
+    datasets = document["paths"]["/datasets"]["post"]
+    assert set(datasets["requestBody"]["content"]) == {"application/json", "text/csv"}
+    assert {p["name"] for p in datasets["parameters"]} == {"name", "target"}
+
+    error_ref = document["paths"]["/jobs/{job_id}"]["get"]["responses"]["404"]["content"][
+        "application/json"
+    ]["schema"]["$ref"]
+    error = schemas[error_ref.rsplit("/", 1)[1]]
+    assert error["required"] == ["error"]
+    list_jobs = document["paths"]["/jobs"]["get"]
+    assert {p["name"] for p in list_jobs["parameters"]} == {"limit", "after", "status"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "500" in operation["responses"], (path, method)

@@ -1,0 +1,167 @@
+"""/models: description, weights, predictions (normalization, labels, limits)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+import core
+from settings import Settings
+
+from .api_helpers import (
+    IRIS_LIKE,
+    SMALL_NET,
+    client_for,
+    leftover_jobs_cancelled,
+    post_dataset,
+    post_job,
+    stored_model,
+    train_in_process,
+)
+
+IRIS_NET = {
+    "input_dim": 4,
+    "layers": [{"units": 6, "activation": "tanh"}, {"units": 3, "activation": "softmax"}],
+}
+
+
+@pytest.fixture(scope="module")
+def client(service_settings: Settings) -> Iterator[FlaskClient]:
+    with leftover_jobs_cancelled(client_for(service_settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def iris_model(client: FlaskClient) -> dict[str, int]:
+    """A softmax classifier trained on standardized inputs."""
+    response = client.post(
+        "/datasets?name=iris&target=species", data=IRIS_LIKE, content_type="text/csv"
+    )
+    dataset = response.json
+    job = post_job(
+        client,
+        dataset_id=dataset["id"],
+        network=IRIS_NET,
+        training={
+            "epochs": 300,
+            "optimizer": {"name": "adam", "learning_rate": 0.05},
+            "normalize": "standardize",
+            "batch_size": "full",
+        },
+    )
+    return {"model": train_in_process(job["id"]), "job": job["id"], "dataset": dataset["id"]}
+
+
+@pytest.fixture(scope="module")
+def regressor_id(client: FlaskClient) -> int:
+    dataset = post_dataset(client, targets=[[0.1], [0.9], [0.9], [0.1]])
+    job = post_job(client, dataset_id=dataset["id"], network=SMALL_NET, training={"epochs": 5})
+    return train_in_process(job["id"])
+
+
+def test_get_model(client: FlaskClient, iris_model: dict[str, int]) -> None:
+    response = client.get(f"/models/{iris_model['model']}")
+    assert response.status_code == 200
+    body = response.json
+    dataset = client.get(f"/datasets/{iris_model['dataset']}").json
+    assert body["id"] == iris_model["model"]
+    assert body["job_id"] == iris_model["job"]
+    assert body["dataset_id"] == iris_model["dataset"]
+    assert body["dataset_sha256"] == dataset["sha256"]
+    assert body["classes"] == ["setosa", "versicolor", "virginica"]
+    assert body["normalization"]["method"] == "standardize"
+    assert len(body["normalization"]["shift"]) == 4
+    assert body["spec"]["loss"] == "categorical_crossentropy"
+    assert [layer["units"] for layer in body["spec"]["layers"]] == [6, 3]
+    assert body["summary"]["epochs_completed"] == 300
+    assert client.get("/models/2147483647").status_code == 404
+
+
+def test_weights_are_the_stored_model(client: FlaskClient, iris_model: dict[str, int]) -> None:
+    response = client.get(f"/models/{iris_model['model']}/weights")
+    assert response.status_code == 200
+    weights = response.json
+    assert weights == stored_model(iris_model["model"]).to_json()
+    assert len(weights["layers"][0]["weights"]) == 6
+    assert len(weights["layers"][0]["weights"][0]) == 4
+    # The format round-trips through the engine.
+    assert core.Model.from_json(weights).classes == weights["classes"]
+    assert client.get("/models/2147483647/weights").status_code == 404
+
+
+def test_predict_a_classifier_applies_the_normalization(
+    client: FlaskClient, iris_model: dict[str, int]
+) -> None:
+    rows = [[5.0, 3.4, 1.5, 0.2], [6.5, 3.0, 4.6, 1.4], [7.0, 3.1, 6.0, 2.2]]
+    response = client.post(f"/models/{iris_model['model']}/predict", json={"inputs": rows})
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body["labels"] == ["setosa", "versicolor", "virginica"]
+    outputs = np.array(body["outputs"])
+    assert outputs.shape == (3, 3)
+    np.testing.assert_allclose(outputs.sum(axis=1), 1.0)
+
+    model = stored_model(iris_model["model"])
+    assert model.normalizer is not None
+    x = np.array(rows)
+    normalized = (x - model.normalizer.shift) / model.normalizer.scale
+    np.testing.assert_allclose(outputs, model.network.feedforward(normalized), rtol=1e-12)
+    assert not np.allclose(outputs, model.network.feedforward(x))
+
+
+def test_predict_a_regressor_has_no_labels(client: FlaskClient, regressor_id: int) -> None:
+    response = client.post(f"/models/{regressor_id}/predict", json={"inputs": [[0, 1], [1, 1]]})
+    assert response.status_code == 200
+    assert set(response.json) == {"outputs"}
+    expected = stored_model(regressor_id).predict(np.array([[0, 1], [1, 1]]))
+    np.testing.assert_allclose(response.json["outputs"], expected, rtol=1e-12)
+
+
+def test_predict_row_limit(service_settings: Settings, regressor_id: int) -> None:
+    small = client_for(service_settings, max_predict_rows=2)
+    ok = small.post(f"/models/{regressor_id}/predict", json={"inputs": [[0, 1], [1, 1]]})
+    assert ok.status_code == 200
+    response = small.post(f"/models/{regressor_id}/predict", json={"inputs": [[0, 1]] * 3})
+    assert response.status_code == 422
+    error = response.json["error"]
+    assert error["code"] == "limit_exceeded"
+    assert error["field"] == "inputs"
+    assert "BACKPROP_MAX_PREDICT_ROWS" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field"),
+    [
+        ([[0, 1, 2]], "inputs[0]"),
+        ([[0, 1], [1]], "inputs[1]"),
+        ([], "inputs"),
+        ([[0, "1"]], "inputs[0][1]"),
+    ],
+)
+def test_predict_input_shape(
+    client: FlaskClient, regressor_id: int, inputs: list[list[object]], field: str
+) -> None:
+    response = client.post(f"/models/{regressor_id}/predict", json={"inputs": inputs})
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == field
+
+
+def test_predict_unknown_model(client: FlaskClient) -> None:
+    response = client.post("/models/2147483647/predict", json={"inputs": [[0, 1]]})
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+
+
+def test_models_are_loaded_once(service_settings: Settings, regressor_id: int) -> None:
+    from api.state import KEY
+
+    fresh = client_for(service_settings)
+    cache = fresh.application.extensions[KEY].models
+    assert len(cache) == 0
+    for _ in range(3):
+        fresh.post(f"/models/{regressor_id}/predict", json={"inputs": [[0, 1]]})
+    assert len(cache) == 1
+    assert cache.get(regressor_id) is cache.get(regressor_id)
