@@ -36,6 +36,14 @@ class Settings:
     max_epochs: int
     max_predict_rows: int
     epoch_flush_seconds: float
+    # A running job's lease expires when its worker has not reported for this long.
+    lease_seconds: float
+    checkpoint_seconds: float
+    # How many times a job may be started (first run plus resumes) before it fails.
+    max_attempts: int
+    # A queued job whose message may be lost is sent again after this long.
+    requeue_seconds: float
+    reconcile_seconds: float
 
     @property
     def broker_is_filesystem(self) -> bool:
@@ -62,6 +70,11 @@ ENV_NAMES = {
     "max_epochs": "BACKPROP_MAX_EPOCHS",
     "max_predict_rows": "BACKPROP_MAX_PREDICT_ROWS",
     "epoch_flush_seconds": "BACKPROP_EPOCH_FLUSH_SECONDS",
+    "lease_seconds": "BACKPROP_LEASE_SECONDS",
+    "checkpoint_seconds": "BACKPROP_CHECKPOINT_SECONDS",
+    "max_attempts": "BACKPROP_MAX_ATTEMPTS",
+    "requeue_seconds": "BACKPROP_REQUEUE_SECONDS",
+    "reconcile_seconds": "BACKPROP_RECONCILE_SECONDS",
 }
 
 
@@ -80,4 +93,9 @@ def load_settings() -> Settings:
         max_epochs=_int("BACKPROP_MAX_EPOCHS", 1_000_000),
         max_predict_rows=_int("BACKPROP_MAX_PREDICT_ROWS", 100_000),
         epoch_flush_seconds=_float("BACKPROP_EPOCH_FLUSH_SECONDS", 0.25),
+        lease_seconds=_float("BACKPROP_LEASE_SECONDS", 30.0),
+        checkpoint_seconds=_float("BACKPROP_CHECKPOINT_SECONDS", 5.0),
+        max_attempts=_int("BACKPROP_MAX_ATTEMPTS", 5),
+        requeue_seconds=_float("BACKPROP_REQUEUE_SECONDS", 60.0),
+        reconcile_seconds=_float("BACKPROP_RECONCILE_SECONDS", 5.0),
     )

@@ -6,21 +6,26 @@ import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
 
-from .models import Dataset, Epoch, Job, JobStatus, Model, utcnow
+from .models import Checkpoint, Dataset, Epoch, Job, JobStatus, Model, utcnow
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 class InUse(Exception):
     """A row that running or queued work still needs."""
+
+
+class LeaseLost(Exception):
+    """Another attempt has taken over the job; this one must stop without writing."""
 
 
 # --- datasets -----------------------------------------------------------------
@@ -107,6 +112,8 @@ def add_job(
         training=training,
         epochs_total=int(training["epochs"]),
         status=JobStatus.QUEUED,
+        # The caller sends the message right after committing this row.
+        enqueued_at=utcnow(),
     )
     session.add(job)
     session.flush()
@@ -136,16 +143,128 @@ def model_id_for_job(session: Session, job_id: int) -> int | None:
     return session.scalar(select(Model.id).where(Model.job_id == job_id))
 
 
-def start_job(session: Session, job_id: int) -> Job | None:
-    """Move a queued job to running; None if it is not queued (already taken or cancelled)."""
+def take_lease(
+    session: Session, job_id: int, owner: str, *, lease_seconds: float, max_attempts: int
+) -> int | None:
+    """Start a new attempt at a job: queued, or running under an expired lease.
+
+    Returns the attempt number (the fencing token), or None when the job is not
+    ours to run: finished, cancelled, out of attempts, or leased by a live worker.
+    """
+    now = utcnow()
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
-        .values(status=JobStatus.RUNNING, started_at=utcnow())
+        .where(
+            Job.id == job_id,
+            Job.attempt < max_attempts,
+            or_(
+                Job.status == JobStatus.QUEUED,
+                and_(
+                    Job.status == JobStatus.RUNNING,
+                    Job.heartbeat_at < now - timedelta(seconds=lease_seconds),
+                ),
+            ),
+        )
+        .values(
+            status=JobStatus.RUNNING,
+            attempt=Job.attempt + 1,
+            lease_owner=owner,
+            heartbeat_at=now,
+            started_at=func.coalesce(Job.started_at, now),
+        )
+        .returning(Job.attempt)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    return get_job(session, job_id)
+    return result.scalar_one_or_none()
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; every time this service writes is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def renew_lease(session: Session, job_id: int, attempt: int) -> bool:
+    """Prove the lease is still ours and extend it; returns the job's cancel flag.
+
+    Call first in every transaction that writes for an attempt: on PostgreSQL the
+    update locks the job row, so a takeover and this attempt's writes serialize.
+    Raises :class:`LeaseLost` when another attempt holds the job.
+    """
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
+        .values(heartbeat_at=utcnow())
+        .returning(Job.cancel_requested)
+    ).one_or_none()
+    if row is None:
+        raise LeaseLost(f"job {job_id} is no longer held by attempt {attempt}")
+    return bool(row[0])
+
+
+def save_checkpoint(session: Session, job_id: int, attempt: int, epoch: int, data: bytes) -> None:
+    session.merge(
+        Checkpoint(job_id=job_id, attempt=attempt, epoch=epoch, data=data, created_at=utcnow())
+    )
+
+
+def get_checkpoint(session: Session, job_id: int) -> Checkpoint | None:
+    return session.get(Checkpoint, job_id)
+
+
+def jobs_to_requeue(
+    session: Session,
+    *,
+    lease_seconds: float,
+    requeue_seconds: float,
+    max_attempts: int,
+) -> list[int]:
+    """Jobs whose message may be gone; marks them sent and fails the hopeless.
+
+    Running jobs whose worker stopped reporting are sent again (the next attempt
+    resumes from the checkpoint) unless they are out of attempts; queued jobs
+    still waiting after ``requeue_seconds`` are sent again in case the broker
+    lost their message. A duplicate message is harmless: only one attempt can
+    take the lease. The caller sends the messages after committing.
+    """
+    now = utcnow()
+    stale = now - timedelta(seconds=lease_seconds)
+    waited = now - timedelta(seconds=requeue_seconds)
+    candidates = session.scalars(
+        select(Job)
+        .where(
+            or_(
+                and_(Job.status == JobStatus.RUNNING, Job.heartbeat_at < stale),
+                and_(
+                    Job.status == JobStatus.QUEUED,
+                    or_(Job.enqueued_at.is_(None), Job.enqueued_at < waited),
+                ),
+            )
+        )
+        .order_by(Job.id)
+        .with_for_update(skip_locked=True)
+    )
+    resend = []
+    for job in candidates:
+        if job.status == JobStatus.RUNNING and job.attempt >= max_attempts:
+            finish_job(
+                session,
+                job,
+                JobStatus.FAILED,
+                stop_reason="worker_lost",
+                error=f"the worker running this job was lost {job.attempt} times; "
+                f"gave up after {max_attempts} attempts",
+            )
+            continue
+        if (
+            job.status == JobStatus.RUNNING
+            and job.enqueued_at is not None
+            and job.enqueued_at >= stale
+        ):
+            continue  # already sent again within this lease period
+        job.enqueued_at = now
+        resend.append(job.id)
+    return resend
 
 
 def request_cancel(session: Session, job: Job) -> None:
@@ -172,6 +291,8 @@ def finish_job(
     job.stop_reason = stop_reason
     job.error = error
     job.finished_at = utcnow()
+    job.lease_owner = None
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
 
 
 @dataclass(frozen=True)

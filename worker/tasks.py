@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+from typing import Any
+
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from store import configure
 
 from .app import TRAIN_TASK, celery_app, settings
+from .reconciler import Reconciler
 from .training import run_job
 
 engine = configure(settings.database_url)
+reconciler = Reconciler(settings)
 
 
 @worker_process_init.connect
-def _fresh_connections(**_: object) -> None:
+def _fresh_connections(**_: Any) -> None:
     # A forked child must not share the parent's pooled connections.
     engine.dispose(close=False)
 
 
+@worker_ready.connect
+def _start_reconciler(**_: Any) -> None:
+    reconciler.start()
+
+
+@worker_shutdown.connect
+def _stop_reconciler(**_: Any) -> None:
+    reconciler.stop()
+
+
 @celery_app.task(name=TRAIN_TASK)
 def train(job_id: int) -> None:
-    run_job(job_id, settings.epoch_flush_seconds)
+    run_job(job_id, settings)

@@ -1,4 +1,10 @@
-"""Running one training job: read it, train it, record its epochs, store its model.
+"""Running one attempt at a training job.
+
+The database owns the job's state. An attempt starts by taking the job's lease
+(its attempt number is the fencing token), resumes from the job's checkpoint if
+an earlier attempt left one, and makes every write -- epochs, checkpoints, the
+final model -- in a transaction that first proves the lease is still its own.
+A worker that lost its lease stops without writing anything more.
 
 Kept apart from Celery so the same function runs under any task runner.
 """
@@ -6,32 +12,48 @@ Kept apart from Celery so the same function runs under any task runner.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
 from typing import Any
 
-from core import EpochStats, SpecError, Trainer
+from core import EpochStats, SpecError, Trainer, TrainResult
 from core.train import STOP_REQUESTED
+from settings import Settings
 from store import JobStatus, Session
 from store import queries as q
 
 log = logging.getLogger(__name__)
 
 
-class EpochRecorder:
-    """Buffers epoch rows and writes them every ``flush_seconds``.
+class Attempt:
+    """One attempt's bookkeeping: buffered epochs, checkpoints, lease renewals.
 
-    Each write also reads the job's cancel flag, which the trainer polls
-    between epochs through :meth:`should_stop`.
+    Epochs are written every ``epoch_flush_seconds`` and a checkpoint every
+    ``checkpoint_seconds``, each write renewing the lease and reading the
+    cancel flag. A background thread renews the lease when epochs are too slow
+    to do it, so a long epoch does not look like a dead worker.
     """
 
-    def __init__(self, job_id: int, flush_seconds: float) -> None:
+    def __init__(self, job_id: int, attempt: int, settings: Settings) -> None:
         self.job_id = job_id
-        self.flush_seconds = flush_seconds
+        self.attempt = attempt
+        self.settings = settings
+        self.trainer: Trainer | None = None
         self.pending: list[q.EpochRow] = []
-        self.last_flush = time.monotonic()
         self.cancel = False
+        self.lost = False
+        now = time.monotonic()
+        self.last_write = now
+        self.last_checkpoint = now
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True)
 
-    def add(self, stats: EpochStats) -> None:
+    # --- called by the trainer -------------------------------------------------
+
+    def on_epoch(self, stats: EpochStats) -> None:
         self.pending.append(
             q.EpochRow(
                 stats.epoch,
@@ -43,82 +65,162 @@ class EpochRecorder:
                 stats.seconds,
             )
         )
-        if time.monotonic() - self.last_flush >= self.flush_seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        with Session.begin() as session:
-            q.record_epochs(session, self.job_id, self.pending)
-            self.cancel = q.cancel_requested(session, self.job_id)
-        self.pending = []
-        self.last_flush = time.monotonic()
+        now = time.monotonic()
+        if now - self.last_checkpoint >= self.settings.checkpoint_seconds:
+            self.write(checkpoint=True)
+        elif now - self.last_write >= self.settings.epoch_flush_seconds:
+            self.write()
 
     def should_stop(self) -> bool:
-        return self.cancel
+        return self.cancel or self.lost
+
+    # --- writes ----------------------------------------------------------------
+
+    def write(self, checkpoint: bool = False) -> None:
+        """Flush buffered epochs (and a checkpoint) under the lease."""
+        with self._lock:
+            try:
+                with Session.begin() as session:
+                    self.cancel = q.renew_lease(session, self.job_id, self.attempt)
+                    q.record_epochs(session, self.job_id, self.pending)
+                    if checkpoint and self.trainer is not None:
+                        q.save_checkpoint(
+                            session,
+                            self.job_id,
+                            self.attempt,
+                            self.trainer.epoch,
+                            self.trainer.checkpoint(),
+                        )
+                        self.last_checkpoint = time.monotonic()
+            except q.LeaseLost:
+                log.warning(
+                    "job %s: attempt %s lost its lease; stopping", self.job_id, self.attempt
+                )
+                self.lost = True
+            self.pending = []
+            self.last_write = time.monotonic()
+
+    def _beat(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while not self._done.wait(interval):
+            if time.monotonic() - self.last_write < interval:
+                continue
+            with self._lock:
+                try:
+                    with Session.begin() as session:
+                        self.cancel = q.renew_lease(session, self.job_id, self.attempt)
+                except q.LeaseLost:
+                    self.lost = True
+                    return
+                self.last_write = time.monotonic()
+
+    # --- the attempt ---------------------------------------------------------
+
+    def train(self, trainer: Trainer) -> TrainResult:
+        self.trainer = trainer
+        self._heartbeat.start()
+        try:
+            return trainer.run(on_epoch=self.on_epoch, should_stop=self.should_stop)
+        finally:
+            self._done.set()
+            self._heartbeat.join()
+
+    def finish(self, status: JobStatus, **fields: Any) -> None:
+        """Record the last epochs and the outcome in one fenced transaction."""
+        try:
+            with Session.begin() as session:
+                q.renew_lease(session, self.job_id, self.attempt)
+                q.record_epochs(session, self.job_id, self.pending)
+                job = q.get_job(session, self.job_id)
+                assert job is not None
+                model = fields.pop("model", None)
+                if model is not None:
+                    dataset = (
+                        None if job.dataset_id is None else q.get_dataset(session, job.dataset_id)
+                    )
+                    if dataset is None:
+                        status, fields = (
+                            JobStatus.FAILED,
+                            {"error": "the job's dataset was deleted"},
+                        )
+                    else:
+                        q.add_model(session, job, dataset, *model)
+                q.finish_job(session, job, status, **fields)
+        except q.LeaseLost:
+            log.warning(
+                "job %s: attempt %s lost its lease before finishing", self.job_id, self.attempt
+            )
 
 
-def run_job(job_id: int, flush_seconds: float) -> None:
-    """Train job ``job_id`` if it is still queued; a no-op otherwise (idempotent)."""
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_job(job_id: int, settings: Settings) -> None:
+    """Run (or resume) job ``job_id`` if it is ours to run; a no-op otherwise."""
     with Session.begin() as session:
-        job = q.start_job(session, job_id)
-        if job is None:
-            log.info("job %s is not queued; nothing to do", job_id)
+        attempt = q.take_lease(
+            session,
+            job_id,
+            worker_name(),
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+        )
+        if attempt is None:
+            log.info("job %s is not ours to run (finished, cancelled or leased)", job_id)
             return
+        job = q.get_job(session, job_id)
+        assert job is not None
         dataset = (
             None
             if job.dataset_id is None
             else q.get_dataset(session, job.dataset_id, with_data=True)
         )
-        if dataset is None:
-            q.finish_job(session, job, JobStatus.FAILED, error="the job's dataset was deleted")
-            return
+        checkpoint = q.get_checkpoint(session, job_id)
+        saved = None if checkpoint is None else checkpoint.data
         network, training = job.network, job.training
-        inputs, targets = q.unpack_arrays(dataset.data)
-        classes, dataset_id = dataset.classes, dataset.id
+        if dataset is not None:
+            inputs, targets = q.unpack_arrays(dataset.data)
+            classes = dataset.classes
 
-    recorder = EpochRecorder(job_id, flush_seconds)
+    run = Attempt(job_id, attempt, settings)
+    if dataset is None:
+        run.finish(JobStatus.FAILED, error="the job's dataset was deleted")
+        return
     try:
-        trainer = Trainer(network, training, inputs, targets, classes=classes)
-        result = trainer.run(on_epoch=recorder.add, should_stop=recorder.should_stop)
+        if saved is not None:
+            log.info("job %s: attempt %s resumes from its checkpoint", job_id, attempt)
+            trainer = Trainer.resume(saved, inputs, targets)
+        else:
+            trainer = Trainer(network, training, inputs, targets, classes=classes)
+        result = run.train(trainer)
     except SpecError as exc:
-        _fail(job_id, f"invalid job: {exc}", "invalid")
+        run.finish(JobStatus.FAILED, stop_reason="invalid", error=f"invalid job: {exc}")
         return
     except Exception as exc:  # the job must end with a reason whatever went wrong
         log.exception("job %s crashed", job_id)
-        _fail(job_id, f"training crashed: {type(exc).__name__}: {exc}", "error")
+        run.finish(
+            JobStatus.FAILED,
+            stop_reason="error",
+            error=f"training crashed: {type(exc).__name__}: {exc}",
+        )
         return
-    recorder.flush()
 
-    with Session.begin() as session:
-        job = q.get_job(session, job_id)
-        assert job is not None
-        if result.stop_reason == STOP_REQUESTED:
-            q.finish_job(session, job, JobStatus.CANCELLED, stop_reason="cancelled")
-        elif result.model is None:
-            q.finish_job(
-                session, job, JobStatus.FAILED, stop_reason=result.stop_reason, error=result.message
-            )
-        else:
-            dataset = q.get_dataset(session, dataset_id)
-            if dataset is None:
-                q.finish_job(session, job, JobStatus.FAILED, error="the job's dataset was deleted")
-                return
-            summary: dict[str, Any] = {
-                "stop_reason": result.stop_reason,
-                "message": result.message,
-                "epochs_completed": result.epochs_completed,
-                "loss": result.last.loss if result.last else None,
-                "val_loss": result.last.val_loss if result.last else None,
-                "val_accuracy": result.last.val_accuracy if result.last else None,
-            }
-            q.add_model(
-                session, job, dataset, result.model.describe(), summary, result.model.to_bytes()
-            )
-            q.finish_job(session, job, JobStatus.SUCCEEDED, stop_reason=result.stop_reason)
-
-
-def _fail(job_id: int, message: str, reason: str) -> None:
-    with Session.begin() as session:
-        job = q.get_job(session, job_id)
-        if job is not None:
-            q.finish_job(session, job, JobStatus.FAILED, stop_reason=reason, error=message)
+    if run.lost:
+        return
+    if result.stop_reason == STOP_REQUESTED:
+        run.finish(JobStatus.CANCELLED, stop_reason="cancelled")
+    elif result.model is None:
+        run.finish(JobStatus.FAILED, stop_reason=result.stop_reason, error=result.message)
+    else:
+        last = result.last
+        summary = {
+            "stop_reason": result.stop_reason,
+            "message": result.message,
+            "epochs_completed": result.epochs_completed,
+            "loss": last.loss if last else None,
+            "val_loss": last.val_loss if last else None,
+            "val_accuracy": last.val_accuracy if last else None,
+        }
+        model = (result.model.describe(), summary, result.model.to_bytes())
+        run.finish(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)

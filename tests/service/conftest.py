@@ -1,5 +1,5 @@
-"""Real services for the service tests: a PostgreSQL database and a Redis key
-prefix made for this test run alone, dropped afterwards.
+"""Real services for the service tests: PostgreSQL databases and Redis key
+prefixes made for this test run alone, dropped afterwards.
 
 PostgreSQL and Redis are the machine's own (127.0.0.1:5432 with trust auth,
 127.0.0.1:6379); override with TEST_POSTGRES_URL / TEST_REDIS_URL.
@@ -25,61 +25,83 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
 
 
-def _sqlalchemy_url(libpq_url: str, database: str) -> str:
-    base = libpq_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{base}/{database}"
+def create_database(suffix: str) -> str:
+    """A new, migrated PostgreSQL database; returns its SQLAlchemy URL."""
+    name = f"backprop_test_{RUN_ID}_{suffix}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    url = f"{base}/{name}"
+    upgrade(url)
+    return url
+
+
+def drop_database(url: str) -> None:
+    from store.db import _engines
+
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def delete_redis_keys(prefix: str) -> int:
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    return len(keys)
+
+
+def environment(database_url: str, namespace: str, data_dir: Path) -> dict[str, str]:
+    """Environment variables for API and worker processes using these services."""
+    return {
+        "BACKPROP_DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_url,
+        "BROKER_URL": REDIS_URL,
+        "BROKER_PREFIX": f"backprop-test-{RUN_ID}-{namespace}:",
+        "BACKPROP_QUEUE": f"training-{RUN_ID}-{namespace}",
+    }
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this run."""
-    name = f"backprop_test_{RUN_ID}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _sqlalchemy_url(POSTGRES_ADMIN, name)
-    upgrade(url)
+    url = create_database("main")
     yield url
-    from store.db import _engines
-
-    for engine in _engines.values():
-        engine.dispose()
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="session")
-def redis_prefix() -> Iterator[str]:
-    """A key prefix that only this run's broker messages use; its keys are deleted after."""
-    prefix = f"backprop-test-{RUN_ID}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
+    drop_database(url)
 
 
 @pytest.fixture(scope="session")
 def service_env(
-    postgres_url: str, redis_prefix: str, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, str]:
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """Environment variables for API and worker processes of this run."""
-    data_dir: Path = tmp_path_factory.mktemp("data")
-    return {
-        "BACKPROP_DATA_DIR": str(data_dir),
-        "DATABASE_URL": postgres_url,
-        "BROKER_URL": REDIS_URL,
-        "BROKER_PREFIX": redis_prefix,
-        "BACKPROP_QUEUE": f"training-{RUN_ID}",
-    }
+    env = environment(postgres_url, "main", tmp_path_factory.mktemp("data"))
+    yield env
+    delete_redis_keys(env["BROKER_PREFIX"])
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(service_env: dict[str, str]) -> str:
+    return service_env["BROKER_PREFIX"]
+
+
+def apply_env(env: dict[str, str]) -> Settings:
+    """Point this process's settings and store at ``env``; returns the settings."""
+    os.environ.update(env)
+    settings = load_settings()
+    configure(settings.database_url)
+    return settings
 
 
 @pytest.fixture(scope="session")
 def service_settings(service_env: dict[str, str]) -> Iterator[Settings]:
     """Settings of this run, with the process environment set to match."""
     saved = {key: os.environ.get(key) for key in service_env}
-    os.environ.update(service_env)
-    settings = load_settings()
-    configure(settings.database_url)
+    settings = apply_env(service_env)
     yield settings
     for key, value in saved.items():
         if value is None:

@@ -1,0 +1,76 @@
+"""Starting and stopping real worker processes for the service tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+        time.sleep(interval)
+
+
+class WorkerProcess:
+    """``celery -A worker.app worker`` in its own process group, logging to a file."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int = 1) -> None:
+        self.log_path = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "worker.app", "worker",
+            "--loglevel=INFO", f"--concurrency={concurrency}",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"test-{uuid.uuid4().hex[:6]}@%h",
+        ]  # fmt: skip
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.output()}")
+            return " ready." in self.output()
+
+        wait_for(ready, timeout, 0.1, "the worker to be ready")
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: the main process and its pool children."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()

@@ -1,0 +1,239 @@
+"""Jobs survive lost workers, duplicate messages and a broker that forgets.
+
+Real worker processes, real PostgreSQL and Redis; short leases so that a lost
+worker is noticed within seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+import core
+from settings import Settings
+from store import Epoch, JobStatus, Session
+from store import queries as q
+from tests.service.conftest import (
+    apply_env,
+    create_database,
+    delete_redis_keys,
+    drop_database,
+    environment,
+)
+from tests.service.processes import WorkerProcess, wait_for
+from worker.app import make_celery
+from worker.queue import enqueue_training
+
+FAST_RECOVERY = {
+    "BACKPROP_LEASE_SECONDS": "2",
+    "BACKPROP_CHECKPOINT_SECONDS": "0.3",
+    "BACKPROP_REQUEUE_SECONDS": "1",
+    "BACKPROP_RECONCILE_SECONDS": "0.3",
+    "BACKPROP_EPOCH_FLUSH_SECONDS": "0.1",
+}
+
+NETWORK = {
+    "input_dim": 6,
+    "layers": [{"units": 12, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+}
+TRAINING = {
+    "epochs": 1500,
+    "batch_size": 8,
+    "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+    "loss": "binary_crossentropy",
+    "validation_split": 0.2,
+    "seed": 3,
+}
+
+
+def dataset() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(160, 6))
+    t = (x[:, :3].sum(axis=1) > 0).astype(float).reshape(-1, 1)
+    return x, t
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
+    """A database, queue and Redis prefix of this module's own, with fast recovery."""
+    previous_bind = Session.kw.get("bind")
+    url = create_database("reliability")
+    env = {**environment(url, "reliability", tmp_path_factory.mktemp("rel")), **FAST_RECOVERY}
+    settings = apply_env(env)
+    yield env, settings
+    delete_redis_keys(env["BROKER_PREFIX"])
+    Session.configure(bind=previous_bind)
+    drop_database(url)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def submit(settings: Settings, network: dict[str, Any], training: dict[str, Any]) -> int:
+    x, t = dataset()
+    with Session.begin() as session:
+        data = q.add_dataset(session, "synthetic", x, t)
+        job_id = q.add_job(session, data, network, training).id
+    enqueue_training(job_id, make_celery(settings))
+    return job_id
+
+
+def job_state(job_id: int) -> tuple[JobStatus, int, int]:
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None
+        return job.status, job.epochs_completed, job.attempt
+
+
+def finished(job_id: int) -> bool:
+    return job_state(job_id)[0].finished
+
+
+def epoch_numbers(job_id: int) -> list[int]:
+    with Session.begin() as session:
+        return list(
+            session.scalars(select(Epoch.epoch).where(Epoch.job_id == job_id).order_by(Epoch.epoch))
+        )
+
+
+def trained_weights(job_id: int) -> list[np.ndarray[Any, Any]]:
+    with Session.begin() as session:
+        model_id = q.model_id_for_job(session, job_id)
+        assert model_id is not None
+        row = q.get_model(session, model_id, with_weights=True)
+        assert row is not None
+        model = core.Model.from_bytes(row.weights)
+    return model.network.weights + model.network.biases
+
+
+def uninterrupted_weights() -> list[np.ndarray[Any, Any]]:
+    x, t = dataset()
+    result = core.train(NETWORK, TRAINING, x, t)
+    assert result.model is not None
+    return result.model.network.weights + result.model.network.biases
+
+
+def test_kill_9_mid_job_resumes_exactly(
+    isolated: tuple[dict[str, str], Settings], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    env, settings = isolated
+    first = WorkerProcess(env, tmp_path)
+    workers.append(first)
+    first.wait_ready()
+    job_id = submit(settings, NETWORK, TRAINING)
+
+    def checkpointed_midway() -> bool:
+        with Session.begin() as session:
+            checkpoint = q.get_checkpoint(session, job_id)
+            return checkpoint is not None and 100 <= checkpoint.epoch < TRAINING["epochs"] - 300
+
+    wait_for(checkpointed_midway, 60, what="a checkpoint in the middle of the job")
+    first.kill()
+    status, done_before, attempt = job_state(job_id)
+    assert status == JobStatus.RUNNING and attempt == 1 and done_before < TRAINING["epochs"]
+
+    second = WorkerProcess(env, tmp_path)
+    workers.append(second)
+    second.wait_ready()
+    wait_for(lambda: finished(job_id), 90, 0.1, "the job to finish on the second worker")
+
+    status, done, attempt = job_state(job_id)
+    assert status == JobStatus.SUCCEEDED, second.output()
+    assert attempt == 2
+    assert epoch_numbers(job_id) == list(range(1, TRAINING["epochs"] + 1))
+    for served, reference in zip(trained_weights(job_id), uninterrupted_weights(), strict=True):
+        assert np.array_equal(served, reference)
+    assert "resumes from its checkpoint" in second.output()
+
+
+def test_duplicate_message_runs_once(
+    isolated: tuple[dict[str, str], Settings], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    env, settings = isolated
+    worker = WorkerProcess(env, tmp_path, concurrency=2)
+    workers.append(worker)
+    worker.wait_ready()
+    training = {**TRAINING, "epochs": 600}
+    job_id = submit(settings, NETWORK, training)
+    wait_for(lambda: job_state(job_id)[1] > 0, 30, what="the job to start")
+    enqueue_training(job_id, make_celery(settings))  # the same message again
+    wait_for(lambda: finished(job_id), 60, 0.1, "the job to finish")
+
+    status, _, attempt = job_state(job_id)
+    assert status == JobStatus.SUCCEEDED
+    assert attempt == 1  # the duplicate could not take the lease
+    assert epoch_numbers(job_id) == list(range(1, 601))
+    assert "is not ours to run" in worker.output()
+
+
+def test_lost_lease_fences_the_old_attempt(isolated: tuple[dict[str, str], Settings]) -> None:
+    _, settings = isolated
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+    with Session.begin() as session:
+        first = q.take_lease(session, job_id, "a", lease_seconds=60, max_attempts=5)
+    with Session.begin() as session:
+        # A live lease cannot be taken.
+        assert q.take_lease(session, job_id, "b", lease_seconds=60, max_attempts=5) is None
+    with Session.begin() as session:
+        # An expired one can (lease of 0 s: every heartbeat is stale).
+        second = q.take_lease(session, job_id, "b", lease_seconds=0, max_attempts=5)
+    assert (first, second) == (1, 2)
+    with pytest.raises(q.LeaseLost), Session.begin() as session:
+        q.renew_lease(session, job_id, 1)
+        q.record_epochs(session, job_id, [q.EpochRow(1, 0.5, None, None, 0.1, 1.0, 0.01)])
+    assert epoch_numbers(job_id) == []  # the fenced transaction wrote nothing
+    with Session.begin() as session:
+        assert q.renew_lease(session, job_id, 2) is False
+
+
+def test_jobs_queued_when_the_broker_forgets_still_finish(
+    isolated: tuple[dict[str, str], Settings], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    env, settings = isolated
+    training = {**TRAINING, "epochs": 50}
+    job_ids = [submit(settings, NETWORK, training) for _ in range(3)]
+    # What a Redis restart without persistence does to this deployment's keys.
+    assert delete_redis_keys(env["BROKER_PREFIX"]) > 0
+    worker = WorkerProcess(env, tmp_path)
+    workers.append(worker)
+    worker.wait_ready()
+    for job_id in job_ids:
+        wait_for(lambda job_id=job_id: finished(job_id), 60, 0.1, f"job {job_id} to finish")
+        assert job_state(job_id)[0] == JobStatus.SUCCEEDED
+        assert epoch_numbers(job_id) == list(range(1, 51))
+
+
+def test_attempts_are_capped(isolated: tuple[dict[str, str], Settings]) -> None:
+    _, settings = isolated
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+    for _ in range(settings.max_attempts):
+        with Session.begin() as session:
+            assert q.take_lease(
+                session, job_id, "w", lease_seconds=0, max_attempts=settings.max_attempts
+            )
+    with Session.begin() as session:
+        assert (
+            q.take_lease(session, job_id, "w", lease_seconds=0, max_attempts=settings.max_attempts)
+            is None
+        )
+        q.jobs_to_requeue(
+            session, lease_seconds=0, requeue_seconds=0, max_attempts=settings.max_attempts
+        )
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None and job.status == JobStatus.FAILED
+        assert job.error is not None and f"after {settings.max_attempts} attempts" in job.error
