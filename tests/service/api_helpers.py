@@ -84,8 +84,10 @@ def queued_messages(settings: Settings) -> list[dict[str, Any]]:
 def train_in_process(job_id: int) -> int:
     """Do what a worker does for ``job_id`` (without Celery); return the model id."""
     with Session.begin() as session:
-        job = q.start_job(session, job_id)
-        assert job is not None, "the job is not queued"
+        attempt = q.take_lease(session, job_id, "test", lease_seconds=60, max_attempts=5)
+        assert attempt is not None, "the job is not queued"
+        job = q.get_job(session, job_id)
+        assert job is not None
         assert job.dataset_id is not None
         dataset = q.get_dataset(session, job.dataset_id, with_data=True)
         assert dataset is not None

@@ -340,7 +340,9 @@ def test_cancel_a_queued_job(client: FlaskClient, xor_id: int) -> None:
 def test_cancel_a_running_job_sets_the_flag(client: FlaskClient, xor_id: int) -> None:
     job = post_job(client, **_job(dataset_id=xor_id))
     with Session.begin() as session:
-        assert q.start_job(session, job["id"]) is not None
+        assert (
+            q.take_lease(session, job["id"], "test", lease_seconds=60, max_attempts=5) is not None
+        )
     response = client.post(f"/jobs/{job['id']}/cancel")
     assert response.status_code == 202
     assert response.json["status"] == "running"
