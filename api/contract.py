@@ -8,12 +8,14 @@ Each also records itself in the view's :class:`Contract`, from which
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, TypeVar
 
+import numpy as np
 from flask import Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 
@@ -25,6 +27,7 @@ View = Callable[..., Any]
 
 JSON = "application/json"
 CSV = "text/csv"
+NPY = "application/x-npy"
 
 
 @dataclass
@@ -45,6 +48,13 @@ def contract_of(view: Callable[..., Any]) -> Contract:
         existing = Contract()
         view.__contract__ = existing  # type: ignore[attr-defined]
     return existing
+
+
+@dataclass(frozen=True)
+class NpyBody:
+    """An ``application/x-npy`` request: one array, read without pickle."""
+
+    array: np.ndarray[Any, Any]
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,13 @@ def _read_csv() -> str:
         raise ApiError(400, "malformed_csv", f"the CSV body is not UTF-8: {exc}") from None
 
 
+def _read_npy() -> np.ndarray[Any, Any]:
+    try:
+        return np.load(io.BytesIO(request.get_data(cache=False)), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ApiError(400, "malformed_npy", f"the body is not a .npy array: {exc}") from None
+
+
 def _unsupported(accepted: list[str]) -> ApiError:
     got = request.mimetype or "none"
     return ApiError(
@@ -89,11 +106,15 @@ def _unsupported(accepted: list[str]) -> ApiError:
     )
 
 
-def body(model: type[BaseModel], *, csv: type[BaseModel] | None = None) -> Callable[[View], View]:
+def body(
+    model: type[BaseModel], *, csv: type[BaseModel] | None = None, npy: bool = False
+) -> Callable[[View], View]:
     """Pass the validated body to the view as ``payload``.
 
     With ``csv``, a ``text/csv`` body is accepted too: the view then gets a
     :class:`CsvBody` whose ``params`` are the query string validated by ``csv``.
+    With ``npy``, an ``application/x-npy`` body arrives as a :class:`NpyBody`
+    (large numeric batches, which JSON would make slow to parse).
     """
 
     def decorate(view: View) -> View:
@@ -108,8 +129,11 @@ def body(model: type[BaseModel], *, csv: type[BaseModel] | None = None) -> Calla
             elif csv is not None and request.mimetype == CSV:
                 params = _validate(csv, request.args.to_dict())
                 kwargs["payload"] = CsvBody(params, _read_csv())
+            elif npy and request.mimetype == NPY:
+                kwargs["payload"] = NpyBody(_read_npy())
             else:
-                raise _unsupported([JSON] + ([CSV] if csv is not None else []))
+                accepted = [JSON] + ([CSV] if csv is not None else []) + ([NPY] if npy else [])
+                raise _unsupported(accepted)
             return view(*args, **kwargs)
 
         return wrapper
@@ -157,6 +181,8 @@ def responds(
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             result = view(*args, **kwargs)
+            if isinstance(result, Response):  # a view that chose another media type
+                return result
             extra: dict[str, str] = {}
             if isinstance(result, tuple):
                 result, extra = result

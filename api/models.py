@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
-from flask import Blueprint
+from flask import Blueprint, Response, request
 
 import core
 from store import Session
 from store import queries as q
 
-from .contract import body, responds
+from .contract import NPY, NpyBody, body, responds
 from .errors import invalid, limit_exceeded, not_found
 from .schemas import ModelOut, ModelWeights, PredictOut, PredictRequest
 from .state import state
@@ -56,25 +58,49 @@ def get_weights(model_id: int) -> ModelWeights:
 
 
 @bp.post("/<id:model_id>/predict")
-@body(PredictRequest)
+@body(PredictRequest, npy=True)
 @responds(200, PredictOut, errors=(404,))
-def predict(model_id: int, payload: PredictRequest) -> PredictOut:
-    """Outputs for rows of inputs, normalized as in training; labels for classifiers."""
+def predict(model_id: int, payload: PredictRequest | NpyBody) -> PredictOut | Response:
+    """Outputs for rows of inputs, normalized as in training; labels for classifiers.
+
+    A ``.npy`` body (``Content-Type: application/x-npy``) is answered with the
+    outputs as ``.npy`` when the request accepts it, for large batches.
+    """
+    rows = len(payload.array) if isinstance(payload, NpyBody) else len(payload.inputs)
     limit = state().settings.max_predict_rows
-    if len(payload.inputs) > limit:
+    if rows > limit:
         raise limit_exceeded(
             "inputs",
-            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), "
-            f"got {len(payload.inputs)}",
+            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {rows}",
         )
     model = _loaded(model_id)
-    inputs = _rows_of(payload.inputs, model.input_dim)
+    if isinstance(payload, NpyBody):
+        inputs = _npy_rows(payload.array, model.input_dim)
+    else:
+        inputs = _rows_of(payload.inputs, model.input_dim)
     outputs = model.predict(inputs)
     if not np.isfinite(outputs).all():
         row = int(np.argwhere(~np.isfinite(outputs))[0][0])
         raise invalid(f"inputs[{row}]", "the model's output for this row is not finite")
+    if isinstance(payload, NpyBody) and NPY in request.accept_mimetypes.values():
+        buffer = io.BytesIO()
+        np.save(buffer, outputs, allow_pickle=False)
+        return Response(buffer.getvalue(), mimetype=NPY)
     labels = model.labels_from_outputs(outputs) if model.is_classifier else None
     return PredictOut(outputs=outputs.astype(np.float64).tolist(), labels=labels)
+
+
+def _npy_rows(array: Array, width: int) -> Array:
+    if array.ndim != 2 or array.shape[1] != width or array.dtype.kind not in "fiu":
+        raise invalid(
+            "inputs",
+            f"expected a 2-D numeric array with {width} columns, "
+            f"got shape {array.shape} of {array.dtype}",
+        )
+    if not np.isfinite(array).all():
+        row = int(np.argwhere(~np.isfinite(array))[0][0])
+        raise invalid(f"inputs[{row}]", "must be finite (no NaN or Infinity)")
+    return array
 
 
 def _rows_of(rows: list[list[float]], width: int) -> Array:

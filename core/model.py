@@ -42,7 +42,10 @@ class Model:
 
     def prepare(self, inputs: Any) -> Array:
         """Inputs as a 2-D array of the network's dtype, normalized as in training."""
-        x = np.asarray(inputs, dtype=np.float64)
+        x = np.asarray(inputs)
+        if x.dtype.kind not in "fiu":
+            raise SpecError("inputs", f"expected numbers, got values of type {x.dtype}")
+        x = x.astype(self.network.dtype, copy=False)
         if x.ndim == 1:
             x = x.reshape(1, -1)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
@@ -52,8 +55,8 @@ class Model:
         if not np.isfinite(x).all():
             raise SpecError("inputs", "must be finite (no NaN or Infinity)")
         if self.normalizer is not None:
-            return self.normalizer.apply(x, self.network.dtype)
-        return x.astype(self.network.dtype, copy=False)
+            return self.normalizer.apply(x)
+        return x
 
     def predict(self, inputs: Any) -> Array:
         """Network outputs, one row per input row."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import numpy as np
@@ -165,3 +166,49 @@ def test_models_are_loaded_once(service_settings: Settings, regressor_id: int) -
         fresh.post(f"/models/{regressor_id}/predict", json={"inputs": [[0, 1]]})
     assert len(cache) == 1
     assert cache.get(regressor_id) is cache.get(regressor_id)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def test_predict_with_npy_bodies(client: FlaskClient, iris_model: dict[str, int]) -> None:
+    rows = np.array([[5.0, 3.4, 1.5, 0.2], [6.5, 3.0, 4.6, 1.4]])
+    url = f"/models/{iris_model['model']}/predict"
+    expected = client.post(url, json={"inputs": rows.tolist()}).json
+
+    as_npy = client.post(
+        url,
+        data=_npy(rows),
+        content_type="application/x-npy",
+        headers={"Accept": "application/x-npy"},
+    )
+    assert as_npy.status_code == 200
+    assert as_npy.mimetype == "application/x-npy"
+    outputs = np.load(io.BytesIO(as_npy.data), allow_pickle=False)
+    np.testing.assert_array_equal(outputs, np.array(expected["outputs"]))
+
+    # Without asking for .npy back, the answer is the usual JSON with labels.
+    as_json = client.post(url, data=_npy(rows), content_type="application/x-npy")
+    assert as_json.json == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"not an array", None),
+        (_npy(np.zeros((2, 3))), "inputs"),
+        (_npy(np.array([["a", "b", "c", "d"]])), "inputs"),
+        (_npy(np.array([[1.0, np.nan, 0.0, 0.0]])), "inputs[0]"),
+    ],
+)
+def test_predict_rejects_bad_npy_bodies(
+    client: FlaskClient, iris_model: dict[str, int], body: bytes, field: str | None
+) -> None:
+    response = client.post(
+        f"/models/{iris_model['model']}/predict", data=body, content_type="application/x-npy"
+    )
+    assert 400 <= response.status_code < 500
+    assert response.json["error"].get("field") == field
