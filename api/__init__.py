@@ -12,6 +12,7 @@ from settings import Settings, load_settings
 from store import configure
 
 from . import datasets, health, jobs, models, openapi
+from .auth import KeyCache, authenticate
 from .broker import Broker
 from .errors import register_error_handlers
 from .predictor import ModelCache
@@ -36,9 +37,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
-    app.extensions[KEY] = ServiceState(settings, Broker(settings), ModelCache())
+    service = ServiceState(settings, Broker(settings), ModelCache(), KeyCache())
+    app.extensions[KEY] = service
 
     register_error_handlers(app)
+    app.before_request(lambda: authenticate(service.keys))
     for blueprint in (datasets.bp, jobs.bp, models.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

@@ -35,6 +35,7 @@ class Contract:
     body: type[BaseModel] | None = None
     # query parameters that come with a text/csv body instead of a JSON one
     csv_query: type[BaseModel] | None = None
+    npy: bool = False
     query: type[BaseModel] | None = None
     status: int = 200
     response: type[BaseModel] | None = None
@@ -119,7 +120,7 @@ def body(
 
     def decorate(view: View) -> View:
         contract = contract_of(view)
-        contract.body, contract.csv_query = model, csv
+        contract.body, contract.csv_query, contract.npy = model, csv, npy
         contract.errors |= {400, 413, 415, 422}
 
         @wraps(view)

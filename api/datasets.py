@@ -7,6 +7,7 @@ from flask import Blueprint
 from store import Session
 from store import queries as q
 
+from .auth import owner
 from .contract import CsvBody, body, query, responds
 from .errors import conflict, not_found
 from .schemas import DatasetCreate, DatasetCsvQuery, DatasetList, DatasetOut, PageQuery
@@ -29,7 +30,7 @@ def create_dataset(payload: DatasetCreate | CsvBody) -> tuple[DatasetOut, dict[s
     else:
         name, table = payload.name, from_json(payload, limit)
     with Session.begin() as session:
-        out = DatasetOut.model_validate(store(session, name, table))
+        out = DatasetOut.model_validate(store(session, name, table, owner()))
     return out, {"Location": f"/datasets/{out.id}"}
 
 
@@ -39,7 +40,7 @@ def create_dataset(payload: DatasetCreate | CsvBody) -> tuple[DatasetOut, dict[s
 def list_datasets(params: PageQuery) -> DatasetList:
     """Datasets, newest first; pass `next_after` as `after` for the next page."""
     with Session.begin() as session:
-        rows = q.list_datasets(session, after=params.after, limit=params.limit + 1)
+        rows = q.list_datasets(session, owner=owner(), after=params.after, limit=params.limit + 1)
         page = [DatasetOut.model_validate(row) for row in rows[: params.limit]]
     next_after = page[-1].id if len(rows) > params.limit else None
     return DatasetList(datasets=page, next_after=next_after)
@@ -50,7 +51,7 @@ def list_datasets(params: PageQuery) -> DatasetList:
 def get_dataset(dataset_id: int) -> DatasetOut:
     """One dataset's description (not its data)."""
     with Session.begin() as session:
-        dataset = q.get_dataset(session, dataset_id)
+        dataset = q.get_dataset(session, dataset_id, owner=owner())
         if dataset is None:
             raise not_found("dataset", dataset_id)
         return DatasetOut.model_validate(dataset)
@@ -61,7 +62,7 @@ def get_dataset(dataset_id: int) -> DatasetOut:
 def delete_dataset(dataset_id: int) -> None:
     """Delete a dataset; refused while a queued or running job uses it."""
     with Session.begin() as session:
-        dataset = q.get_dataset(session, dataset_id)
+        dataset = q.get_dataset(session, dataset_id, owner=owner())
         if dataset is None:
             raise not_found("dataset", dataset_id)
         try:

@@ -100,7 +100,8 @@ def error_response(
 
 
 def _api_error(exc: ApiError) -> Response:
-    return error_response(exc.status, exc.code, exc.message, exc.field)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error_response(exc.status, exc.code, exc.message, exc.field, headers)
 
 
 def _http_error(exc: HTTPException) -> Response:

@@ -11,6 +11,7 @@ from store import Job, JobStatus, Session
 from store import queries as q
 
 from . import plan as admission
+from .auth import owner
 from .contract import body, query, responds
 from .errors import ApiError, conflict, not_found
 from .schemas import EpochList, EpochOut, EpochQuery, JobCreate, JobList, JobListQuery, JobOut
@@ -44,10 +45,10 @@ def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
     with Session.begin() as session:
         if table is None:
             assert payload.dataset_id is not None
-            dataset = admission.stored_dataset(session, plan, payload.dataset_id, settings)
+            dataset = admission.stored_dataset(session, plan, payload.dataset_id, settings, owner())
         else:
             assert payload.dataset is not None
-            dataset = store(session, payload.dataset.name, table)
+            dataset = store(session, payload.dataset.name, table, owner())
         # Stored as given: the worker parses them again with the same engine.
         job = q.add_job(session, dataset, payload.network, payload.training)
         out = job_out(session, job)
@@ -84,7 +85,7 @@ def list_jobs(params: JobListQuery) -> JobList:
     """Jobs, newest first, optionally of one status; `next_after` is the next page's cursor."""
     with Session.begin() as session:
         rows = q.list_jobs(
-            session, status=params.status, after=params.after, limit=params.limit + 1
+            session, owner=owner(), status=params.status, after=params.after, limit=params.limit + 1
         )
         page = [job_out(session, job) for job in rows[: params.limit]]
     next_after = page[-1].id if len(rows) > params.limit else None
@@ -96,7 +97,7 @@ def list_jobs(params: JobListQuery) -> JobList:
 def get_job(job_id: int) -> JobOut:
     """A job's status and progress."""
     with Session.begin() as session:
-        job = q.get_job(session, job_id)
+        job = q.get_job(session, job_id, owner=owner())
         if job is None:
             raise not_found("job", job_id)
         return job_out(session, job)
@@ -108,7 +109,7 @@ def get_job(job_id: int) -> JobOut:
 def list_epochs(job_id: int, params: EpochQuery) -> EpochList:
     """The job's epochs in order, after epoch `after`."""
     with Session.begin() as session:
-        if q.get_job(session, job_id) is None:
+        if q.get_job(session, job_id, owner=owner()) is None:
             raise not_found("job", job_id)
         rows = q.list_epochs(session, job_id, after=params.after, limit=params.limit + 1)
         page = [EpochOut.model_validate(row) for row in rows[: params.limit]]
@@ -121,7 +122,7 @@ def list_epochs(job_id: int, params: EpochQuery) -> EpochList:
 def cancel_job(job_id: int) -> JobOut:
     """Cancel a job: a queued one at once, a running one at its next epoch boundary."""
     with Session.begin() as session:
-        job = q.get_job(session, job_id, for_update=True)
+        job = q.get_job(session, job_id, for_update=True, owner=owner())
         if job is None:
             raise not_found("job", job_id)
         if job.status.finished:

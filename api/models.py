@@ -11,6 +11,7 @@ import core
 from store import Session
 from store import queries as q
 
+from .auth import owner
 from .contract import NPY, NpyBody, body, responds
 from .errors import invalid, limit_exceeded, not_found
 from .schemas import ModelOut, ModelWeights, PredictOut, PredictRequest
@@ -21,7 +22,7 @@ bp = Blueprint("models", __name__, url_prefix="/models")
 
 
 def _loaded(model_id: int) -> core.Model:
-    model = state().models.get(model_id)
+    model = state().models.get(model_id, owner())
     if model is None:
         raise not_found("model", model_id)
     return model
@@ -32,7 +33,7 @@ def _loaded(model_id: int) -> core.Model:
 def get_model(model_id: int) -> ModelOut:
     """Architecture, training summary, provenance, normalization and classes."""
     with Session.begin() as session:
-        row = q.get_model(session, model_id)
+        row = q.get_model(session, model_id, owner=owner())
         if row is None:
             raise not_found("model", model_id)
         return ModelOut.model_validate(

@@ -17,7 +17,8 @@ from pydantic import BaseModel, RootModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from .contract import CSV, JSON, Contract, contract_of, responds
+from .auth import PUBLIC_ENDPOINTS
+from .contract import CSV, JSON, NPY, Contract, contract_of, responds
 from .schemas import DOC_MODELS, MAX_ID, ErrorOut
 
 bp = Blueprint("openapi", __name__)
@@ -139,6 +140,8 @@ def build_document(app: Flask) -> dict[str, Any]:
             content = {JSON: {"schema": ref(contract.body, "validation")}}
             if contract.csv_query is not None:
                 content[CSV] = {"schema": {"type": "string"}}
+            if contract.npy:
+                content[NPY] = {"schema": {"type": "string", "format": "binary"}}
             operation["requestBody"] = {"required": True, "content": content}
 
         success: dict[str, Any] = {"description": HTTPStatus(contract.status).phrase}
@@ -152,6 +155,9 @@ def build_document(app: Flask) -> dict[str, Any]:
             }
         responses = {str(contract.status): success}
         errors = set(contract.errors) | {500}
+        if rule.endpoint not in PUBLIC_ENDPOINTS:
+            operation["security"] = [{"apiKey": []}]
+            errors.add(401)
         if parameters and any(p["in"] == "path" for p in parameters):
             errors.add(404)
         for status in sorted(errors):
@@ -168,5 +174,14 @@ def build_document(app: Flask) -> dict[str, Any]:
             'Every error answers {"error": {"code", "message", "field"?}}.',
         },
         "paths": paths,
-        "components": {"schemas": definitions},
+        "components": {
+            "schemas": definitions,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from `backprop keys create --owner NAME`.",
+                }
+            },
+        },
     }

@@ -131,9 +131,11 @@ def check_table(plan: Plan, table: Table) -> None:
     )
 
 
-def stored_dataset(session: Session, plan: Plan, dataset_id: int, settings: Settings) -> Dataset:
-    """The stored dataset the job names, checked against the plan."""
-    dataset = q.get_dataset(session, dataset_id)
+def stored_dataset(
+    session: Session, plan: Plan, dataset_id: int, settings: Settings, owner: str
+) -> Dataset:
+    """The owner's stored dataset the job names, checked against the plan."""
+    dataset = q.get_dataset(session, dataset_id, owner=owner)
     if dataset is None:
         raise invalid("dataset_id", f"no dataset with id {dataset_id}")
     check_cells(

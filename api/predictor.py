@@ -19,30 +19,30 @@ class ModelCache:
 
     def __init__(self, capacity: int = 16) -> None:
         self.capacity = capacity
-        self._models: OrderedDict[int, core.Model] = OrderedDict()
+        self._models: OrderedDict[int, tuple[str, core.Model]] = OrderedDict()
         # Gunicorn threads share the cache; the lock only guards the dict.
         self._lock = threading.Lock()
 
-    def get(self, model_id: int) -> core.Model | None:
-        """The model, or None if no such row exists."""
+    def get(self, model_id: int, owner: str) -> core.Model | None:
+        """The owner's model, or None if they have no such model."""
         with self._lock:
-            model = self._models.get(model_id)
-            if model is not None:
+            hit = self._models.get(model_id)
+            if hit is not None:
                 self._models.move_to_end(model_id)
-                return model
+                return hit[1] if hit[0] == owner else None
         with Session.begin() as session:
             row = q.get_model(session, model_id, with_weights=True)
             if row is None:
                 return None
-            weights = row.weights
+            weights, model_owner = row.weights, row.owner
         # Decoding outside the lock: two threads may both load a model, which is harmless.
         model = core.Model.from_bytes(weights)
         with self._lock:
-            self._models[model_id] = model
+            self._models[model_id] = (model_owner, model)
             self._models.move_to_end(model_id)
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
-        return model
+        return model if model_owner == owner else None
 
     def __len__(self) -> int:
         return len(self._models)

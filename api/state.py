@@ -8,6 +8,7 @@ from flask import current_app
 
 from settings import Settings
 
+from .auth import KeyCache
 from .broker import Broker
 from .predictor import ModelCache
 
@@ -19,6 +20,7 @@ class ServiceState:
     settings: Settings
     broker: Broker
     models: ModelCache
+    keys: KeyCache
 
 
 def state() -> ServiceState:

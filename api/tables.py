@@ -37,7 +37,7 @@ class Table:
         return int(self.inputs.shape[0])
 
 
-def store(session: Session, name: str, table: Table) -> Dataset:
+def store(session: Session, name: str, table: Table, owner: str) -> Dataset:
     return q.add_dataset(
         session,
         name,
@@ -46,6 +46,7 @@ def store(session: Session, name: str, table: Table) -> Dataset:
         classes=table.classes,
         feature_names=table.feature_names,
         target_names=table.target_names,
+        owner=owner,
     )
 
 

@@ -1,9 +1,11 @@
 """Persistence shared by the API and the workers: models, sessions, queries."""
 
 from .db import Session, configure, engine_for
-from .models import Base, Dataset, Epoch, Job, JobStatus, Model
+from .models import LOCAL_OWNER, ApiKey, Base, Dataset, Epoch, Job, JobStatus, Model
 
 __all__ = [
+    "LOCAL_OWNER",
+    "ApiKey",
     "Base",
     "Dataset",
     "Epoch",

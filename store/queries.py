@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
 
-from .models import Checkpoint, Dataset, Epoch, Job, JobStatus, Model, utcnow
+from .models import LOCAL_OWNER, ApiKey, Checkpoint, Dataset, Epoch, Job, JobStatus, Model, utcnow
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -51,6 +52,7 @@ def add_dataset(
     classes: list[str] | None = None,
     feature_names: list[str] | None = None,
     target_names: list[str] | None = None,
+    owner: str = LOCAL_OWNER,
 ) -> Dataset:
     inputs = np.ascontiguousarray(inputs, dtype=np.float64)
     targets = np.ascontiguousarray(targets, dtype=np.float64)
@@ -58,6 +60,7 @@ def add_dataset(
     digest.update(inputs.tobytes())
     digest.update(targets.tobytes())
     dataset = Dataset(
+        owner=owner,
         name=name,
         n_samples=int(inputs.shape[0]),
         n_features=int(inputs.shape[1]),
@@ -73,15 +76,22 @@ def add_dataset(
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: int, *, with_data: bool = False) -> Dataset | None:
+def get_dataset(
+    session: Session, dataset_id: int, *, with_data: bool = False, owner: str | None = None
+) -> Dataset | None:
+    """The dataset; with ``owner``, only if it is theirs (else None, as if missing)."""
     query = select(Dataset).where(Dataset.id == dataset_id)
+    if owner is not None:
+        query = query.where(Dataset.owner == owner)
     if with_data:
         query = query.options(undefer(Dataset.data))
     return session.scalars(query).one_or_none()
 
 
-def list_datasets(session: Session, *, after: int | None = None, limit: int = 50) -> list[Dataset]:
-    query = select(Dataset).order_by(Dataset.id.desc()).limit(limit)
+def list_datasets(
+    session: Session, *, owner: str, after: int | None = None, limit: int = 50
+) -> list[Dataset]:
+    query = select(Dataset).where(Dataset.owner == owner).order_by(Dataset.id.desc()).limit(limit)
     if after is not None:
         query = query.where(Dataset.id < after)
     return list(session.scalars(query))
@@ -107,6 +117,7 @@ def add_job(
     session: Session, dataset: Dataset, network: dict[str, Any], training: dict[str, Any]
 ) -> Job:
     job = Job(
+        owner=dataset.owner,
         dataset_id=dataset.id,
         network=network,
         training=training,
@@ -120,18 +131,28 @@ def add_job(
     return job
 
 
-def get_job(session: Session, job_id: int, *, for_update: bool = False) -> Job | None:
+def get_job(
+    session: Session, job_id: int, *, for_update: bool = False, owner: str | None = None
+) -> Job | None:
+    """The job; with ``owner``, only if it is theirs (else None, as if missing)."""
     query = select(Job).where(Job.id == job_id)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
     if for_update:
         query = query.with_for_update()
     return session.scalars(query).one_or_none()
 
 
 def list_jobs(
-    session: Session, *, status: JobStatus | None = None, after: int | None = None, limit: int = 50
+    session: Session,
+    *,
+    owner: str,
+    status: JobStatus | None = None,
+    after: int | None = None,
+    limit: int = 50,
 ) -> list[Job]:
     """Newest first; ``after`` is the cursor (the last id of the previous page)."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    query = select(Job).where(Job.owner == owner).order_by(Job.id.desc()).limit(limit)
     if status is not None:
         query = query.where(Job.status == status)
     if after is not None:
@@ -350,6 +371,7 @@ def add_model(
     weights: bytes,
 ) -> Model:
     model = Model(
+        owner=job.owner,
         job_id=job.id,
         dataset_id=dataset.id,
         dataset_sha256=dataset.sha256,
@@ -362,8 +384,58 @@ def add_model(
     return model
 
 
-def get_model(session: Session, model_id: int, *, with_weights: bool = False) -> Model | None:
+def get_model(
+    session: Session, model_id: int, *, with_weights: bool = False, owner: str | None = None
+) -> Model | None:
+    """The model; with ``owner``, only if it is theirs (else None, as if missing)."""
     query = select(Model).where(Model.id == model_id)
+    if owner is not None:
+        query = query.where(Model.owner == owner)
     if with_weights:
         query = query.options(undefer(Model.weights))
     return session.scalars(query).one_or_none()
+
+
+# --- API keys -----------------------------------------------------------------
+
+KEY_PREFIX = "bp_"
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256-bit random secrets, so a plain SHA-256 is enough to store them.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(session: Session, owner: str) -> str:
+    """A new key for ``owner``; only its hash is stored, so return the secret now."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiKey(owner=owner, key_hash=hash_key(key), prefix=key[:10]))
+    session.flush()
+    return key
+
+
+def owner_of_key(session: Session, key: str) -> str | None:
+    """The owner of a live key, or None for an unknown or revoked one."""
+    return session.scalar(
+        select(ApiKey.owner).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    )
+
+
+def revoke_api_key(session: Session, key_or_prefix: str) -> int:
+    """Revoke the key given whole, or every live key starting with a listed prefix."""
+    live = ApiKey.revoked_at.is_(None)
+    match = or_(ApiKey.key_hash == hash_key(key_or_prefix), ApiKey.prefix == key_or_prefix[:10])
+    if len(key_or_prefix) < 10:
+        return 0
+    result = session.execute(update(ApiKey).where(live, match).values(revoked_at=utcnow()))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def has_api_key(session: Session, owner: str) -> bool:
+    return bool(
+        session.scalar(select(exists().where(ApiKey.owner == owner, ApiKey.revoked_at.is_(None))))
+    )

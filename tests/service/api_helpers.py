@@ -42,10 +42,18 @@ SMALL_NET = {
 }
 
 
-def client_for(settings: Settings, **overrides: Any) -> FlaskClient:
+def new_key(owner: str) -> str:
+    with Session.begin() as session:
+        return q.create_api_key(session, owner)
+
+
+def client_for(settings: Settings, owner: str = "alice", **overrides: Any) -> FlaskClient:
+    """An in-process client that sends a fresh API key of ``owner`` with every request."""
     from api import create_app
 
-    return create_app(replace(settings, **overrides)).test_client()
+    client = create_app(replace(settings, **overrides)).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {new_key(owner)}"
+    return client
 
 
 @contextmanager

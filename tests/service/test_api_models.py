@@ -165,7 +165,7 @@ def test_models_are_loaded_once(service_settings: Settings, regressor_id: int) -
     for _ in range(3):
         fresh.post(f"/models/{regressor_id}/predict", json={"inputs": [[0, 1]]})
     assert len(cache) == 1
-    assert cache.get(regressor_id) is cache.get(regressor_id)
+    assert cache.get(regressor_id, "alice") is cache.get(regressor_id, "alice")
 
 
 def _npy(array: np.ndarray) -> bytes:
