@@ -1,15 +1,19 @@
 # Two entry points, each of which sets itself up on a fresh machine:
-#   make run   - start the service on embedded defaults
-#   make test  - lint, type-check and run the test suite
+#   make run   - start the service (API on :8000 and one worker) on embedded defaults
+#   make test  - lint, type-check and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench lint
+.PHONY: run test lint bench bench-service
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -18,6 +22,9 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $@
+
+run: $(VENV)/.installed-run
+	$(BIN)/backprop up
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -29,3 +36,6 @@ test: lint
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.core
+
+bench-service: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.service
