@@ -35,6 +35,8 @@ class Settings:
     max_weights: int
     max_epochs: int
     max_predict_rows: int
+    # Training time of one job; a job that reaches it stops and keeps its model.
+    max_job_seconds: float
     epoch_flush_seconds: float
     # A running job's lease expires when its worker has not reported for this long.
     lease_seconds: float
@@ -69,6 +71,7 @@ ENV_NAMES = {
     "max_weights": "BACKPROP_MAX_WEIGHTS",
     "max_epochs": "BACKPROP_MAX_EPOCHS",
     "max_predict_rows": "BACKPROP_MAX_PREDICT_ROWS",
+    "max_job_seconds": "BACKPROP_MAX_JOB_SECONDS",
     "epoch_flush_seconds": "BACKPROP_EPOCH_FLUSH_SECONDS",
     "lease_seconds": "BACKPROP_LEASE_SECONDS",
     "checkpoint_seconds": "BACKPROP_CHECKPOINT_SECONDS",
@@ -92,6 +95,7 @@ def load_settings() -> Settings:
         max_weights=_int("BACKPROP_MAX_WEIGHTS", 5_000_000),
         max_epochs=_int("BACKPROP_MAX_EPOCHS", 1_000_000),
         max_predict_rows=_int("BACKPROP_MAX_PREDICT_ROWS", 100_000),
+        max_job_seconds=_float("BACKPROP_MAX_JOB_SECONDS", 24 * 3600.0),
         epoch_flush_seconds=_float("BACKPROP_EPOCH_FLUSH_SECONDS", 0.25),
         lease_seconds=_float("BACKPROP_LEASE_SECONDS", 30.0),
         checkpoint_seconds=_float("BACKPROP_CHECKPOINT_SECONDS", 5.0),

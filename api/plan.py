@@ -51,6 +51,12 @@ def check_spec(payload: JobCreate, settings: Settings) -> Plan:
             "training.epochs",
             f"at most {settings.max_epochs} epochs (BACKPROP_MAX_EPOCHS), got {training.epochs}",
         )
+    if training.time_limit is not None and training.time_limit > settings.max_job_seconds:
+        raise limit_exceeded(
+            "training.time_limit",
+            f"at most {settings.max_job_seconds:g} s (BACKPROP_MAX_JOB_SECONDS), "
+            f"got {training.time_limit:g}",
+        )
     if network.n_weights() > settings.max_weights:
         raise limit_exceeded(
             "network",

@@ -152,6 +152,18 @@ class Attempt:
             )
 
 
+def within_limit(training: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The job's training config with its time limit capped by the service's."""
+    asked = training.get("time_limit")
+    if (
+        isinstance(asked, int | float)
+        and not isinstance(asked, bool)
+        and asked <= settings.max_job_seconds
+    ):
+        return training
+    return {**training, "time_limit": settings.max_job_seconds}
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -192,7 +204,9 @@ def run_job(job_id: int, settings: Settings) -> None:
             log.info("job %s: attempt %s resumes from its checkpoint", job_id, attempt)
             trainer = Trainer.resume(saved, inputs, targets)
         else:
-            trainer = Trainer(network, training, inputs, targets, classes=classes)
+            trainer = Trainer(
+                network, within_limit(training, settings), inputs, targets, classes=classes
+            )
         result = run.train(trainer)
     except SpecError as exc:
         run.finish(JobStatus.FAILED, stop_reason="invalid", error=f"invalid job: {exc}")

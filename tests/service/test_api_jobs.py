@@ -254,6 +254,14 @@ def test_limits(service_settings: Settings) -> None:
     assert cells.status_code == 422
     assert cells.json["error"]["field"] == "dataset_id"
     assert "BACKPROP_MAX_DATASET_CELLS" in cells.json["error"]["message"]
+    slow = client_for(service_settings, max_job_seconds=60).post(
+        "/jobs", json=_job(dataset_id=dataset_id, training={"epochs": 5, "time_limit": 61})
+    )
+    assert slow.status_code == 422
+    assert slow.json["error"]["field"] == "training.time_limit"
+    assert "BACKPROP_MAX_JOB_SECONDS" in slow.json["error"]["message"]
+    # Every refusal left the service answering.
+    assert small.get("/healthz").status_code == 200
 
 
 def test_get_job_and_404(client: FlaskClient, xor_id: int) -> None:

@@ -6,6 +6,10 @@ worker is noticed within seconds.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from tests.service.conftest import (
     drop_database,
     environment,
 )
+from tests.service.http import answers, call, free_port
 from tests.service.processes import WorkerProcess, wait_for
 from worker.app import make_celery
 from worker.queue import enqueue_training
@@ -237,3 +242,77 @@ def test_attempts_are_capped(isolated: tuple[dict[str, str], Settings]) -> None:
         job = q.get_job(session, job_id)
         assert job is not None and job.status == JobStatus.FAILED
         assert job.error is not None and f"after {settings.max_attempts} attempts" in job.error
+
+
+def test_the_service_time_limit_ends_a_long_job(
+    isolated: tuple[dict[str, str], Settings], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    env, settings = isolated
+    worker = WorkerProcess({**env, "BACKPROP_MAX_JOB_SECONDS": "1"}, tmp_path)
+    workers.append(worker)
+    worker.wait_ready()
+    job_id = submit(settings, NETWORK, {**TRAINING, "epochs": 1_000_000})
+    wait_for(lambda: finished(job_id), 60, 0.1, "the time limit to stop the job")
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None
+        assert (job.status, job.stop_reason) == (JobStatus.SUCCEEDED, "time_limit")
+        assert 0 < job.epochs_completed < 1_000_000
+        assert q.model_id_for_job(session, job_id) is not None
+
+
+def test_restarting_the_api_loses_nothing(
+    isolated: tuple[dict[str, str], Settings], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    env, _ = isolated
+    worker = WorkerProcess(env, tmp_path)
+    workers.append(worker)
+    with Session.begin() as session:
+        key = q.create_api_key(session, "erin")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    api_env = {**os.environ, **env, "BACKPROP_PORT": str(port)}
+    command = [str(Path(sys.executable).parent / "backprop"), "api"]
+
+    def start_api() -> subprocess.Popen[bytes]:
+        api = subprocess.Popen(command, env=api_env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        wait_for(lambda: answers(base), 30, 0.1, "the API to answer")
+        return api
+
+    api = start_api()
+    worker.wait_ready()
+    x, t = dataset()
+    status, job = call(
+        base,
+        "POST",
+        "/jobs",
+        {"dataset": {"inputs": x.tolist(), "targets": t.tolist()}, "network": NETWORK,
+         "training": {**TRAINING, "epochs": 800}},
+        key,
+    )  # fmt: skip
+    assert status == 202, job
+    wait_for(
+        lambda: call(base, "GET", f"/jobs/{job['id']}", key=key)[1]["epochs_completed"] > 0, 30
+    )
+    os.killpg(api.pid, signal.SIGKILL)
+    api.wait(10)
+    api = start_api()
+    try:
+        done = wait_for(
+            lambda: (
+                (j := call(base, "GET", f"/jobs/{job['id']}", key=key)[1])["status"]
+                in ("succeeded", "failed")
+                and j
+            ),
+            60,
+            0.1,
+            "the job to finish",
+        )
+        assert done["status"] == "succeeded"
+        assert epoch_numbers(job["id"]) == list(range(1, 801))
+        status, model = call(base, "GET", f"/models/{done['model_id']}", key=key)
+        assert status == 200 and model["job_id"] == job["id"]
+    finally:
+        os.killpg(api.pid, signal.SIGTERM)
+        api.wait(20)
