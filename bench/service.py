@@ -31,36 +31,11 @@ from typing import Any
 import numpy as np
 
 import core
+from tests import worked_example as worked
 from tests.service.conftest import create_database, delete_redis_keys, drop_database, environment
 from tests.service.processes import ROOT, WorkerProcess, wait_for
 
-WORKED = {
-    "network": {
-        "input_dim": 2,
-        "layers": [
-            {
-                "units": 2,
-                "activation": "sigmoid",
-                "weights": [[0.15, 0.20], [0.25, 0.30]],
-                "bias": [0.35, 0.35],
-            },
-            {
-                "units": 2,
-                "activation": "sigmoid",
-                "weights": [[0.40, 0.45], [0.50, 0.55]],
-                "bias": [0.60, 0.60],
-            },
-        ],
-    },
-    "training": {
-        "epochs": 10_000,
-        "loss": "squared_error",
-        "optimizer": {"name": "sgd", "learning_rate": 0.5},
-        "batch_size": 1,
-        "train_bias": False,
-    },
-    "dataset": {"inputs": [[0.05, 0.10]], "targets": [[0.01, 0.99]]},
-}
+WORKED = worked.job(10_000)
 
 
 class Api:
@@ -150,10 +125,10 @@ def seconds_between(start: str, end: str) -> float:
 
 def recording_overhead(api: Api, repeats: int) -> dict[str, Any]:
     engine, service = [], []
-    x, t = np.array(WORKED["dataset"]["inputs"]), np.array(WORKED["dataset"]["targets"])  # type: ignore[index]
+    x, t = np.array(worked.INPUTS), np.array(worked.TARGETS)
     for _ in range(repeats):
         started = time.perf_counter()
-        core.train(WORKED["network"], WORKED["training"], x, t)  # type: ignore[arg-type]
+        core.train(worked.NETWORK, WORKED["training"], x, t)
         engine.append(time.perf_counter() - started)
         started = time.perf_counter()
         job = api.json("POST", "/jobs", WORKED)
@@ -171,7 +146,7 @@ def recording_overhead(api: Api, repeats: int) -> dict[str, Any]:
 
 
 def queue_latency(api: Api, jobs: int) -> float:
-    body = {**WORKED, "training": {**WORKED["training"], "epochs": 1}}  # type: ignore[dict-item]
+    body = worked.job(1)
     latencies = []
     for _ in range(jobs):
         done = wait_done(api, api.json("POST", "/jobs", body)["id"], poll=0.02)

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from settings import Settings
 from store import JobStatus, Session
 from store import queries as q
+from tests import worked_example as worked
 
 from .api_helpers import (
     IRIS_LIKE,
@@ -79,24 +80,8 @@ def test_create_job_queues_it_and_sends_its_id(
 def test_create_job_with_an_inline_dataset(client: FlaskClient) -> None:
     job = post_job(
         client,
-        dataset={"inputs": [[0.05, 0.10]], "targets": [[0.01, 0.99]]},
-        network={
-            "input_dim": 2,
-            "layers": [
-                {
-                    "units": 2,
-                    "activation": "sigmoid",
-                    "weights": [[0.15, 0.20], [0.25, 0.30]],
-                    "bias": [0.35, 0.35],
-                },
-                {
-                    "units": 2,
-                    "activation": "sigmoid",
-                    "weights": [[0.40, 0.45], [0.50, 0.55]],
-                    "bias": [0.60, 0.60],
-                },
-            ],
-        },
+        dataset=worked.JOB["dataset"],
+        network=worked.NETWORK,
         training={"epochs": 1, "loss": "squared_error", "batch_size": 1, "train_bias": False},
     )
     dataset = client.get(f"/datasets/{job['dataset_id']}").json

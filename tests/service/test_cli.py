@@ -11,37 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import worked_example as worked
 from tests.service.http import answers, call, free_port
 from tests.service.processes import wait_for
 
 BACKPROP = str(Path(sys.executable).parent / "backprop")
-WORKED_JOB = {
-    "dataset": {"inputs": [[0.05, 0.10]], "targets": [[0.01, 0.99]]},
-    "network": {
-        "input_dim": 2,
-        "layers": [
-            {
-                "units": 2,
-                "activation": "sigmoid",
-                "weights": [[0.15, 0.20], [0.25, 0.30]],
-                "bias": [0.35, 0.35],
-            },
-            {
-                "units": 2,
-                "activation": "sigmoid",
-                "weights": [[0.40, 0.45], [0.50, 0.55]],
-                "bias": [0.60, 0.60],
-            },
-        ],
-    },
-    "training": {
-        "epochs": 1,
-        "loss": "squared_error",
-        "batch_size": 1,
-        "train_bias": False,
-        "optimizer": {"name": "sgd", "learning_rate": 0.5},
-    },
-}
 
 
 def embedded_env(data_dir: Path) -> dict[str, str]:
@@ -89,7 +63,7 @@ def test_up_on_embedded_defaults(tmp_path: Path) -> None:
         assert key in (tmp_path / "up.log").read_text()  # printed on first start
         assert (data_dir / "backprop.db").exists()
 
-        status, job = call(base, "POST", "/jobs", WORKED_JOB, key)
+        status, job = call(base, "POST", "/jobs", worked.JOB, key)
         assert status == 202, job
         done = wait_for(
             lambda: (
@@ -102,12 +76,12 @@ def test_up_on_embedded_defaults(tmp_path: Path) -> None:
             "the job to finish",
         )
         assert done["status"] == "succeeded"
-        assert done["loss"] == pytest.approx(0.298371109, abs=1e-9)
+        assert done["loss"] == pytest.approx(worked.EPOCH_1_LOSS, abs=1e-9)
         status, out = call(
             base, "POST", f"/models/{done['model_id']}/predict", {"inputs": [[0.05, 0.10]]}, key
         )
         assert status == 200
-        assert out["outputs"][0] == pytest.approx([0.742088111, 0.775284968], abs=1e-8)
+        assert out["outputs"][0] == pytest.approx(worked.PREDICTION_AFTER_1, abs=1e-8)
         assert processes_using(data_dir)  # the API and worker processes
     finally:
         up.send_signal(signal.SIGTERM)

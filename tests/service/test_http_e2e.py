@@ -13,33 +13,9 @@ from flask.testing import FlaskClient
 from sklearn.datasets import load_iris
 
 from settings import Settings
+from tests import worked_example as worked
 from tests.service.api_helpers import client_for
 from tests.service.processes import WorkerProcess, wait_for
-
-WORKED_NETWORK = {
-    "input_dim": 2,
-    "layers": [
-        {
-            "units": 2,
-            "activation": "sigmoid",
-            "weights": [[0.15, 0.20], [0.25, 0.30]],
-            "bias": [0.35, 0.35],
-        },
-        {
-            "units": 2,
-            "activation": "sigmoid",
-            "weights": [[0.40, 0.45], [0.50, 0.55]],
-            "bias": [0.60, 0.60],
-        },
-    ],
-}
-WORKED_TRAINING = {
-    "epochs": 1,
-    "loss": "squared_error",
-    "optimizer": {"name": "sgd", "learning_rate": 0.5},
-    "batch_size": 1,
-    "train_bias": False,
-}
 
 
 @pytest.fixture(scope="module")
@@ -90,31 +66,27 @@ def submit(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
 def test_worked_example_trains_and_predicts(client: FlaskClient, worker: WorkerProcess) -> None:
     job = submit(
         client,
-        {
-            "dataset": {"inputs": [[0.05, 0.10]], "targets": [[0.01, 0.99]]},
-            "network": WORKED_NETWORK,
-            "training": WORKED_TRAINING,
-        },
+        worked.job(),
     )
     done = finished_job(client, job["id"])
     assert done["status"] == "succeeded", done
     assert done["epochs_completed"] == 1
-    assert done["loss"] == pytest.approx(0.298371109, abs=1e-9)
+    assert done["loss"] == pytest.approx(worked.EPOCH_1_LOSS, abs=1e-9)
 
     epochs = client.get(f"/jobs/{job['id']}/epochs").json
     assert [e["epoch"] for e in epochs["epochs"]] == [1]
-    assert epochs["epochs"][0]["loss"] == pytest.approx(0.298371109, abs=1e-9)
+    assert epochs["epochs"][0]["loss"] == pytest.approx(worked.EPOCH_1_LOSS, abs=1e-9)
 
     predicted = client.post(f"/models/{done['model_id']}/predict", json={"inputs": [[0.05, 0.10]]})
     assert predicted.status_code == 200
     out = predicted.json["outputs"][0]
-    assert out[0] == pytest.approx(0.742088111, abs=1e-8)
-    assert out[1] == pytest.approx(0.775284968, abs=1e-8)
+    assert out == pytest.approx(worked.PREDICTION_AFTER_1, abs=1e-8)
 
     weights = client.get(f"/models/{done['model_id']}/weights").json
     hidden, output = weights["layers"][0]["weights"], weights["layers"][1]["weights"]
-    assert hidden[0][0] == pytest.approx(0.149780716, abs=1e-8)
-    assert output[1][1] == pytest.approx(0.561370121, abs=1e-8)
+    assert [hidden, output] == [
+        [pytest.approx(row, abs=1e-8) for row in layer] for layer in worked.WEIGHTS_AFTER_1
+    ]
 
 
 def iris_csv() -> str:
@@ -226,17 +198,7 @@ def test_a_diverging_job_fails_with_its_reason(client: FlaskClient, worker: Work
 
 
 def test_jobs_list_pages_newest_first(client: FlaskClient, worker: WorkerProcess) -> None:
-    ids = [
-        submit(
-            client,
-            {
-                "dataset": {"inputs": [[0.05, 0.10]], "targets": [[0.01, 0.99]]},
-                "network": WORKED_NETWORK,
-                "training": WORKED_TRAINING,
-            },
-        )["id"]
-        for _ in range(3)
-    ]
+    ids = [submit(client, worked.job())["id"] for _ in range(3)]
     for job_id in ids:
         assert finished_job(client, job_id)["status"] == "succeeded"
     first = client.get("/jobs?limit=2&status=succeeded").json
