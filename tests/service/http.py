@@ -36,3 +36,14 @@ def answers(base: str) -> bool:
         return call(base, "GET", "/healthz")[0] == 200
     except OSError:
         return False
+
+
+def finished_job(base: str, job_id: int, key: str, timeout: float = 60) -> Any:
+    """Poll ``GET /jobs/<id>`` until the job ends; returns its last state."""
+    from tests.service.processes import wait_for
+
+    def ended() -> Any:
+        job = call(base, "GET", f"/jobs/{job_id}", key=key)[1]
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return wait_for(ended, timeout, 0.1, f"job {job_id} to finish")

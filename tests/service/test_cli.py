@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import worked_example as worked
-from tests.service.http import answers, call, free_port
+from tests.service.http import answers, call, finished_job, free_port
 from tests.service.processes import wait_for
 
 BACKPROP = str(Path(sys.executable).parent / "backprop")
@@ -65,16 +65,7 @@ def test_up_on_embedded_defaults(tmp_path: Path) -> None:
 
         status, job = call(base, "POST", "/jobs", worked.JOB, key)
         assert status == 202, job
-        done = wait_for(
-            lambda: (
-                (j := call(base, "GET", f"/jobs/{job['id']}", key=key)[1])["status"]
-                in ("succeeded", "failed")
-                and j
-            ),
-            60,
-            0.1,
-            "the job to finish",
-        )
+        done = finished_job(base, job["id"], key)
         assert done["status"] == "succeeded"
         assert done["loss"] == pytest.approx(worked.EPOCH_1_LOSS, abs=1e-9)
         status, out = call(

@@ -29,7 +29,7 @@ from tests.service.conftest import (
     drop_database,
     environment,
 )
-from tests.service.http import answers, call, free_port
+from tests.service.http import answers, call, finished_job, free_port
 from tests.service.processes import WorkerProcess, wait_for
 from worker.app import make_celery
 from worker.queue import enqueue_training
@@ -299,16 +299,7 @@ def test_restarting_the_api_loses_nothing(
     api.wait(10)
     api = start_api()
     try:
-        done = wait_for(
-            lambda: (
-                (j := call(base, "GET", f"/jobs/{job['id']}", key=key)[1])["status"]
-                in ("succeeded", "failed")
-                and j
-            ),
-            60,
-            0.1,
-            "the job to finish",
-        )
+        done = finished_job(base, job["id"], key)
         assert done["status"] == "succeeded"
         assert epoch_numbers(job["id"]) == list(range(1, 801))
         status, model = call(base, "GET", f"/models/{done['model_id']}", key=key)
