@@ -400,3 +400,39 @@ def test_train_bias_false_leaves_biases_alone() -> None:
     assert result.model is not None
     for b in result.model.network.biases:
         np.testing.assert_array_equal(b, 0.0)
+
+
+def test_early_stopping_without_validation_watches_the_training_loss() -> None:
+    x, t = regression()
+    training = {
+        "epochs": 500,
+        "optimizer": {"learning_rate": 0.01},
+        "early_stopping": {"patience": 3, "min_delta": 1.0},
+    }
+    result, seen = collect(REGRESSOR, training, x, t)
+    # No epoch can improve by 1.0 on a loss below 1, so only the first counts as best.
+    assert result.stop_reason == "early_stopping"
+    assert result.epochs_completed == 4
+    assert "training loss" in result.message
+    assert result.model is not None
+    first = core.train(REGRESSOR, {"epochs": 1, "optimizer": {"learning_rate": 0.01}}, x, t)
+    assert first.model is not None
+    # The kept weights are those after epoch 1, not after epoch 4.
+    np.testing.assert_array_equal(result.model.predict(x), first.model.predict(x))
+
+
+def test_one_dimensional_targets_are_one_column() -> None:
+    x, t = regression()
+    a = core.train(REGRESSOR, {"epochs": 3}, x, t)
+    b = core.train(REGRESSOR, {"epochs": 3}, x, t[:, 0])
+    assert a.model is not None and b.model is not None
+    np.testing.assert_array_equal(a.model.predict(x), b.model.predict(x))
+
+
+def test_softmax_with_squared_error_trains() -> None:
+    x, t = blobs()
+    training = {"epochs": 300, "loss": "squared_error", "optimizer": "adam"}
+    result, seen = collect(CLASSIFIER, training, x, t)
+    assert seen[-1].loss < 0.5 * seen[0].loss
+    assert result.model is not None
+    assert result.model.predict_labels(x) == list(t.argmax(axis=1))
