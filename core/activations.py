@@ -44,8 +44,9 @@ def relu(z: Array, out: Array) -> None:
 
 
 def leaky_relu(z: Array, out: Array) -> None:
-    np.multiply(z, LEAKY_SLOPE, out=out)
-    np.maximum(z, out, out=out)
+    # The scaled copy is a temporary so that ``out is z`` (Network.feedforward
+    # works in place) still compares against the unscaled z.
+    np.maximum(z, LEAKY_SLOPE * z, out=out)
 
 
 def softmax(z: Array, out: Array) -> None:

@@ -1,0 +1,438 @@
+"""The training loop: stopping rules, callbacks, schedules, batching, options."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+import core
+from core.losses import LOSSES
+
+
+def blobs(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two well separated clusters with one-hot targets."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    x = rng.normal(0, 0.5, size=(n, 2)) + np.where(labels[:, None] == 1, 2.0, -2.0)
+    return x, np.eye(2)[labels]
+
+
+def regression(n: int = 30, seed: int = 0, noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(n, 3))
+    t = np.sin(x @ np.array([[1.0], [-2.0], [0.5]])) + noise * rng.normal(size=(n, 1))
+    return x, t
+
+
+CLASSIFIER = {
+    "input_dim": 2,
+    "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "softmax"}],
+}
+REGRESSOR = {
+    "input_dim": 3,
+    "layers": [{"units": 8, "activation": "tanh"}, {"units": 1, "activation": "identity"}],
+}
+
+
+def collect(
+    network: Any, training: Any, x: Any, t: Any, **kwargs: Any
+) -> tuple[core.TrainResult, list[core.EpochStats]]:
+    seen: list[core.EpochStats] = []
+    result = core.train(network, training, x, t, on_epoch=seen.append, **kwargs)
+    return result, seen
+
+
+# --- stopping rules -------------------------------------------------------------
+
+
+def test_max_epochs() -> None:
+    x, t = regression()
+    result, seen = collect(REGRESSOR, {"epochs": 7}, x, t)
+    assert result.stop_reason == "max_epochs"
+    assert result.epochs_completed == 7
+    assert result.succeeded and result.model is not None
+    assert result.last == seen[-1]
+
+
+def test_target_loss() -> None:
+    x, t = regression()
+    training = {"epochs": 5000, "optimizer": {"name": "adam", "learning_rate": 0.01}}
+    result, seen = collect(REGRESSOR, training | {"target_loss": 0.01}, x, t)
+    assert result.stop_reason == "target_loss"
+    assert result.epochs_completed < 5000
+    assert seen[-1].loss <= 0.01
+    assert all(s.loss > 0.01 for s in seen[:-1])
+
+
+def test_all_correct() -> None:
+    x, t = blobs()
+    training = {"epochs": 1000, "stop_when_all_correct": True, "optimizer": "adam"}
+    result, seen = collect(CLASSIFIER, training, x, t)
+    assert result.stop_reason == "all_correct"
+    assert result.epochs_completed == len(seen) < 1000
+    assert result.model is not None
+    assert result.model.predict_labels(x) == list(t.argmax(axis=1))
+
+
+def test_early_stopping_keeps_the_best_weights() -> None:
+    x, t = regression(n=40, noise=0.3)
+    network = {
+        "input_dim": 3,
+        "layers": [{"units": 32, "activation": "tanh"}, {"units": 1, "activation": "identity"}],
+    }
+    training = {
+        "epochs": 3000,
+        "optimizer": {"name": "adam", "learning_rate": 0.02},
+        "validation_split": 0.3,
+        "early_stopping": {"patience": 5},
+        "batch_size": 8,
+    }
+    trainer = core.Trainer(network, training, x, t)
+    seen: list[core.EpochStats] = []
+    result = trainer.run(on_epoch=seen.append)
+    assert result.stop_reason == "early_stopping"
+    assert result.epochs_completed < 3000
+    val_losses = [s.val_loss for s in seen]
+    assert all(v is not None for v in val_losses)
+    best = min(v for v in val_losses if v is not None)
+    best_epoch = val_losses.index(best) + 1
+    assert result.epochs_completed == best_epoch + 5
+    assert seen[-1].val_loss != best
+
+    assert result.model is not None and trainer.x_val is not None and trainer.t_val is not None
+    outputs = result.model.predict(trainer.x_val)
+    model_val_loss = LOSSES["squared_error"].value(outputs, outputs, trainer.t_val)
+    assert model_val_loss / len(trainer.x_val) == pytest.approx(best, rel=1e-12)
+    assert "best value" in result.message
+
+
+def test_time_limit_stops_after_one_epoch() -> None:
+    x, t = regression()
+    result, seen = collect(REGRESSOR, {"epochs": 100, "time_limit": 1e-9}, x, t)
+    assert result.stop_reason == "time_limit"
+    assert result.epochs_completed == 1 == len(seen)
+    assert result.model is not None
+
+
+def test_stop_requested() -> None:
+    x, t = regression()
+    seen: list[core.EpochStats] = []
+    result = core.train(
+        REGRESSOR, {"epochs": 100}, x, t, on_epoch=seen.append, should_stop=lambda: len(seen) >= 3
+    )
+    assert result.stop_reason == "stop_requested"
+    assert result.epochs_completed == 3 == len(seen)
+    assert result.model is not None
+    assert "after epoch 3" in result.message
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_reports_the_epoch_and_the_last_finite_loss() -> None:
+    x, t = regression()
+    x = x * 10
+    training = {"epochs": 100, "optimizer": {"learning_rate": 1e6}, "batch_size": "full"}
+    result, seen = collect(REGRESSOR, training, x, t)
+    assert result.stop_reason == "non_finite_loss"
+    assert not result.succeeded
+    assert result.model is None
+    assert result.epochs_completed == len(seen) >= 1
+    failed = len(seen) + 1
+    assert f"at epoch {failed}" in result.message
+    assert "last finite loss" in result.message
+    assert f"{seen[-1].loss:.6g}" in result.message
+    assert "learning rate" in result.message
+    assert all(math.isfinite(s.loss) for s in seen)
+
+
+# --- per-epoch callback ------------------------------------------------------------
+
+
+def test_callback_sees_every_epoch_with_validation_stats() -> None:
+    x, t = blobs(n=40)
+    training = {"epochs": 12, "validation_split": 0.25, "optimizer": {"learning_rate": 0.05}}
+    result, seen = collect(CLASSIFIER, training, x, t)
+    assert [s.epoch for s in seen] == list(range(1, 13))
+    assert result.epochs_completed == 12
+    for s in seen:
+        assert math.isfinite(s.loss) and s.loss > 0
+        assert s.learning_rate == 0.05
+        assert math.isfinite(s.grad_norm) and s.grad_norm > 0
+        assert math.isfinite(s.seconds) and s.seconds >= 0
+        assert s.val_loss is not None and math.isfinite(s.val_loss)
+        assert s.val_accuracy is not None and 0.0 <= s.val_accuracy <= 1.0
+        # 10 validation samples: accuracy is a multiple of a tenth.
+        assert s.val_accuracy * 10 == pytest.approx(round(s.val_accuracy * 10))
+
+
+def test_callback_without_validation_has_no_validation_stats() -> None:
+    x, t = regression()
+    _, seen = collect(REGRESSOR, {"epochs": 3}, x, t)
+    assert all(s.val_loss is None and s.val_accuracy is None for s in seen)
+
+
+def test_regression_with_validation_has_loss_but_no_accuracy() -> None:
+    x, t = regression()
+    _, seen = collect(REGRESSOR, {"epochs": 3, "validation_split": 0.2}, x, t)
+    assert all(s.val_loss is not None and s.val_accuracy is None for s in seen)
+
+
+# --- schedules -----------------------------------------------------------------------
+
+
+def test_invscaling_schedule() -> None:
+    x, t = regression()
+    training = {
+        "epochs": 10,
+        "optimizer": {"learning_rate": 0.2},
+        "schedule": {"name": "invscaling", "power": 0.75},
+    }
+    _, seen = collect(REGRESSOR, training, x, t)
+    for s in seen:
+        assert s.learning_rate == pytest.approx(0.2 / s.epoch**0.75, rel=1e-15)
+
+
+def test_plateau_schedule_lowers_the_rate_after_patience() -> None:
+    x, t = regression()
+    # A min_delta no loss can beat: every epoch after the first is "no improvement".
+    training = {
+        "epochs": 9,
+        "optimizer": {"learning_rate": 0.08},
+        "schedule": {
+            "name": "plateau",
+            "patience": 2,
+            "factor": 0.5,
+            "min_delta": 1e9,
+            "min_learning_rate": 0.015,
+        },
+    }
+    _, seen = collect(REGRESSOR, training, x, t)
+    rates = [s.learning_rate for s in seen]
+    assert rates == [0.08, 0.08, 0.08, 0.04, 0.04, 0.02, 0.02, 0.015, 0.015]
+
+
+def test_plateau_schedule_keeps_the_rate_while_improving() -> None:
+    x, t = regression()
+    training = {
+        "epochs": 20,
+        "batch_size": "full",
+        "optimizer": {"learning_rate": 0.05},
+        "schedule": {"name": "plateau", "patience": 1, "min_delta": 0.0},
+    }
+    _, seen = collect(REGRESSOR, training, x, t)
+    losses = [s.loss for s in seen]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False))
+    assert {s.learning_rate for s in seen} == {0.05}
+
+
+# --- batching against a hand-written reference -----------------------------------------
+
+W1 = [[0.2, -0.4], [0.7, 0.1], [-0.3, 0.5]]
+B1 = [0.1, -0.2, 0.05]
+W2 = [[0.6, -0.1, 0.3], [-0.5, 0.4, 0.2]]
+B2 = [0.0, 0.3]
+FIXED = {
+    "input_dim": 2,
+    "layers": [
+        {"units": 3, "activation": "sigmoid", "weights": W1, "bias": B1},
+        {"units": 2, "activation": "sigmoid", "weights": W2, "bias": B2},
+    ],
+}
+
+
+def reference_epoch(
+    x: np.ndarray, t: np.ndarray, batch: int, lr: float, l2: float
+) -> tuple[list[np.ndarray], float]:
+    """One epoch of plain mini-batch gradient descent on the mean squared error."""
+
+    def sig(z: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-z))
+
+    w1, b1, w2, b2 = (np.array(p, dtype=float) for p in (W1, B1, W2, B2))
+    total = 0.0
+    for start in range(0, len(x), batch):
+        xb, tb = x[start : start + batch], t[start : start + batch]
+        m = len(xb)
+        h = sig(xb @ w1.T + b1)
+        y = sig(h @ w2.T + b2)
+        total += 0.5 * np.sum((y - tb) ** 2)
+        d2 = (y - tb) * y * (1 - y) / m
+        d1 = (d2 @ w2) * h * (1 - h)
+        g_w2, g_b2 = d2.T @ h + l2 * w2, d2.sum(0)
+        g_w1, g_b1 = d1.T @ xb + l2 * w1, d1.sum(0)
+        w2, b2 = w2 - lr * g_w2, b2 - lr * g_b2
+        w1, b1 = w1 - lr * g_w1, b1 - lr * g_b1
+    return [w1, b1, w2, b2], total / len(x)
+
+
+@pytest.mark.parametrize(("batch_size", "batch"), [(1, 1), (3, 3), (8, 8), ("full", 8)])
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+def test_one_epoch_matches_reference(batch_size: Any, batch: int, l2: float) -> None:
+    rng = np.random.default_rng(4)
+    x, t = rng.normal(size=(8, 2)), rng.random(size=(8, 2))
+    training = {
+        "epochs": 1,
+        "loss": "squared_error",
+        "batch_size": batch_size,
+        "shuffle": False,
+        "l2": l2,
+        "optimizer": {"name": "sgd", "learning_rate": 0.7},
+    }
+    result, seen = collect(FIXED, training, x, t)
+    expected, loss = reference_epoch(x, t, batch, 0.7, l2)
+    assert result.model is not None
+    net = result.model.network
+    actual = [net.weights[0], net.biases[0], net.weights[1], net.biases[1]]
+    for got, want in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+    assert seen[0].loss == pytest.approx(loss, rel=1e-13)
+
+
+def test_batch_sizes_give_different_updates() -> None:
+    rng = np.random.default_rng(4)
+    x, t = rng.normal(size=(8, 2)), rng.random(size=(8, 2))
+    finals = []
+    for batch_size in (1, 3, "full"):
+        training = {"epochs": 1, "batch_size": batch_size, "shuffle": False}
+        result = core.train(FIXED, training | {"optimizer": {"learning_rate": 0.7}}, x, t)
+        assert result.model is not None
+        finals.append(result.model.network.weights[0])
+    assert not np.allclose(finals[0], finals[1])
+    assert not np.allclose(finals[1], finals[2])
+
+
+def test_shuffle_depends_on_the_seed_only() -> None:
+    x, t = regression()
+    runs = [
+        core.train(REGRESSOR, {"epochs": 3, "batch_size": 4, "seed": seed}, x, t)
+        for seed in (1, 1, 2)
+    ]
+    weights = [r.model.network.weights[0] for r in runs if r.model is not None]
+    np.testing.assert_array_equal(weights[0], weights[1])
+    assert not np.array_equal(weights[0], weights[2])
+
+
+# --- dtype, normalization, optimizers, l2 ----------------------------------------------
+
+
+def test_float32_on_request() -> None:
+    x, t = blobs()
+    result = core.train(CLASSIFIER, {"epochs": 5, "dtype": "float32"}, x, t)
+    assert result.model is not None
+    net = result.model.network
+    assert all(p.dtype == np.float32 for p in net.weights + net.biases)
+    assert result.model.predict(x).dtype == np.float32
+    assert result.last is not None and math.isfinite(result.last.loss)
+    default = core.train(CLASSIFIER, {"epochs": 5}, x, t)
+    assert default.model is not None and default.model.network.dtype == np.float64
+
+
+@pytest.mark.parametrize("method", ["standardize", "minmax"])
+def test_normalization_is_stored_and_applied_at_predict(method: str) -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(loc=[100.0, -3.0, 0.0], scale=[20.0, 0.1, 1.0], size=(30, 3))
+    x[:, 2] = 7.0  # a constant feature
+    t = np.sin(x[:, :1] / 20)
+    result = core.train(REGRESSOR, {"epochs": 3, "normalize": method}, x, t)
+    assert result.model is not None and result.model.normalizer is not None
+    norm = result.model.normalizer
+    if method == "standardize":
+        np.testing.assert_allclose(norm.shift, x.mean(axis=0))
+        np.testing.assert_allclose(norm.scale[:2], x.std(axis=0)[:2])
+        normalized = (x - x.mean(axis=0)) / np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    else:
+        low, high = x.min(axis=0), x.max(axis=0)
+        np.testing.assert_array_equal(norm.shift, low)
+        normalized = (x - low) / np.where(high > low, high - low, 1.0)
+        assert normalized[:, :2].min() == 0.0 and normalized[:, :2].max() == 1.0
+    assert norm.scale[2] == 1.0
+    assert np.all(normalized[:, 2] == 0.0)
+    expected = result.model.network.feedforward(normalized)
+    np.testing.assert_allclose(result.model.predict(x), expected, rtol=1e-12, atol=1e-12)
+    # Predicting must not normalize the caller's array in place.
+    assert x[0, 2] == 7.0
+
+
+OPTIMIZERS = [
+    {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9},
+    {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": True},
+    {"name": "rmsprop", "learning_rate": 0.01},
+    {"name": "adam", "learning_rate": 0.01},
+]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: f"{o['name']}-{len(o)}")
+def test_optimizers_reduce_the_loss(optimizer: dict[str, Any]) -> None:
+    x, t = regression(n=40)
+    result, seen = collect(
+        REGRESSOR, {"epochs": 100, "batch_size": 8, "optimizer": optimizer}, x, t
+    )
+    assert result.stop_reason == "max_epochs"
+    assert seen[-1].loss < 0.2 * seen[0].loss
+
+
+def test_nesterov_differs_from_plain_momentum() -> None:
+    x, t = regression()
+    weights = []
+    for nesterov in (False, True):
+        opt = {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9, "nesterov": nesterov}
+        result = core.train(REGRESSOR, {"epochs": 3, "optimizer": opt}, x, t)
+        assert result.model is not None
+        weights.append(result.model.network.weights[1])
+    assert not np.allclose(weights[0], weights[1])
+
+
+def test_l2_shrinks_weights() -> None:
+    x, t = regression()
+    norms = []
+    for l2 in (0.0, 0.05):
+        result = core.train(REGRESSOR, {"epochs": 200, "l2": l2, "optimizer": "adam"}, x, t)
+        assert result.model is not None
+        norms.append(sum(float(np.sum(w**2)) for w in result.model.network.weights))
+    assert norms[1] < 0.8 * norms[0]
+
+
+def test_train_bias_false_leaves_biases_alone() -> None:
+    x, t = regression()
+    result = core.train(REGRESSOR, {"epochs": 5, "train_bias": False}, x, t)
+    assert result.model is not None
+    for b in result.model.network.biases:
+        np.testing.assert_array_equal(b, 0.0)
+
+
+def test_early_stopping_without_validation_watches_the_training_loss() -> None:
+    x, t = regression()
+    training = {
+        "epochs": 500,
+        "optimizer": {"learning_rate": 0.01},
+        "early_stopping": {"patience": 3, "min_delta": 1.0},
+    }
+    result, seen = collect(REGRESSOR, training, x, t)
+    # No epoch can improve by 1.0 on a loss below 1, so only the first counts as best.
+    assert result.stop_reason == "early_stopping"
+    assert result.epochs_completed == 4
+    assert "training loss" in result.message
+    assert result.model is not None
+    first = core.train(REGRESSOR, {"epochs": 1, "optimizer": {"learning_rate": 0.01}}, x, t)
+    assert first.model is not None
+    # The kept weights are those after epoch 1, not after epoch 4.
+    np.testing.assert_array_equal(result.model.predict(x), first.model.predict(x))
+
+
+def test_one_dimensional_targets_are_one_column() -> None:
+    x, t = regression()
+    a = core.train(REGRESSOR, {"epochs": 3}, x, t)
+    b = core.train(REGRESSOR, {"epochs": 3}, x, t[:, 0])
+    assert a.model is not None and b.model is not None
+    np.testing.assert_array_equal(a.model.predict(x), b.model.predict(x))
+
+
+def test_softmax_with_squared_error_trains() -> None:
+    x, t = blobs()
+    training = {"epochs": 300, "loss": "squared_error", "optimizer": "adam"}
+    result, seen = collect(CLASSIFIER, training, x, t)
+    assert seen[-1].loss < 0.5 * seen[0].loss
+    assert result.model is not None
+    assert result.model.predict_labels(x) == list(t.argmax(axis=1))
