@@ -23,7 +23,9 @@ from .losses import CLASSIFICATION_LOSSES, LOSSES, count_correct
 from .model import Model
 from .network import Backprop, Network
 from .normalize import Normalizer
-from .optimizers import make_optimizer
+from .online import OnlineSGD
+from .online import eligible as online_eligible
+from .optimizers import SGD, make_optimizer
 from .schedules import Schedule
 from .serialize import pack, unpack
 from .spec import NetworkSpec, TrainingConfig, parse_network, parse_training, resolve_loss
@@ -108,6 +110,13 @@ class Trainer:
         self.params = self.network.params(cfg.train_bias)
         self.grads = self.backprop.grads()
         self.optimizer = make_optimizer(self.params, cfg.optimizer)
+        self.online: OnlineSGD | None = None
+        if isinstance(self.optimizer, SGD) and online_eligible(
+            self.network, self.loss, self.batch_size, self.optimizer
+        ):
+            self.online = OnlineSGD(
+                self.network, self.loss, self.optimizer, x, t, l2=cfg.l2, train_bias=cfg.train_bias
+            )
         self.schedule = Schedule(cfg.optimizer.learning_rate, cfg.schedule)
         self.is_classifier = classes is not None or self.loss in CLASSIFICATION_LOSSES
 
@@ -183,6 +192,9 @@ class Trainer:
         x, t, bs = self.x, self.t, self.batch_size
         n = len(x)
         order = self.shuffle_rng.permutation(n) if self.config.shuffle else None
+        if self.online is not None:
+            total, grad_norm = self.online.epoch(range(n) if order is None else order.tolist())
+            return total / n, grad_norm
         backprop, optimizer, params, grads = self.backprop, self.optimizer, self.params, self.grads
         l2 = self.config.l2
         loss_sum = 0.0
