@@ -37,14 +37,24 @@ BATCH = 128
 TINY_SAMPLES = 10_000
 
 
-def best_of(run: Callable[[], float], tries: int = 1) -> float:
-    return min(run() for _ in range(tries))
+def side_by_side(
+    samples: int, runners: dict[str, Callable[[], float]], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median samples/s of each runner, and the median per-round ratio engine/other.
 
-
-def median_rate(samples: int, run: Callable[[], float], repeats: int) -> float:
-    """Median samples/s over ``repeats`` timed runs (run returns seconds)."""
-    run()  # warm-up: first-touch page faults, BLAS thread start
-    return samples / statistics.median(run() for _ in range(repeats))
+    Each round runs every implementation once, one after the other, so a noisy
+    minute on this shared machine slows all of them alike instead of one.
+    """
+    for run in runners.values():
+        run()  # warm-up: first-touch page faults, BLAS threads, imports
+    rounds = [{name: samples / run() for name, run in runners.items()} for _ in range(repeats)]
+    rates = {name: statistics.median(r[name] for r in rounds) for name in runners}
+    ratios = {
+        name: statistics.median(r["engine"] / r[name] for r in rounds)
+        for name in runners
+        if name != "engine"
+    }
+    return rates, ratios
 
 
 # --- data ---------------------------------------------------------------------
@@ -289,22 +299,31 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # sklearn's one-epoch convergence warnings
 
     x, y, labels = large_data()
-    large = {
-        "engine": median_rate(LARGE_SAMPLES, engine_large(x, y), args.repeats),
-        "sklearn": median_rate(LARGE_SAMPLES, sklearn_large(x, labels), args.repeats),
-        "torch": median_rate(LARGE_SAMPLES, torch_large(x, labels), args.repeats),
-    }
+    large, large_ratio = side_by_side(
+        LARGE_SAMPLES,
+        {
+            "engine": engine_large(x, y),
+            "sklearn": sklearn_large(x, labels),
+            "torch": torch_large(x, labels),
+        },
+        args.repeats,
+    )
     flops_per_step, gflops, share = matmul_share(x, y, args.repeats)
     memory = peak_memory(x, y)
 
     xs, ts = tiny_data()
-    tiny = {
-        "engine": median_rate(TINY_SAMPLES, engine_tiny(xs, ts), args.repeats),
-        "sklearn": median_rate(TINY_SAMPLES, sklearn_tiny(xs, ts), args.repeats),
-        "torch": median_rate(TINY_SAMPLES, torch_tiny(xs, ts), args.repeats),
-    }
+    tiny, tiny_ratio = side_by_side(
+        TINY_SAMPLES,
+        {
+            "engine": engine_tiny(xs, ts),
+            "sklearn": sklearn_tiny(xs, ts),
+            "torch": torch_tiny(xs, ts),
+        },
+        args.repeats,
+    )
 
-    print("samples/s, median of", args.repeats, "runs after a warm-up")
+    print("samples/s, median of", args.repeats, "rounds after a warm-up; ratios are medians of")
+    print("per-round ratios (each round runs the three implementations back to back)")
     print(f"{'':<34}{'engine':>12}{'scikit-learn':>14}{'PyTorch':>12}")
     for name, rates in (("784-256-128-10, batch 128, f32", large), ("2-2-2 online, f64", tiny)):
         print(
@@ -323,13 +342,13 @@ def main() -> None:
     summary = {
         "large_samples_per_s": large,
         "tiny_samples_per_s_all": tiny,
-        "large_vs_sklearn": large["engine"] / large["sklearn"],
-        "large_vs_torch": large["engine"] / large["torch"],
+        "large_vs_sklearn": large_ratio["sklearn"],
+        "large_vs_torch": large_ratio["torch"],
         "large_matmul_share": share,
         "matmul_gflops": gflops,
         "tiny_samples_per_s": tiny["engine"],
-        "tiny_vs_sklearn": tiny["engine"] / tiny["sklearn"],
-        "tiny_vs_torch": tiny["engine"] / tiny["torch"],
+        "tiny_vs_sklearn": tiny_ratio["sklearn"],
+        "tiny_vs_torch": tiny_ratio["torch"],
         "peak_memory_ok": memory["ok"],
         "peak_memory_mib": memory["peak_mib"],
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
