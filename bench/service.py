@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 import core
+from store import Session, configure
+from store import queries as q
 from tests import worked_example as worked
 from tests.service.conftest import create_database, delete_redis_keys, drop_database, environment
 from tests.service.processes import ROOT, WorkerProcess, wait_for
@@ -41,7 +43,8 @@ WORKED = worked.job(10_000)
 class Api:
     """A gunicorn server for ``api:create_app()`` and a tiny HTTP client for it."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, workers: int = 2) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, key: str, workers: int = 2) -> None:
+        self.key = key
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -77,7 +80,11 @@ class Api:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         try:
             payload = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-            sent = {"Content-Type": "application/json", **(headers or {})}
+            sent = {
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.key}",
+                **(headers or {}),
+            }
             connection.request(method, path, body=payload, headers=sent)
             response = connection.getresponse()
             return response.status, response.read()
@@ -97,13 +104,19 @@ class Api:
         self.log.close()
 
 
+def api_key(database_url: str) -> str:
+    configure(database_url)
+    with Session.begin() as session:
+        return q.create_api_key(session, "bench")
+
+
 @contextmanager
-def stack(env: dict[str, str], log_dir: Path) -> Any:
+def stack(env: dict[str, str], log_dir: Path, key: str) -> Any:
     worker = WorkerProcess(env, log_dir)
     api = None
     try:
         worker.wait_ready()
-        api = Api(env, log_dir)
+        api = Api(env, log_dir, key)
         yield api
     finally:
         if api is not None:
@@ -249,7 +262,7 @@ def main() -> None:
         url = create_database("bench")
         env = environment(url, "bench", tmp_path)
         try:
-            with stack(env, tmp_path) as api:
+            with stack(env, tmp_path, api_key(url)) as api:
                 rec = recording_overhead(api, args.repeats)
                 results["recording"] = rec
                 results["queue_latency_redis_ms"] = 1000 * queue_latency(api, 20)
@@ -278,8 +291,9 @@ def main() -> None:
         os.environ.update(clean)
         from store.migrate import upgrade
 
-        upgrade(f"sqlite:///{tmp_path / 'embedded' / 'backprop.db'}")
-        with stack(embedded, tmp_path) as api:
+        sqlite_url = f"sqlite:///{tmp_path / 'embedded' / 'backprop.db'}"
+        upgrade(sqlite_url)
+        with stack(embedded, tmp_path, api_key(sqlite_url)) as api:
             results["queue_latency_embedded_ms"] = 1000 * queue_latency(api, 10)
 
     rec, single, batch = results["recording"], results["predict_single"], results["predict_batch"]
