@@ -423,10 +423,10 @@ def owner_of_key(session: Session, key: str) -> str | None:
 
 def revoke_api_key(session: Session, key_or_prefix: str) -> int:
     """Revoke the key given whole, or every live key starting with a listed prefix."""
+    if len(key_or_prefix) < 10:
+        return 0  # a shorter prefix could match keys the caller did not mean
     live = ApiKey.revoked_at.is_(None)
     match = or_(ApiKey.key_hash == hash_key(key_or_prefix), ApiKey.prefix == key_or_prefix[:10])
-    if len(key_or_prefix) < 10:
-        return 0
     result = session.execute(update(ApiKey).where(live, match).values(revoked_at=utcnow()))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
