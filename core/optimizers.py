@@ -41,19 +41,22 @@ class SGD(Optimizer):
         self.velocities = [np.zeros_like(p) for p in params] if self.momentum else []
 
     def update(self, params: list[Array], grads: list[Array]) -> None:
-        lr = self.learning_rate
+        for g in grads:
+            g *= self.learning_rate
+        self.step(params, grads)
+
+    def step(self, params: list[Array], steps: list[Array]) -> None:
+        """Apply gradients already multiplied by the learning rate (``lr * g``)."""
         if not self.momentum:
-            for p, g in zip(params, grads, strict=True):
-                g *= lr
-                p -= g
+            for p, s in zip(params, steps, strict=True):
+                p -= s
             return
-        for p, g, v in zip(params, grads, self.velocities, strict=True):
-            g *= lr
+        for p, s, v in zip(params, steps, self.velocities, strict=True):
             v *= self.momentum
-            v -= g
+            v -= s
             if self.nesterov:
                 p += self.momentum * v
-                p -= g
+                p -= s
             else:
                 p += v
 

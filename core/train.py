@@ -197,6 +197,10 @@ class Trainer:
             return total / n, grad_norm
         backprop, optimizer, params, grads = self.backprop, self.optimizer, self.params, self.grads
         l2 = self.config.l2
+        # Plain SGD takes its steps lr * g straight from backprop, which folds lr into
+        # the small delta arrays: one pass less over every weight array per step.
+        sgd = optimizer if isinstance(optimizer, SGD) else None
+        scale = optimizer.learning_rate if sgd is not None else 1.0
         loss_sum = 0.0
         grad_norm = 0.0
         for start in range(0, n, bs):
@@ -205,13 +209,16 @@ class Trainer:
             else:
                 idx = order[start : start + bs]
                 xb, tb = x[idx], t[idx]
-            loss_sum += backprop.gradients(xb, tb)
+            loss_sum += backprop.gradients(xb, tb, scale)
             if l2:
                 for w, gw in zip(self.network.weights, backprop.grad_w, strict=True):
-                    gw += l2 * w
+                    gw += (l2 * scale) * w
             if start + bs >= n:
-                grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
-            optimizer.update(params, grads)
+                grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads)) / scale
+            if sgd is not None:
+                sgd.step(params, grads)
+            else:
+                optimizer.update(params, grads)
         return loss_sum / n, grad_norm
 
     def evaluate(self, x: Array, t: Array) -> tuple[float, int]:
