@@ -11,7 +11,7 @@ from werkzeug.routing import IntegerConverter, Map
 from settings import Settings, load_settings
 from store import configure
 
-from . import datasets, health, jobs, models, openapi
+from . import datasets, events, health, jobs, models, openapi, plots
 from .auth import KeyCache, authenticate
 from .broker import Broker
 from .errors import register_error_handlers
@@ -42,6 +42,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_error_handlers(app)
     app.before_request(lambda: authenticate(service.keys))
-    for blueprint in (datasets.bp, jobs.bp, models.bp, health.bp, openapi.bp):
+    for blueprint in (datasets.bp, jobs.bp, events.bp, plots.bp, models.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     return app

@@ -41,6 +41,8 @@ class Contract:
     response: type[BaseModel] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     errors: set[int] = field(default_factory=set)
+    # media type of a success body that is not JSON (an event stream, an image)
+    media: str | None = None
 
 
 def contract_of(view: Callable[..., Any]) -> Contract:
@@ -178,6 +180,7 @@ def responds(
     *,
     errors: tuple[int, ...] = (),
     headers: dict[str, str] | None = None,
+    media: str | None = None,
 ) -> Callable[[View], Callable[..., Response]]:
     """Serialize the view's return value (a ``model``, optionally with headers) as JSON.
 
@@ -187,7 +190,7 @@ def responds(
 
     def decorate(view: View) -> Callable[..., Response]:
         contract = contract_of(view)
-        contract.status, contract.response = status, model
+        contract.status, contract.response, contract.media = status, model, media
         contract.errors |= set(errors)
         contract.headers.update(headers or {})
 

@@ -148,6 +148,8 @@ def build_document(app: Flask) -> dict[str, Any]:
         if contract.response is not None:
             schema = ref(contract.response, "serialization")
             success["content"] = {JSON: {"schema": schema}}
+        elif contract.media is not None:
+            success["content"] = {contract.media: {"schema": {"type": "string"}}}
         if contract.headers:
             success["headers"] = {
                 name: {"description": text, "schema": {"type": "string"}}

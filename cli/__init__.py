@@ -21,9 +21,11 @@ from store.migrate import upgrade
 
 
 def api_command(host: str, port: int, workers: int) -> list[str]:
+    # Threads per worker, so that a few open event streams do not take every worker.
     return [
         sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{host}:{port}",
-        "--access-logfile", "-", "api:create_app()",
+        "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-",
+        "api:create_app()",
     ]  # fmt: skip
 
 

@@ -43,7 +43,7 @@ def fuzz_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
     url = create_database("fuzz")
     env = environment(url, "fuzz", Path(tmp_path_factory.mktemp("fuzz")))
     # Small limits keep generated datasets and networks cheap while still reachable.
-    settings_ = replace(apply_env(env), max_epochs=50, max_body_bytes=256 * 1024)
+    settings_ = replace(apply_env(env), max_epochs=50, max_body_bytes=256 * 1024, sse_seconds=0.3)
     yield settings_
     delete_redis_keys(env["BROKER_PREFIX"])
     Session.configure(bind=previous_bind)

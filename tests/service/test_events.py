@@ -1,0 +1,125 @@
+"""The live stream of a job (Server-Sent Events) and its loss curve as a PNG,
+with a real worker process training the job."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+
+from settings import Settings
+from tests.service.api_helpers import client_for
+from tests.service.processes import WorkerProcess, wait_for
+
+JOB = {
+    "dataset": {"inputs": [[0, 0], [0, 1], [1, 0], [1, 1]], "targets": [[0], [1], [1], [0]]},
+    "network": {
+        "input_dim": 2,
+        "layers": [{"units": 4, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+    },
+    "training": {
+        "epochs": 3000,
+        "batch_size": 4,
+        "optimizer": {"name": "sgd", "learning_rate": 0.5},
+        "validation_split": 0.25,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(service_env, tmp_path_factory.mktemp("events-worker"))
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service_settings: Settings) -> FlaskClient:
+    return client_for(service_settings)
+
+
+def parse(stream: str) -> list[dict[str, Any]]:
+    """The events of an SSE body: comments dropped, fields split."""
+    events = []
+    for block in stream.split("\n\n"):
+        fields: dict[str, Any] = {}
+        for line in block.splitlines():
+            if line.startswith(":") or ":" not in line:
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        if "event" in fields:
+            fields["data"] = json.loads(fields["data"])
+            events.append(fields)
+    return events
+
+
+def epochs_of(events: list[dict[str, Any]]) -> list[int]:
+    return [e["epoch"] for ev in events if ev["event"] == "epochs" for e in ev["data"]["epochs"]]
+
+
+def test_stream_follows_a_training_job_in_order(client: FlaskClient, worker: WorkerProcess) -> None:
+    job = client.post("/jobs", json=JOB).json
+    response = client.get(f"/jobs/{job['id']}/events")
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    events = parse(response.get_data(as_text=True))  # ends when the job ends
+
+    statuses = [ev["data"]["status"] for ev in events if ev["event"] == "status"]
+    assert statuses[-1] == "succeeded"
+    assert statuses == sorted(set(statuses), key=statuses.index)  # each change once
+    assert epochs_of(events) == list(range(1, 3001))  # in order, no gaps, no repeats
+    batches = [ev for ev in events if ev["event"] == "epochs"]
+    assert len(batches) > 1  # it streamed while training, not one lump at the end
+    assert [int(ev["id"]) for ev in batches] == sorted(int(ev["id"]) for ev in batches)
+    first = batches[0]["data"]["epochs"][0]
+    assert set(first) >= {"epoch", "loss", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+
+
+def test_resuming_after_last_event_id(client: FlaskClient, worker: WorkerProcess) -> None:
+    job = client.post("/jobs", json={**JOB, "training": {**JOB["training"], "epochs": 400}}).json
+    wait_for(lambda: client.get(f"/jobs/{job['id']}").json["status"] == "succeeded", 60)
+    resumed = parse(
+        client.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": "123"}).get_data(
+            as_text=True
+        )
+    )
+    assert epochs_of(resumed) == list(range(124, 401))
+    assert resumed[-1]["event"] == "status" and resumed[-1]["data"]["status"] == "succeeded"
+    bad = client.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": "abc"})
+    assert bad.status_code == 422 and bad.json["error"]["field"] == "Last-Event-ID"
+
+
+def test_stream_of_a_waiting_job_ends_after_its_time(service_settings: Settings) -> None:
+    # No worker reads this queue: the job stays queued.
+    short = client_for(replace(service_settings, sse_seconds=0.6, queue="nobody-listens"))
+    job = short.post("/jobs", json=JOB).json
+    events = parse(short.get(f"/jobs/{job['id']}/events").get_data(as_text=True))
+    assert [ev["data"]["status"] for ev in events] == ["queued"]
+    short.post(f"/jobs/{job['id']}/cancel")
+    assert short.get("/jobs/2147483647/events").status_code == 404
+
+
+def test_loss_png(client: FlaskClient, worker: WorkerProcess) -> None:
+    job = client.post("/jobs", json={**JOB, "training": {**JOB["training"], "epochs": 200}}).json
+    wait_for(lambda: client.get(f"/jobs/{job['id']}").json["status"] == "succeeded", 60)
+    response = client.get(f"/jobs/{job['id']}/loss.png")
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert response.data.startswith(b"\x89PNG\r\n\x1a\n")
+    import matplotlib.image
+
+    image = matplotlib.image.imread(io.BytesIO(response.data), format="png")
+    assert image.shape[:2] == (400, 700)
+    assert np.ptp(image[..., :3]) > 0  # something was drawn
+    assert client.get("/jobs/2147483647/loss.png").status_code == 404
