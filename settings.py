@@ -38,6 +38,7 @@ class Settings:
     # Training time of one job; a job that reaches it stops and keeps its model.
     max_job_seconds: float
     epoch_flush_seconds: float
+    log_format: str
     # An event stream ends after this long; clients reconnect with Last-Event-ID.
     sse_seconds: float
     # A running job's lease expires when its worker has not reported for this long.
@@ -75,6 +76,7 @@ ENV_NAMES = {
     "max_predict_rows": "BACKPROP_MAX_PREDICT_ROWS",
     "max_job_seconds": "BACKPROP_MAX_JOB_SECONDS",
     "epoch_flush_seconds": "BACKPROP_EPOCH_FLUSH_SECONDS",
+    "log_format": "BACKPROP_LOG_FORMAT",
     "sse_seconds": "BACKPROP_SSE_SECONDS",
     "lease_seconds": "BACKPROP_LEASE_SECONDS",
     "checkpoint_seconds": "BACKPROP_CHECKPOINT_SECONDS",
@@ -100,6 +102,7 @@ def load_settings() -> Settings:
         max_predict_rows=_int("BACKPROP_MAX_PREDICT_ROWS", 100_000),
         max_job_seconds=_float("BACKPROP_MAX_JOB_SECONDS", 24 * 3600.0),
         epoch_flush_seconds=_float("BACKPROP_EPOCH_FLUSH_SECONDS", 0.25),
+        log_format=os.environ.get("BACKPROP_LOG_FORMAT") or "json",
         sse_seconds=_float("BACKPROP_SSE_SECONDS", 60.0),
         lease_seconds=_float("BACKPROP_LEASE_SECONDS", 30.0),
         checkpoint_seconds=_float("BACKPROP_CHECKPOINT_SECONDS", 5.0),

@@ -8,13 +8,15 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
+from logs import configure_logging
 from settings import Settings, load_settings
 from store import configure
 
-from . import datasets, events, health, jobs, models, openapi, plots
+from . import datasets, events, health, jobs, models, observe, openapi, plots
 from .auth import KeyCache, authenticate
 from .broker import Broker
 from .errors import register_error_handlers
+from .observe import Metrics
 from .predictor import ModelCache
 from .schemas import MAX_ID
 from .state import KEY, ServiceState
@@ -37,11 +39,22 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
-    service = ServiceState(settings, Broker(settings), ModelCache(), KeyCache())
+    configure_logging(settings.log_format)
+    service = ServiceState(settings, Broker(settings), ModelCache(), KeyCache(), Metrics(settings))
     app.extensions[KEY] = service
 
     register_error_handlers(app)
+    observe.install(app, service.metrics)
     app.before_request(lambda: authenticate(service.keys))
-    for blueprint in (datasets.bp, jobs.bp, events.bp, plots.bp, models.bp, health.bp, openapi.bp):
+    for blueprint in (
+        datasets.bp,
+        jobs.bp,
+        events.bp,
+        plots.bp,
+        models.bp,
+        health.bp,
+        observe.bp,
+        openapi.bp,
+    ):
         app.register_blueprint(blueprint)
     return app

@@ -17,7 +17,9 @@ from store import queries as q
 from .errors import ApiError
 
 # Reachable without a key: liveness and readiness probes, and the API's own description.
-PUBLIC_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "openapi.openapi_json"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"health.healthz", "health.readyz", "openapi.openapi_json", "observe.metrics_text"}
+)
 
 
 class KeyCache:

@@ -84,9 +84,11 @@ def predict(model_id: int, payload: PredictRequest | NpyBody) -> PredictOut | Re
         row = int(np.argwhere(~np.isfinite(outputs))[0][0])
         raise invalid(f"inputs[{row}]", "the model's output for this row is not finite")
     if isinstance(payload, NpyBody) and NPY in request.accept_mimetypes.values():
+        state().metrics.predict_rows.inc(len(outputs))
         buffer = io.BytesIO()
         np.save(buffer, outputs, allow_pickle=False)
         return Response(buffer.getvalue(), mimetype=NPY)
+    state().metrics.predict_rows.inc(len(outputs))
     labels = model.labels_from_outputs(outputs) if model.is_classifier else None
     return PredictOut(outputs=outputs.astype(np.float64).tolist(), labels=labels)
 

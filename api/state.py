@@ -10,6 +10,7 @@ from settings import Settings
 
 from .auth import KeyCache
 from .broker import Broker
+from .observe import Metrics
 from .predictor import ModelCache
 
 KEY = "backprop"
@@ -21,6 +22,7 @@ class ServiceState:
     broker: Broker
     models: ModelCache
     keys: KeyCache
+    metrics: Metrics
 
 
 def state() -> ServiceState:

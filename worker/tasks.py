@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
+from logs import configure_logging
 from store import configure
 
 from .app import TRAIN_TASK, celery_app, settings
@@ -14,6 +15,12 @@ from .training import run_job
 
 engine = configure(settings.database_url)
 reconciler = Reconciler(settings)
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    # Connected, this replaces Celery's own logging set-up with the service's format.
+    configure_logging(settings.log_format)
 
 
 @worker_process_init.connect

@@ -179,7 +179,11 @@ def run_job(job_id: int, settings: Settings) -> None:
             max_attempts=settings.max_attempts,
         )
         if attempt is None:
-            log.info("job %s is not ours to run (finished, cancelled or leased)", job_id)
+            log.info(
+                "job %s is not ours to run (finished, cancelled or leased)",
+                job_id,
+                extra={"job_id": job_id},
+            )
             return
         job = q.get_job(session, job_id)
         assert job is not None
@@ -201,7 +205,12 @@ def run_job(job_id: int, settings: Settings) -> None:
         return
     try:
         if saved is not None:
-            log.info("job %s: attempt %s resumes from its checkpoint", job_id, attempt)
+            log.info(
+                "job %s: attempt %s resumes from its checkpoint",
+                job_id,
+                attempt,
+                extra={"job_id": job_id},
+            )
             trainer = Trainer.resume(saved, inputs, targets)
         else:
             trainer = Trainer(
@@ -212,7 +221,7 @@ def run_job(job_id: int, settings: Settings) -> None:
         run.finish(JobStatus.FAILED, stop_reason="invalid", error=f"invalid job: {exc}")
         return
     except Exception as exc:  # the job must end with a reason whatever went wrong
-        log.exception("job %s crashed", job_id)
+        log.exception("job %s crashed", job_id, extra={"job_id": job_id})
         run.finish(
             JobStatus.FAILED,
             stop_reason="error",

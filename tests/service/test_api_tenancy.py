@@ -22,7 +22,7 @@ from .api_helpers import (
     train_in_process,
 )
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/metrics"}
 MISSING = 2_000_000_000
 
 

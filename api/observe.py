@@ -1,0 +1,145 @@
+"""Request ids, request logs and Prometheus metrics for the API.
+
+``GET /metrics`` (public, like the health checks) reports this process's
+request counts and latencies and predicted rows, plus gauges read at scrape
+time from the database (jobs by status, epochs recorded) and the broker
+(queue depth). Counters are per process: under gunicorn with several workers
+each scrape sees the worker that answered it, so run one API process per
+scrape target when exact counts matter.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+
+from settings import Settings
+from store import Epoch, Job, Session
+
+from .contract import responds
+
+log = logging.getLogger("api.requests")
+bp = Blueprint("observe", __name__)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class ServiceGauges:
+    """Gauges that other processes change: read from the database and broker on scrape."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily("backprop_jobs", "Jobs by status", labels=["status"])
+        epochs = GaugeMetricFamily("backprop_epochs_recorded", "Epoch rows in the database")
+        try:
+            with Session.begin() as session:
+                counts = dict(
+                    session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+                )
+                recorded = session.scalar(select(func.count()).select_from(Epoch)) or 0
+            for status in ("queued", "running", "succeeded", "failed", "cancelled"):
+                jobs.add_metric([status], float(counts.get(status, 0)))
+            epochs.add_metric([], float(recorded))
+            yield jobs
+            yield epochs
+        except Exception:  # a scrape must answer even when the database does not
+            log.warning("metrics: database unreachable")
+        depth = self.queue_depth()
+        if depth is not None:
+            queue = GaugeMetricFamily("backprop_queue_depth", "Messages waiting in the job queue")
+            queue.add_metric([], float(depth))
+            yield queue
+
+    def queue_depth(self) -> int | None:
+        settings = self.settings
+        try:
+            if settings.broker_is_filesystem:
+                folder = settings.broker_folder
+                return sum(1 for p in folder.glob("*.msg")) if folder.is_dir() else 0
+            client = redis.Redis.from_url(settings.broker_url, socket_timeout=1)
+            return int(client.llen(f"{settings.broker_prefix}{settings.queue}"))
+        except Exception:
+            return None
+
+
+class Metrics:
+    def __init__(self, settings: Settings) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "backprop_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "backprop_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.predict_rows = Counter(
+            "backprop_predict_rows", "Rows answered by predict", registry=self.registry
+        )
+        self.registry.register(ServiceGauges(settings))  # type: ignore[arg-type]
+
+
+def _route() -> str:
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+def install(app: Flask, metrics: Metrics) -> None:
+    """Request ids and timing before each request; log line and metrics after it."""
+
+    @app.before_request
+    def start() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        route = _route()
+        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, route).observe(seconds)
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        extra: dict[str, Any] = {
+            "request_id": request_id,
+            "method": request.method,
+            "route": route,
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        log.info("%s %s %s", request.method, route, response.status_code, extra=extra)
+        return response
+
+
+def request_id() -> str | None:
+    return g.get("request_id")
+
+
+@bp.get("/metrics")
+@responds(200, media=CONTENT_TYPE_LATEST.split(";")[0])
+def metrics_text() -> Response:
+    """Prometheus metrics of this process and of the service's jobs and queue."""
+    from .state import state
+
+    return Response(generate_latest(state().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
