@@ -19,6 +19,8 @@ from store import LOCAL_OWNER, Session, configure
 from store import queries as q
 from store.migrate import upgrade
 
+from . import remote
+
 
 def api_command(host: str, port: int, workers: int) -> list[str]:
     # Threads per worker, so that a few open event streams do not take every worker.
@@ -106,6 +108,9 @@ def keys_list() -> None:
         for row in q.list_api_keys(session):
             state = "revoked" if row.revoked_at else "live"
             click.echo(f"{row.prefix}...  {row.owner:<20} {state}")
+
+
+remote.register(main)
 
 
 def local_key(settings: Settings) -> str | None:

@@ -1,0 +1,133 @@
+"""A small Python client for the backprop HTTP API (standard library only).
+
+from cli.client import Client
+api = Client("http://127.0.0.1:8000", "bp_...")
+job = api.submit(network, {"epochs": 100}, dataset_id=1)
+for event in api.follow(job["id"]):
+    ...
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+class ClientError(Exception):
+    """An error answer of the API, with its status, code, message and field."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        where = f" ({field})" if field else ""
+        super().__init__(f"{status} {code}: {message}{where}")
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+class Client:
+    def __init__(self, url: str, api_key: str | None, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        data: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """The parsed JSON answer; raises :class:`ClientError` for an error answer."""
+        payload = data if data is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=payload, method=method)
+        request.add_header("Content-Type", content_type)
+        if self.api_key:
+            request.add_header("Authorization", f"Bearer {self.api_key}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                detail = json.loads(raw)["error"]
+            except (ValueError, KeyError, TypeError):
+                detail = {"code": "http_error", "message": raw[:200].decode(errors="replace")}
+            raise ClientError(
+                error.code, detail["code"], detail["message"], detail.get("field")
+            ) from None
+        return json.loads(raw) if raw else None
+
+    # --- datasets -------------------------------------------------------------
+
+    def upload_csv(self, path: str | Path, name: str, targets: list[str]) -> dict[str, Any]:
+        query = urllib.parse.urlencode({"name": name, "target": ",".join(targets)})
+        data = Path(path).read_bytes()
+        return self.request("POST", f"/datasets?{query}", data=data, content_type="text/csv")  # type: ignore[no-any-return]
+
+    def upload(self, inputs: list[list[float]], targets: list[Any], name: str) -> dict[str, Any]:
+        return self.request(
+            "POST", "/datasets", {"name": name, "inputs": inputs, "targets": targets}
+        )  # type: ignore[no-any-return]
+
+    # --- jobs -------------------------------------------------------------------
+
+    def submit(
+        self,
+        network: dict[str, Any],
+        training: dict[str, Any],
+        *,
+        dataset_id: int | None = None,
+        dataset: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"network": network, "training": training}
+        if dataset_id is not None:
+            body["dataset_id"] = dataset_id
+        if dataset is not None:
+            body["dataset"] = dataset
+        return self.request("POST", "/jobs", body)  # type: ignore[no-any-return]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self.request("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({"limit": limit, **({"status": status} if status else {})})
+        return self.request("GET", f"/jobs?{query}")["jobs"]  # type: ignore[no-any-return]
+
+    def epochs(self, job_id: int, after: int = 0, limit: int = 1000) -> dict[str, Any]:
+        return self.request("GET", f"/jobs/{job_id}/epochs?after={after}&limit={limit}")  # type: ignore[no-any-return]
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self.request("POST", f"/jobs/{job_id}/cancel")  # type: ignore[no-any-return]
+
+    def follow(self, job_id: int, poll: float = 0.3) -> Iterator[dict[str, Any]]:
+        """Yield ``{"epoch": ...}`` for each new epoch, then ``{"job": ...}`` once it ends."""
+        after = 0
+        while True:
+            job = self.job(job_id)
+            while True:
+                page = self.epochs(job_id, after=after)
+                for epoch in page["epochs"]:
+                    yield {"epoch": epoch, "job": job}
+                    after = epoch["epoch"]
+                if page["next_after"] is None:
+                    break
+            if job["status"] in FINAL:
+                yield {"job": job}
+                return
+            time.sleep(poll)
+
+    # --- models -----------------------------------------------------------------
+
+    def model(self, model_id: int) -> dict[str, Any]:
+        return self.request("GET", f"/models/{model_id}")  # type: ignore[no-any-return]
+
+    def predict(self, model_id: int, inputs: list[list[float]]) -> dict[str, Any]:
+        return self.request("POST", f"/models/{model_id}/predict", {"inputs": inputs})  # type: ignore[no-any-return]
