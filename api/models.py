@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import math
 
 import numpy as np
 from flask import Blueprint, Response, request
@@ -12,9 +14,9 @@ from store import Session
 from store import queries as q
 
 from .auth import owner
-from .contract import NPY, NpyBody, body, responds
+from .contract import NPY, CsvBody, NpyBody, body, responds
 from .errors import invalid, limit_exceeded, not_found
-from .schemas import ModelOut, ModelWeights, PredictOut, PredictRequest
+from .schemas import ModelOut, ModelWeights, PredictCsvQuery, PredictOut, PredictRequest
 from .state import state
 from .tables import Array
 
@@ -59,38 +61,106 @@ def get_weights(model_id: int) -> ModelWeights:
 
 
 @bp.post("/<id:model_id>/predict")
-@body(PredictRequest, npy=True)
+@body(PredictRequest, csv=PredictCsvQuery, npy=True)
 @responds(200, PredictOut, errors=(404,))
-def predict(model_id: int, payload: PredictRequest | NpyBody) -> PredictOut | Response:
+def predict(model_id: int, payload: PredictRequest | CsvBody | NpyBody) -> PredictOut | Response:
     """Outputs for rows of inputs, normalized as in training; labels for classifiers.
 
-    A ``.npy`` body (``Content-Type: application/x-npy``) is answered with the
-    outputs as ``.npy`` when the request accepts it, for large batches.
+    The rows come as ``{"inputs": [[...]]}``, as ``{"instances": [...]}`` (lists, or
+    objects keyed by feature name), as a CSV body with a header of feature names,
+    or as ``.npy`` (``application/x-npy``), answered in kind when asked
+    (``Accept: application/x-npy``) for large batches.
     """
-    rows = len(payload.array) if isinstance(payload, NpyBody) else len(payload.inputs)
-    limit = state().settings.max_predict_rows
-    if rows > limit:
-        raise limit_exceeded(
-            "inputs",
-            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {rows}",
-        )
     model = _loaded(model_id)
+    instances = isinstance(payload, PredictRequest) and payload.instances is not None
     if isinstance(payload, NpyBody):
         inputs = _npy_rows(payload.array, model.input_dim)
-    else:
+    elif isinstance(payload, CsvBody):
+        inputs = _csv_rows(payload.text, model)
+    elif (payload.inputs is None) == (payload.instances is None):
+        raise invalid("inputs", "send the rows as either inputs or instances")
+    elif payload.inputs is not None:
         inputs = _rows_of(payload.inputs, model.input_dim)
+    else:
+        assert payload.instances is not None
+        inputs = _instances(payload.instances, model)
+    limit = state().settings.max_predict_rows
+    if len(inputs) > limit:
+        raise limit_exceeded(
+            "inputs",
+            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {len(inputs)}",
+        )
     outputs = model.predict(inputs)
     if not np.isfinite(outputs).all():
         row = int(np.argwhere(~np.isfinite(outputs))[0][0])
         raise invalid(f"inputs[{row}]", "the model's output for this row is not finite")
+    state().metrics.predict_rows.inc(len(outputs))
     if isinstance(payload, NpyBody) and NPY in request.accept_mimetypes.values():
-        state().metrics.predict_rows.inc(len(outputs))
         buffer = io.BytesIO()
         np.save(buffer, outputs, allow_pickle=False)
         return Response(buffer.getvalue(), mimetype=NPY)
-    state().metrics.predict_rows.inc(len(outputs))
     labels = model.labels_from_outputs(outputs) if model.is_classifier else None
-    return PredictOut(outputs=outputs.astype(np.float64).tolist(), labels=labels)
+    values = outputs.astype(np.float64).tolist()
+    return PredictOut(outputs=values, labels=labels, predictions=values if instances else None)
+
+
+def _instances(instances: list[list[float] | dict[str, float]], model: core.Model) -> Array:
+    rows = []
+    for index, instance in enumerate(instances):
+        if isinstance(instance, list):
+            rows.append(instance)
+            continue
+        names = model.feature_names
+        if names is None:
+            raise invalid(
+                f"instances[{index}]",
+                "this model's dataset had no column names; send each instance as a list",
+            )
+        for name in names:
+            if name not in instance:
+                raise invalid(f"instances[{index}].{name}", "missing feature")
+        for name in instance:
+            if name not in names:
+                raise invalid(
+                    f"instances[{index}].{name}",
+                    f"unknown feature; the model takes {', '.join(names)}",
+                )
+        rows.append([instance[name] for name in names])
+    return _rows_of(rows, model.input_dim, "instances")
+
+
+def _csv_rows(text: str, model: core.Model) -> Array:
+    table = [row for row in csv.reader(io.StringIO(text)) if row]
+    if not table:
+        raise invalid("body", "the CSV body is empty; expected a header row")
+    header = [name.strip() for name in table[0]]
+    names = model.feature_names
+    if names is not None:
+        for name in names:
+            if name not in header:
+                raise invalid(name, "missing feature column")
+        for name in header:
+            if name not in names:
+                raise invalid(name, f"unknown column; the model takes {', '.join(names)}")
+        order = [header.index(name) for name in names]
+    elif len(header) != model.input_dim:
+        raise invalid("body", f"the model takes {model.input_dim} columns, got {len(header)}")
+    else:
+        order = list(range(len(header)))
+    rows = []
+    for number, row in enumerate(table[1:], start=1):
+        if len(row) != len(header):
+            raise invalid(f"row {number}", f"expected {len(header)} values, got {len(row)}")
+        try:
+            values = [float(row[i]) for i in order]
+        except ValueError:
+            raise invalid(f"row {number}", "every value must be a number") from None
+        if not all(math.isfinite(v) for v in values):
+            raise invalid(f"row {number}", "must be finite (no NaN or Infinity)")
+        rows.append(values)
+    if not rows:
+        raise invalid("body", "the CSV body has a header but no rows")
+    return np.array(rows, dtype=np.float64)
 
 
 def _npy_rows(array: Array, width: int) -> Array:
@@ -106,10 +176,10 @@ def _npy_rows(array: Array, width: int) -> Array:
     return array
 
 
-def _rows_of(rows: list[list[float]], width: int) -> Array:
+def _rows_of(rows: list[list[float]], width: int, field: str = "inputs") -> Array:
     for index, row in enumerate(rows):
         if len(row) != width:
             raise invalid(
-                f"inputs[{index}]", f"the model takes {width} inputs per row, got {len(row)}"
+                f"{field}[{index}]", f"the model takes {width} inputs per row, got {len(row)}"
             )
     return np.array(rows, dtype=np.float64)

@@ -207,8 +207,20 @@ class JobCreate(StrictBody):
     training: TrainingField
 
 
+# One row of inputs: numbers in the model's input order, or feature name -> number
+# when the model's dataset had named columns (a CSV header).
+Instance = Annotated[Row | dict[Name, Number], Field(union_mode="left_to_right")]
+
+
 class PredictRequest(StrictBody):
-    inputs: Matrix
+    """Send ``inputs`` (rows of numbers) or ``instances`` (TensorFlow Serving / Vertex AI)."""
+
+    inputs: Matrix | None = None
+    instances: Annotated[list[Instance], Field(min_length=1)] | None = None
+
+
+class PredictCsvQuery(Query):
+    """A ``text/csv`` predict body takes no query parameters: its header names the features."""
 
 
 class PageQuery(Query):
@@ -314,10 +326,16 @@ class ModelWeights(Out):
     dtype: str
     normalization: dict[str, Any] | None
     classes: list[str] | None
+    feature_names: list[str] | None = None
 
 
 class PredictOut(Out):
     outputs: list[list[float]]
+    predictions: list[list[float]] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The outputs again, as TensorFlow Serving names them (instances requests).",
+    )
     labels: list[str | int] | None = Field(
         default=None,
         exclude_if=lambda value: value is None,

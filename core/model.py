@@ -26,11 +26,14 @@ class Model:
         loss: str,
         normalizer: Normalizer | None = None,
         classes: list[str] | None = None,
+        feature_names: list[str] | None = None,
     ) -> None:
         self.network = network
         self.loss = loss
         self.normalizer = normalizer
         self.classes = list(classes) if classes is not None else None
+        # names of the input columns, when the training data had them (a CSV header)
+        self.feature_names = list(feature_names) if feature_names is not None else None
 
     @property
     def is_classifier(self) -> bool:
@@ -91,6 +94,7 @@ class Model:
             "dtype": str(self.network.dtype),
             "normalization": self.normalizer.to_dict() if self.normalizer else None,
             "classes": self.classes,
+            "feature_names": self.feature_names,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -122,7 +126,9 @@ class Model:
             shift = vector(norm["shift"], "normalization.shift", spec.input_dim)
             scale = vector(norm["scale"], "normalization.scale", spec.input_dim)
             normalizer = Normalizer(norm["method"], shift, scale)
-        return cls(network, data["loss"], normalizer, data.get("classes"))
+        return cls(
+            network, data["loss"], normalizer, data.get("classes"), data.get("feature_names")
+        )
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray[Any, Any]] = {}
@@ -153,4 +159,6 @@ class Model:
                 arrays["normalization/shift"],
                 arrays["normalization/scale"],
             )
-        return cls(network, meta["loss"], normalizer, meta["classes"])
+        return cls(
+            network, meta["loss"], normalizer, meta["classes"], meta.get("feature_names")
+        )

@@ -197,7 +197,7 @@ def run_job(job_id: int, settings: Settings) -> None:
         network, training = job.network, job.training
         if dataset is not None:
             inputs, targets = q.unpack_arrays(dataset.data)
-            classes = dataset.classes
+            classes, feature_names = dataset.classes, dataset.feature_names
 
     run = Attempt(job_id, attempt, settings)
     if dataset is None:
@@ -245,5 +245,6 @@ def run_job(job_id: int, settings: Settings) -> None:
             "val_loss": last.val_loss if last else None,
             "val_accuracy": last.val_accuracy if last else None,
         }
+        result.model.feature_names = feature_names
         model = (result.model.describe(), summary, result.model.to_bytes())
         run.finish(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)

@@ -127,6 +127,7 @@ def train_in_process(job_id: int) -> int:
             ],
         )
         summary = {"stop_reason": result.stop_reason, "epochs_completed": result.epochs_completed}
+        result.model.feature_names = dataset.feature_names  # as the worker does
         model = q.add_model(
             session, job, dataset, result.model.describe(), summary, result.model.to_bytes()
         )

@@ -212,3 +212,65 @@ def test_predict_rejects_bad_npy_bodies(
     )
     assert 400 <= response.status_code < 500
     assert response.json["error"].get("field") == field
+
+
+def test_predict_instances_as_lists_and_objects(
+    client: FlaskClient, iris_model: dict[str, int]
+) -> None:
+    url = f"/models/{iris_model['model']}/predict"
+    rows = [[5, 3.4, 1.5, 0.2], [7, 3.1, 6, 2.2]]  # integers widen to floats
+    expected = client.post(url, json={"inputs": rows}).json
+    as_lists = client.post(url, json={"instances": rows}).json
+    assert as_lists["outputs"] == as_lists["predictions"] == expected["outputs"]
+    assert as_lists["labels"] == expected["labels"] == ["setosa", "virginica"]
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    # Objects may list the features in any order.
+    objects = [dict(reversed(list(zip(names, row, strict=True)))) for row in rows]
+    assert client.post(url, json={"instances": objects}).json["outputs"] == expected["outputs"]
+
+
+@pytest.mark.parametrize(
+    ("instance", "field"),
+    [
+        ({"sepal_length": 5, "sepal_width": 3, "petal_length": 1}, "instances[0].petal_width"),
+        (
+            {"sepal_length": 5, "sepal_width": 3, "petal_length": 1, "petal_width": 0, "color": 1},
+            "instances[0].color",
+        ),
+        ([5, 3, 1], "instances[0]"),
+    ],
+)
+def test_predict_instances_name_the_missing_or_extra_feature(
+    client: FlaskClient, iris_model: dict[str, int], instance: object, field: str
+) -> None:
+    response = client.post(f"/models/{iris_model['model']}/predict", json={"instances": [instance]})
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == field
+
+
+def test_predict_a_csv_body(client: FlaskClient, iris_model: dict[str, int]) -> None:
+    url = f"/models/{iris_model['model']}/predict"
+    expected = client.post(url, json={"inputs": [[5.0, 3.4, 1.5, 0.2]]}).json
+    # Columns in another order than training: matched by name.
+    text = "petal_width,petal_length,sepal_width,sepal_length\n0.2,1.5,3.4,5\n"
+    answer = client.post(url, data=text, content_type="text/csv")
+    assert answer.status_code == 200, answer.json
+    assert answer.json == expected
+    missing = client.post(url, data="sepal_length,sepal_width\n1,2\n", content_type="text/csv")
+    assert missing.status_code == 422 and missing.json["error"]["field"] == "petal_length"
+    extra = client.post(
+        url,
+        data="sepal_length,sepal_width,petal_length,petal_width,x\n1,2,3,4,5\n",
+        content_type="text/csv",
+    )
+    assert extra.status_code == 422 and extra.json["error"]["field"] == "x"
+
+
+def test_predict_needs_exactly_one_of_inputs_and_instances(
+    client: FlaskClient, iris_model: dict[str, int]
+) -> None:
+    url = f"/models/{iris_model['model']}/predict"
+    both = client.post(url, json={"inputs": [[1, 2, 3, 4]], "instances": [[1, 2, 3, 4]]})
+    neither = client.post(url, json={})
+    for response in (both, neither):
+        assert response.status_code == 422 and response.json["error"]["field"] == "inputs"
