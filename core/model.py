@@ -159,6 +159,4 @@ class Model:
                 arrays["normalization/shift"],
                 arrays["normalization/scale"],
             )
-        return cls(
-            network, meta["loss"], normalizer, meta["classes"], meta.get("feature_names")
-        )
+        return cls(network, meta["loss"], normalizer, meta["classes"], meta.get("feature_names"))
