@@ -12,7 +12,7 @@ from logs import configure_logging
 from settings import Settings, load_settings
 from store import configure
 
-from . import datasets, events, health, jobs, models, observe, openapi, plots
+from . import datasets, events, health, jobs, models, observe, openapi, plots, ui
 from .auth import KeyCache, authenticate
 from .broker import Broker
 from .errors import register_error_handlers
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         health.bp,
         observe.bp,
         openapi.bp,
+        ui.bp,
     ):
         app.register_blueprint(blueprint)
     return app

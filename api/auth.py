@@ -18,7 +18,16 @@ from .errors import ApiError
 
 # Reachable without a key: liveness and readiness probes, and the API's own description.
 PUBLIC_ENDPOINTS = frozenset(
-    {"health.healthz", "health.readyz", "openapi.openapi_json", "observe.metrics_text"}
+    {
+        "health.healthz",
+        "health.readyz",
+        "openapi.openapi_json",
+        "observe.metrics_text",
+        # page shells and their assets; the data they show needs the key
+        "ui.dashboard",
+        "ui.docs",
+        "ui.asset",
+    }
 )
 
 

@@ -14,7 +14,16 @@ from . import plan as admission
 from .auth import owner
 from .contract import body, query, responds
 from .errors import ApiError, conflict, not_found
-from .schemas import EpochList, EpochOut, EpochQuery, JobCreate, JobList, JobListQuery, JobOut
+from .schemas import (
+    EpochList,
+    EpochOut,
+    EpochQuery,
+    JobCreate,
+    JobList,
+    JobListQuery,
+    JobOut,
+    JobSpec,
+)
 from .state import state
 from .tables import store
 
@@ -101,6 +110,17 @@ def get_job(job_id: int) -> JobOut:
         if job is None:
             raise not_found("job", job_id)
         return job_out(session, job)
+
+
+@bp.get("/<id:job_id>/spec")
+@responds(200, JobSpec, errors=(404,))
+def get_spec(job_id: int) -> JobSpec:
+    """The network spec and training config the job was submitted with."""
+    with Session.begin() as session:
+        job = q.get_job(session, job_id, owner=owner())
+        if job is None:
+            raise not_found("job", job_id)
+        return JobSpec(network=job.network, training=job.training)
 
 
 @bp.get("/<id:job_id>/epochs")

@@ -56,8 +56,8 @@ def _routes(app: Flask) -> list[tuple[Rule, str, Contract, str]]:
     """(rule, method, contract, docstring) of every documented operation."""
     routes = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static":
-            continue
+        if rule.endpoint == "static" or rule.endpoint.startswith("ui."):
+            continue  # pages for people, not part of the API
         view = app.view_functions[rule.endpoint]
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             routes.append((rule, method, contract_of(view), view.__doc__ or ""))

@@ -279,6 +279,11 @@ class JobOut(Out):
     finished_at: Timestamp | None
 
 
+class JobSpec(Out):
+    network: dict[str, Any]
+    training: dict[str, Any]
+
+
 class JobList(Out):
     jobs: list[JobOut]
     next_after: int | None

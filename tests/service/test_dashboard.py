@@ -1,0 +1,179 @@
+"""The dashboard in a real browser (headless Chromium driven by Playwright): a job's
+loss curve gains points while a real worker trains it, and the final status shows.
+Saves the screenshot used in the README (docs/dashboard.png)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store import Session
+from store import queries as q
+from tests.service.http import answers, call, free_port
+from tests.service.processes import ROOT, WorkerProcess, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def live(
+    service_env: dict[str, str], service_settings: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    logs = tmp_path_factory.mktemp("dashboard")
+    worker = WorkerProcess(service_env, logs)
+    port = free_port()
+    api = subprocess.Popen(
+        [str(Path(sys.executable).parent / "backprop"), "api", "--port", str(port)],
+        env={**os.environ, **service_env},
+        stdout=(logs / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        worker.wait_ready()
+        wait_for(lambda: answers(base), 30, 0.1, "the API to answer")
+        with Session.begin() as session:
+            key = q.create_api_key(session, "gina")
+        yield base, key
+    finally:
+        os.killpg(api.pid, signal.SIGTERM)
+        api.wait(20)
+        worker.stop()
+
+
+def test_pages_use_no_outside_urls() -> None:
+    for page in (ROOT / "api" / "static" / "ui").iterdir():
+        assert not re.search(r"(src|href)=[\"']?https?://", page.read_text()), page
+        assert 'fetch("http' not in page.read_text(), page
+    assert (ROOT / "api" / "static" / "vendor" / "uplot" / "LICENSE").exists()
+
+
+def test_the_loss_curve_grows_while_the_job_trains(live: tuple[str, str]) -> None:
+    base, key = live
+    iris = (ROOT / "examples" / "iris.csv").read_text()
+    import urllib.request
+
+    upload = urllib.request.Request(
+        f"{base}/datasets?name=iris&target=species",
+        data=iris.encode(),
+        method="POST",
+        headers={"Content-Type": "text/csv", "Authorization": f"Bearer {key}"},
+    )
+    import json
+
+    with urllib.request.urlopen(upload) as response:
+        dataset = json.loads(response.read())
+    status, job = call(
+        base,
+        "POST",
+        "/jobs",
+        {
+            "dataset_id": dataset["id"],
+            "network": {
+                "input_dim": 4,
+                "layers": [
+                    {"units": 32, "activation": "relu"},
+                    {"units": 3, "activation": "softmax"},
+                ],
+            },
+            "training": {
+                "epochs": 4000,
+                "batch_size": 8,
+                "optimizer": "adam",
+                "normalize": "standardize",
+                "validation_split": 0.2,
+            },
+        },
+        key,
+    )
+    assert status == 202, job
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{base}/")
+        page.fill("input[name=key]", key)
+        page.click("button[type=submit]")
+        page.wait_for_selector(f"tr[data-job='{job['id']}']")
+        page.goto(f"{base}/#/jobs/{job['id']}")
+        chart = page.locator("#chart")
+
+        def points() -> int:
+            return int(chart.get_attribute("data-points") or 0)
+
+        wait_for(lambda: points() > 0, 30, 0.05, "the first points")
+        first = points()
+        wait_for(lambda: points() > first, 30, 0.05, "the curve to gain points")
+        page.wait_for_function(
+            "document.getElementById('status').textContent === 'succeeded'", timeout=60_000
+        )
+        assert points() == 4000
+        assert page.locator("#reason").text_content() == "stopped: max_epochs"
+        page.wait_for_selector("#predict-input")
+        page.fill("#predict-input", "[[5.1, 3.5, 1.4, 0.2]]")
+        page.click("#predict button[type=submit]")
+        page.wait_for_function(
+            "document.getElementById('predict-output').textContent.includes('setosa')"
+        )
+        screenshot = ROOT / "docs" / "dashboard.png"
+        screenshot.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert first < 4000
+        # The curve was drawn: the plot's canvas holds coloured (non-grey) pixels.
+        drawn = page.evaluate(
+            """() => {
+                const canvas = document.querySelector('#chart canvas');
+                const context = canvas.getContext('2d');
+                const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+                let coloured = 0;
+                for (let i = 0; i < data.length; i += 4) {
+                    if (Math.abs(data[i] - data[i + 2]) > 60) coloured++;
+                }
+                return coloured;
+            }"""
+        )
+        assert drawn > 500
+        assert errors == []
+        browser.close()
+
+
+def test_docs_page_renders_every_operation(live: tuple[str, str]) -> None:
+    base, _ = live
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.goto(f"{base}/docs")
+        page.wait_for_selector("details.op")
+        status, document = call(base, "GET", "/openapi.json")
+        operations = sum(len(methods) for methods in document["paths"].values())
+        assert page.locator("details.op").count() == operations
+        assert page.locator("pre.example").count() == operations
+        example = page.locator(
+            "details[data-operation='jobs_create_job'] pre.example"
+        ).text_content()
+        assert "curl -X POST" in example and "Authorization: Bearer" in example
+        browser.close()
+    assert shutil.which("chromium")
