@@ -354,11 +354,6 @@ def list_epochs(session: Session, job_id: int, *, after: int = 0, limit: int = 1
     return list(session.scalars(query))
 
 
-def count_jobs_by_status(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
-    return {status.value: count for status, count in rows}
-
-
 # --- models -------------------------------------------------------------------
 
 
