@@ -19,6 +19,7 @@ import redis
 from settings import Settings, load_settings
 from store import configure
 from store.migrate import upgrade
+from tests.service.processes import WorkerProcess, running_worker
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -108,3 +109,12 @@ def service_settings(service_env: dict[str, str]) -> Iterator[Settings]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def worker(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """A real worker process on this run's database and queue, for one test module."""
+    with running_worker(service_env, tmp_path_factory.mktemp("worker")) as process:
+        yield process

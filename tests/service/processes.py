@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -74,3 +75,47 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+
+
+class ApiProcess:
+    """``backprop api`` (gunicorn) on a free port, in its own process group."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        from tests.service.http import answers, free_port
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = (log_dir / f"api-{uuid.uuid4().hex[:6]}.log").open("wb")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "backprop"), "api", "--port", str(self.port)],
+            env={**os.environ, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: answers(self.base), 30, 0.1, "the API to answer")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+@contextmanager
+def running_worker(env: dict[str, str], log_dir: Path) -> Iterator[WorkerProcess]:
+    """A ready worker, stopped on the way out whatever happened."""
+    worker = WorkerProcess(env, log_dir)
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,8 +15,7 @@ import pytest
 from cli.client import Client, ClientError
 from store import Session
 from store import queries as q
-from tests.service.http import answers, free_port
-from tests.service.processes import ROOT, WorkerProcess, wait_for
+from tests.service.processes import ROOT, ApiProcess, running_worker, wait_for
 
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 SPEC = {
@@ -40,26 +38,14 @@ def service(
 ) -> Iterator[dict[str, str]]:
     """A live API and worker; yields the environment a user's shell would have."""
     logs = tmp_path_factory.mktemp("client")
-    worker = WorkerProcess(service_env, logs)
-    port = free_port()
-    api = subprocess.Popen(
-        [BACKPROP, "api", "--port", str(port)],
-        env={**os.environ, **service_env},
-        stdout=(logs / "api.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        worker.wait_ready()
-        wait_for(lambda: answers(url), 30, 0.1, "the API to answer")
-        with Session.begin() as session:
-            key = q.create_api_key(session, "frank")
-        yield {"BACKPROP_URL": url, "BACKPROP_API_KEY": key}
-    finally:
-        os.killpg(api.pid, signal.SIGTERM)
-        api.wait(20)
-        worker.stop()
+    with running_worker(service_env, logs):
+        api = ApiProcess(service_env, logs)
+        try:
+            with Session.begin() as session:
+                key = q.create_api_key(session, "frank")
+            yield {"BACKPROP_URL": api.base, "BACKPROP_API_KEY": key}
+        finally:
+            api.stop()
 
 
 def backprop(

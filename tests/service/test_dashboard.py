@@ -4,12 +4,8 @@ Saves the screenshot used in the README (docs/dashboard.png)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +13,8 @@ import pytest
 
 from store import Session
 from store import queries as q
-from tests.service.http import answers, call, free_port
-from tests.service.processes import ROOT, WorkerProcess, wait_for
+from tests.service.http import call
+from tests.service.processes import ROOT, ApiProcess, running_worker, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -40,26 +36,14 @@ def live(
     service_env: dict[str, str], service_settings: object, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     logs = tmp_path_factory.mktemp("dashboard")
-    worker = WorkerProcess(service_env, logs)
-    port = free_port()
-    api = subprocess.Popen(
-        [str(Path(sys.executable).parent / "backprop"), "api", "--port", str(port)],
-        env={**os.environ, **service_env},
-        stdout=(logs / "api.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        worker.wait_ready()
-        wait_for(lambda: answers(base), 30, 0.1, "the API to answer")
-        with Session.begin() as session:
-            key = q.create_api_key(session, "gina")
-        yield base, key
-    finally:
-        os.killpg(api.pid, signal.SIGTERM)
-        api.wait(20)
-        worker.stop()
+    with running_worker(service_env, logs):
+        api = ApiProcess(service_env, logs)
+        try:
+            with Session.begin() as session:
+                key = q.create_api_key(session, "gina")
+            yield api.base, key
+        finally:
+            api.stop()
 
 
 def test_pages_use_no_outside_urls() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -30,18 +29,6 @@ JOB = {
         "validation_split": 0.25,
     },
 }
-
-
-@pytest.fixture(scope="module")
-def worker(
-    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(service_env, tmp_path_factory.mktemp("events-worker"))
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ PostgreSQL: what a user does, from upload to prediction."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,6 @@ from settings import Settings
 from tests import worked_example as worked
 from tests.service.api_helpers import client_for
 from tests.service.processes import WorkerProcess, wait_for
-
-
-@pytest.fixture(scope="module")
-def worker(
-    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(service_env, tmp_path_factory.mktemp("e2e-worker"))
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

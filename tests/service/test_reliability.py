@@ -6,10 +6,6 @@ worker is noticed within seconds.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +25,8 @@ from tests.service.conftest import (
     drop_database,
     environment,
 )
-from tests.service.http import answers, call, finished_job, free_port
-from tests.service.processes import WorkerProcess, wait_for
+from tests.service.http import call, finished_job
+from tests.service.processes import ApiProcess, WorkerProcess, wait_for
 from worker.app import make_celery
 from worker.queue import enqueue_training
 
@@ -269,41 +265,27 @@ def test_restarting_the_api_loses_nothing(
     workers.append(worker)
     with Session.begin() as session:
         key = q.create_api_key(session, "erin")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    api_env = {**os.environ, **env, "BACKPROP_PORT": str(port)}
-    command = [str(Path(sys.executable).parent / "backprop"), "api"]
-
-    def start_api() -> subprocess.Popen[bytes]:
-        api = subprocess.Popen(command, env=api_env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        wait_for(lambda: answers(base), 30, 0.1, "the API to answer")
-        return api
-
-    api = start_api()
+    api = ApiProcess(env, tmp_path)
     worker.wait_ready()
     x, t = dataset()
-    status, job = call(
-        base,
-        "POST",
-        "/jobs",
-        {"dataset": {"inputs": x.tolist(), "targets": t.tolist()}, "network": NETWORK,
-         "training": {**TRAINING, "epochs": 800}},
-        key,
-    )  # fmt: skip
+    body = {
+        "dataset": {"inputs": x.tolist(), "targets": t.tolist()},
+        "network": NETWORK,
+        "training": {**TRAINING, "epochs": 800},
+    }
+    status, job = call(api.base, "POST", "/jobs", body, key)
     assert status == 202, job
     wait_for(
-        lambda: call(base, "GET", f"/jobs/{job['id']}", key=key)[1]["epochs_completed"] > 0, 30
+        lambda: call(api.base, "GET", f"/jobs/{job['id']}", key=key)[1]["epochs_completed"] > 0,
+        30,
     )
-    os.killpg(api.pid, signal.SIGKILL)
-    api.wait(10)
-    api = start_api()
+    api.kill()  # mid-job, without a chance to clean up
+    api = ApiProcess(env, tmp_path)
     try:
-        done = finished_job(base, job["id"], key)
+        done = finished_job(api.base, job["id"], key)
         assert done["status"] == "succeeded"
         assert epoch_numbers(job["id"]) == list(range(1, 801))
-        status, model = call(base, "GET", f"/models/{done['model_id']}", key=key)
+        status, model = call(api.base, "GET", f"/models/{done['model_id']}", key=key)
         assert status == 200 and model["job_id"] == job["id"]
     finally:
-        os.killpg(api.pid, signal.SIGTERM)
-        api.wait(20)
+        api.stop()
