@@ -3,14 +3,15 @@
 ``GET /metrics`` (public, like the health checks) reports this process's
 request counts and latencies and predicted rows, plus gauges read at scrape
 time from the database (jobs by status, epochs recorded) and the broker
-(queue depth). Counters are per process: under gunicorn with several workers
-each scrape sees the worker that answered it, so run one API process per
-scrape target when exact counts matter.
+(queue depth). Under gunicorn, ``backprop api`` sets ``PROMETHEUS_MULTIPROC_DIR``:
+each worker process writes its counters there and a scrape, whichever worker
+answers it, reports their sum.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -27,6 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
 from settings import Settings
@@ -97,7 +99,8 @@ class Metrics:
         self.predict_rows = Counter(
             "backprop_predict_rows", "Rows answered by predict", registry=self.registry
         )
-        self.registry.register(ServiceGauges(settings))  # type: ignore[arg-type]
+        self.gauges = ServiceGauges(settings)
+        self.registry.register(self.gauges)  # type: ignore[arg-type]
 
 
 def _route() -> str:
@@ -142,4 +145,10 @@ def metrics_text() -> Response:
     """Prometheus metrics of this process and of the service's jobs and queue."""
     from .state import state
 
-    return Response(generate_latest(state().metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+    metrics = state().metrics
+    registry = metrics.registry
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # every gunicorn worker's counters, summed
+        registry.register(metrics.gauges)  # type: ignore[arg-type]
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -7,10 +7,12 @@ process, so this package never imports ``api``.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -29,6 +31,17 @@ def api_command(host: str, port: int, workers: int) -> list[str]:
         "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-",
         "api:create_app()",
     ]  # fmt: skip
+
+
+def prepare_metrics_dir(settings: Settings) -> None:
+    """One fresh folder where all gunicorn workers keep their Prometheus counters.
+
+    Emptied first: a new worker could reuse an old one's pid and inherit its counts.
+    """
+    folder = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.data_dir / "prometheus")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 def worker_command(concurrency: int) -> list[str]:
@@ -61,6 +74,7 @@ def db_upgrade() -> None:
 @click.option("--workers", type=int, default=2, show_default=True)
 def api(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API with gunicorn (in the foreground)."""
+    prepare_metrics_dir(load_settings())
     command = api_command(host, port, workers)
     os.execv(command[0], command)
 
@@ -184,6 +198,7 @@ def up(host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
+        prepare_metrics_dir(settings)
         children.start("worker", worker_command(1))
         children.start("api", api_command(host, port, 2))
         click.echo(f"backprop: API on http://{host}:{port}  (Ctrl-C stops everything)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import urllib.request
+from pathlib import Path
 
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +15,8 @@ from sqlalchemy import func, select
 from logs import JsonFormatter
 from settings import Settings
 from store import Job, Session
+from tests.service.http import call
+from tests.service.processes import ApiProcess
 
 from .api_helpers import XOR, client_for, leftover_jobs_cancelled, post_dataset
 
@@ -109,3 +113,28 @@ def test_log_lines_are_json_with_request_ids_and_no_keys(service_settings: Setti
     # An id that is not a short token is replaced, not echoed into logs and headers.
     odd = client.get("/datasets", headers={"X-Request-ID": "x" * 65})
     assert odd.headers["X-Request-ID"] != "x" * 65 and len(odd.headers["X-Request-ID"]) == 32
+
+
+def test_gunicorn_workers_share_their_counts(service_env: dict[str, str], tmp_path: Path) -> None:
+    api = ApiProcess(service_env, tmp_path)  # two gunicorn workers, as `backprop api` runs
+
+    def healthz_count() -> float:
+        text = urllib.request.urlopen(f"{api.base}/metrics").read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "backprop_http_requests_total" and sample.labels == {
+                    "method": "GET",
+                    "route": "/healthz",
+                    "status": "200",
+                }:
+                    return sample.value
+        return 0.0
+
+    try:
+        before = healthz_count()
+        for _ in range(40):
+            assert call(api.base, "GET", "/healthz")[0] == 200
+        # Whichever worker answers a scrape, it reports both workers' requests.
+        assert [healthz_count() - before for _ in range(6)] == [40.0] * 6
+    finally:
+        api.stop()
