@@ -15,7 +15,7 @@ from store import queries as q
 
 from .auth import owner
 from .contract import NPY, CsvBody, NpyBody, body, responds
-from .errors import invalid, limit_exceeded, not_found
+from .errors import ApiError, invalid, limit_exceeded, not_found
 from .schemas import ModelOut, ModelWeights, PredictCsvQuery, PredictOut, PredictRequest
 from .state import state
 from .tables import Array
@@ -62,7 +62,7 @@ def get_weights(model_id: int) -> ModelWeights:
 
 @bp.post("/<id:model_id>/predict")
 @body(PredictRequest, csv=PredictCsvQuery, npy=True)
-@responds(200, PredictOut, errors=(404,))
+@responds(200, PredictOut, errors=(400, 404))
 def predict(model_id: int, payload: PredictRequest | CsvBody | NpyBody) -> PredictOut | Response:
     """Outputs for rows of inputs, normalized as in training; labels for classifiers.
 
@@ -104,6 +104,12 @@ def predict(model_id: int, payload: PredictRequest | CsvBody | NpyBody) -> Predi
     return PredictOut(outputs=values, labels=labels, predictions=values if instances else None)
 
 
+def feature_error(field: str, message: str) -> ApiError:
+    # A 400, as clients of TensorFlow Serving and Vertex AI expect for a row that
+    # does not match the model's named features.
+    return ApiError(400, "feature_mismatch", message, field)
+
+
 def _instances(instances: list[list[float] | dict[str, float]], model: core.Model) -> Array:
     rows = []
     for index, instance in enumerate(instances):
@@ -118,10 +124,10 @@ def _instances(instances: list[list[float] | dict[str, float]], model: core.Mode
             )
         for name in names:
             if name not in instance:
-                raise invalid(f"instances[{index}].{name}", "missing feature")
+                raise feature_error(f"instances[{index}].{name}", "missing feature")
         for name in instance:
             if name not in names:
-                raise invalid(
+                raise feature_error(
                     f"instances[{index}].{name}",
                     f"unknown feature; the model takes {', '.join(names)}",
                 )
@@ -138,10 +144,10 @@ def _csv_rows(text: str, model: core.Model) -> Array:
     if names is not None:
         for name in names:
             if name not in header:
-                raise invalid(name, "missing feature column")
+                raise feature_error(name, "missing feature column")
         for name in header:
             if name not in names:
-                raise invalid(name, f"unknown column; the model takes {', '.join(names)}")
+                raise feature_error(name, f"unknown column; the model takes {', '.join(names)}")
         order = [header.index(name) for name in names]
     elif len(header) != model.input_dim:
         raise invalid("body", f"the model takes {model.input_dim} columns, got {len(header)}")
