@@ -135,10 +135,6 @@ def install(app: Flask, metrics: Metrics) -> None:
         return response
 
 
-def request_id() -> str | None:
-    return g.get("request_id")
-
-
 @bp.get("/metrics")
 @responds(200, media=CONTENT_TYPE_LATEST.split(";")[0])
 def metrics_text() -> Response:

@@ -85,11 +85,6 @@ def service_env(
     delete_redis_keys(env["BROKER_PREFIX"])
 
 
-@pytest.fixture(scope="session")
-def redis_prefix(service_env: dict[str, str]) -> str:
-    return service_env["BROKER_PREFIX"]
-
-
 def apply_env(env: dict[str, str]) -> Settings:
     """Point this process's settings and store at ``env``; returns the settings."""
     os.environ.update(env)
