@@ -29,18 +29,12 @@ def wait_for(check: Callable[[], T], timeout: float, interval: float = 0.05, wha
         time.sleep(interval)
 
 
-class WorkerProcess:
-    """``celery -A worker.app worker`` in its own process group, logging to a file."""
+class GroupProcess:
+    """A child in its own process group, logging to a file; stopped or killed as a group."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int = 1) -> None:
-        self.log_path = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
-        command = [
-            sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-            "--loglevel=INFO", f"--concurrency={concurrency}",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"test-{uuid.uuid4().hex[:6]}@%h",
-        ]  # fmt: skip
-        self.log = self.log_path.open("wb")
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("wb")
         self.process = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -53,49 +47,8 @@ class WorkerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.output()}")
-            return " ready." in self.output()
-
-        wait_for(ready, timeout, 0.1, "the worker to be ready")
-
     def kill(self) -> None:
-        """SIGKILL the whole group: the main process and its pool children."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
-
-
-class ApiProcess:
-    """``backprop api`` (gunicorn) on a free port, in its own process group."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        from tests.service.http import answers, free_port
-
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = (log_dir / f"api-{uuid.uuid4().hex[:6]}.log").open("wb")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "backprop"), "api", "--port", str(self.port)],
-            env={**os.environ, **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_for(lambda: answers(self.base), 30, 0.1, "the API to answer")
-
-    def kill(self) -> None:
+        """SIGKILL the whole group: the main process and its children."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
@@ -108,6 +61,40 @@ class ApiProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+
+
+class WorkerProcess(GroupProcess):
+    """``celery -A worker.app worker``."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int = 1) -> None:
+        command = [
+            sys.executable, "-m", "celery", "-A", "worker.app", "worker",
+            "--loglevel=INFO", f"--concurrency={concurrency}",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"test-{uuid.uuid4().hex[:6]}@%h",
+        ]  # fmt: skip
+        super().__init__(command, env, log_dir / f"worker-{uuid.uuid4().hex[:6]}.log")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.output()}")
+            return " ready." in self.output()
+
+        wait_for(ready, timeout, 0.1, "the worker to be ready")
+
+
+class ApiProcess(GroupProcess):
+    """``backprop api`` (gunicorn) on a free port, answering before this returns."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        from tests.service.http import answers, free_port
+
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = [str(Path(sys.executable).parent / "backprop"), "api", "--port", str(self.port)]
+        super().__init__(command, env, log_dir / f"api-{uuid.uuid4().hex[:6]}.log")
+        wait_for(lambda: answers(self.base), 30, 0.1, "the API to answer")
 
 
 @contextmanager
