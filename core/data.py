@@ -16,7 +16,7 @@ def as_matrix(value: Any, field: str, dtype: np.dtype[Any]) -> Array:
     """A finite 2-D array of ``dtype``; a 1-D array becomes one column."""
     try:
         array = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise SpecError(field, f"expected a rectangular table of numbers ({exc})") from None
     if array.ndim == 1:
         array = array.reshape(-1, 1)

@@ -45,6 +45,14 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _as_float(value: int | float) -> float:
+    """``float(value)``, but an int beyond float range (valid JSON) becomes infinity."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def _int(value: Any, path: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(path, f"expected an integer, got {value!r}")
@@ -64,7 +72,7 @@ def _number(
 ) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(path, f"expected a number, got {value!r}")
-    number = float(value)
+    number = _as_float(value)
     if not math.isfinite(number):
         raise SpecError(path, f"must be finite, got {value!r}")
     if minimum is not None and (number < minimum or (exclusive_minimum and number == minimum)):
@@ -108,6 +116,8 @@ def matrix(value: Any, path: str, rows: int | None = None, cols: int | None = No
         for k, item in enumerate(row):
             if isinstance(item, bool) or not isinstance(item, int | float):
                 raise SpecError(f"{path}[{i}][{k}]", f"expected a number, got {item!r}")
+            if isinstance(item, int) and math.isinf(_as_float(item)):
+                raise SpecError(f"{path}[{i}][{k}]", "must be finite (no NaN or Infinity)")
     array = np.array(value, dtype=np.float64).reshape(len(value), width or 0)
     if rows is not None and cols is not None and array.shape != (rows, cols):
         got = "x".join(str(n) for n in array.shape)
@@ -126,7 +136,7 @@ def vector(value: Any, path: str, length: int | None = None) -> Array:
     for k, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, int | float):
             raise SpecError(f"{path}[{k}]", f"expected a number, got {item!r}")
-        if not math.isfinite(float(item)):
+        if not math.isfinite(_as_float(item)):
             raise SpecError(f"{path}[{k}]", "must be finite (no NaN or Infinity)")
     if length is not None and len(value) != length:
         raise SpecError(path, f"expected {length} values, got {len(value)}")
