@@ -367,3 +367,14 @@ def test_a_job_that_cannot_be_queued_fails_instead_of_waiting_forever(
     assert job["status"] == "failed"
     assert job["stop_reason"] == "not_queued"
     assert job["error"].startswith("could not be queued")
+
+
+def test_integers_beyond_float_range_are_a_422(client: FlaskClient, xor_id: int) -> None:
+    huge = _job(dataset_id=xor_id, training={"epochs": 1, "optimizer": {"learning_rate": 10**400}})
+    response = client.post("/jobs", json=huge)
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == "training.optimizer.learning_rate"
+    weights = {"input_dim": 2, "layers": [{"units": 1, "weights": [[10**400, 0]]}]}
+    response = client.post("/jobs", json=_job(dataset_id=xor_id, network=weights))
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == "network.layers[0].weights[0][0]"
