@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._types import Array
 from .losses import LOSSES
 from .network import Backprop, Network
@@ -25,15 +27,15 @@ def gradient_check(network: Network, loss: str, x: Array, t: Array, eps: float =
 
     worst = 0.0
     for param, grad in zip(network.params(), analytic, strict=True):
-        flat = param.reshape(-1)
-        for i in range(flat.size):
-            saved = flat[i]
-            flat[i] = saved + eps
+        # Indexed in place: weights are column-major, so reshape(-1) would be a copy.
+        for index in np.ndindex(param.shape):
+            saved = float(param[index])
+            param[index] = saved + eps
             up = mean_loss()
-            flat[i] = saved - eps
+            param[index] = saved - eps
             down = mean_loss()
-            flat[i] = saved
+            param[index] = saved
             numeric = (up - down) / (2 * eps)
-            exact = grad.reshape(-1)[i]
+            exact = float(grad[index])
             worst = max(worst, abs(exact - numeric) / max(abs(exact) + abs(numeric), 1e-8))
     return worst

@@ -122,3 +122,13 @@ def test_predict_agrees_with_the_training_forward_pass(hidden: str) -> None:
     x = np.random.default_rng(9).normal(size=(6, 3))
     expected = Backprop(network, "squared_error", 6).forward(x).copy()
     np.testing.assert_allclose(network.feedforward(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_check_on_networks_built_from_a_spec() -> None:
+    # Network.from_spec stores weights column-major; the check must perturb them in place.
+    from tests import worked_example as worked
+
+    network = core.Network.from_spec(core.parse_network(worked.NETWORK), np.random.default_rng(0))
+    assert network.weights[0].flags.f_contiguous
+    x, t = np.array(worked.INPUTS), np.array(worked.TARGETS)
+    assert core.gradient_check(network, "squared_error", x, t, eps=1e-5) < 1e-6
