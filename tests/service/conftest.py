@@ -17,9 +17,10 @@ import pytest
 import redis
 
 from settings import Settings, load_settings
-from store import configure
+from store import Session, configure
+from store import queries as q
 from store.migrate import upgrade
-from tests.service.processes import WorkerProcess, running_worker
+from tests.service.processes import ApiProcess, WorkerProcess, running_worker
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -113,3 +114,21 @@ def worker(
     """A real worker process on this run's database and queue, for one test module."""
     with running_worker(service_env, tmp_path_factory.mktemp("worker")) as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def live_api(
+    service_env: dict[str, str],
+    service_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str]]:
+    """A real `backprop api` process and worker for one module: (base URL, API key)."""
+    logs = tmp_path_factory.mktemp("live")
+    with running_worker(service_env, logs):
+        api = ApiProcess(service_env, logs)
+        try:
+            with Session.begin() as session:
+                key = q.create_api_key(session, "live")
+            yield api.base, key
+        finally:
+            api.stop()

@@ -7,15 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cli.client import Client, ClientError
-from store import Session
-from store import queries as q
-from tests.service.processes import ROOT, ApiProcess, running_worker, wait_for
+from tests.service.processes import ROOT, wait_for
 
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 SPEC = {
@@ -33,19 +30,10 @@ SPEC = {
 
 
 @pytest.fixture(scope="module")
-def service(
-    service_env: dict[str, str], service_settings: object, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
-    """A live API and worker; yields the environment a user's shell would have."""
-    logs = tmp_path_factory.mktemp("client")
-    with running_worker(service_env, logs):
-        api = ApiProcess(service_env, logs)
-        try:
-            with Session.begin() as session:
-                key = q.create_api_key(session, "frank")
-            yield {"BACKPROP_URL": api.base, "BACKPROP_API_KEY": key}
-        finally:
-            api.stop()
+def service(live_api: tuple[str, str]) -> dict[str, str]:
+    """The environment a user's shell would have for the live service."""
+    base, key = live_api
+    return {"BACKPROP_URL": base, "BACKPROP_API_KEY": key}
 
 
 def backprop(

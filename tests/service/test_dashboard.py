@@ -8,15 +8,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from store import Session
-from store import queries as q
 from tests.service.http import call
-from tests.service.processes import ROOT, ApiProcess, running_worker, wait_for
+from tests.service.processes import ROOT, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -33,21 +30,6 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def live(
-    service_env: dict[str, str], service_settings: object, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str]]:
-    logs = tmp_path_factory.mktemp("dashboard")
-    with running_worker(service_env, logs):
-        api = ApiProcess(service_env, logs)
-        try:
-            with Session.begin() as session:
-                key = q.create_api_key(session, "gina")
-            yield api.base, key
-        finally:
-            api.stop()
-
-
 def test_pages_use_no_outside_urls() -> None:
     for page in (ROOT / "api" / "static" / "ui").iterdir():
         assert not re.search(r"(src|href)=[\"']?https?://", page.read_text()), page
@@ -55,8 +37,10 @@ def test_pages_use_no_outside_urls() -> None:
     assert (ROOT / "api" / "static" / "vendor" / "uplot" / "LICENSE").exists()
 
 
-def test_the_loss_curve_grows_while_the_job_trains(live: tuple[str, str], tmp_path: Path) -> None:
-    base, key = live
+def test_the_loss_curve_grows_while_the_job_trains(
+    live_api: tuple[str, str], tmp_path: Path
+) -> None:
+    base, key = live_api
     iris = (ROOT / "examples" / "iris.csv").read_text()
     import urllib.request
 
@@ -147,8 +131,8 @@ def test_the_loss_curve_grows_while_the_job_trains(live: tuple[str, str], tmp_pa
         browser.close()
 
 
-def test_docs_page_renders_every_operation(live: tuple[str, str]) -> None:
-    base, _ = live
+def test_docs_page_renders_every_operation(live_api: tuple[str, str]) -> None:
+    base, _ = live_api
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page()
