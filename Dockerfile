@@ -4,7 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 
-COPY pyproject.toml README.md alembic.ini settings.py ./
+COPY pyproject.toml README.md alembic.ini ./
 COPY core ./core
 COPY store ./store
 COPY worker ./worker

@@ -8,18 +8,19 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
-from logs import configure_logging
-from settings import Settings, load_settings
 from store import configure
+from store.logs import configure_logging
+from store.settings import Settings, load_settings
 
-from . import datasets, events, health, jobs, models, observe, openapi, plots, ui
 from .auth import KeyCache, authenticate
 from .broker import Broker
 from .errors import register_error_handlers
-from .observe import Metrics
-from .predictor import ModelCache
+from .metrics import Metrics
+from .metrics import install as install_metrics
+from .model_cache import ModelCache
+from .routes import datasets, events, health, jobs, metrics, models, openapi, plots, ui
 from .schemas import MAX_ID
-from .state import KEY, ServiceState
+from .services import KEY, ServiceState
 
 
 class IdConverter(IntegerConverter):
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[KEY] = service
 
     register_error_handlers(app)
-    observe.install(app, service.metrics)
+    install_metrics(app, service.metrics)
     app.before_request(lambda: authenticate(service.keys))
     for blueprint in (
         datasets.bp,
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         plots.bp,
         models.bp,
         health.bp,
-        observe.bp,
+        metrics.bp,
         openapi.bp,
         ui.bp,
     ):

@@ -22,7 +22,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "health.healthz",
         "health.readyz",
         "openapi.openapi_json",
-        "observe.metrics_text",
+        "metrics.metrics_text",
         # page shells and their assets; the data they show needs the key
         "ui.dashboard",
         "ui.docs",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery  # type: ignore[import-untyped]
 
-from settings import Settings
+from store.settings import Settings
 from worker.app import make_celery
 from worker.queue import enqueue_training
 

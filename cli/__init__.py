@@ -16,10 +16,10 @@ from pathlib import Path
 
 import click
 
-from settings import Settings, load_settings
 from store import LOCAL_OWNER, Session, configure
 from store import queries as q
 from store.migrate import upgrade
+from store.settings import Settings, load_settings
 
 from . import remote
 

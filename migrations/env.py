@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from settings import load_settings
 from store.db import engine_for
 from store.models import Base
+from store.settings import load_settings
 
 config = context.config
 target_metadata = Base.metadata

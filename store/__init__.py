@@ -1,7 +1,7 @@
 """Persistence shared by the API and the workers: models, sessions, queries."""
 
 from .db import Session, configure, engine_for
-from .models import LOCAL_OWNER, ApiKey, Base, Dataset, Epoch, Job, JobStatus, Model
+from .models import LOCAL_OWNER, ApiKey, Base, Dataset, Epoch, Job, JobStatus, TrainedModel
 
 __all__ = [
     "LOCAL_OWNER",
@@ -11,8 +11,8 @@ __all__ = [
     "Epoch",
     "Job",
     "JobStatus",
-    "Model",
     "Session",
+    "TrainedModel",
     "configure",
     "engine_for",
 ]

@@ -1,4 +1,9 @@
-"""Running the Alembic migrations from code (``backprop db upgrade``, tests)."""
+"""Running the Alembic migrations from code (``backprop db upgrade``, tests).
+
+The revisions are found through the installed ``migrations`` package, so this
+works from a wheel as well as from a checkout; no ``alembic.ini`` is read (the
+one at the repository's top is for developers running ``alembic`` by hand).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+import migrations
+
+SCRIPTS = Path(migrations.__file__).resolve().parent
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPTS))
     config.set_main_option("sqlalchemy.url", url)
     return config
 

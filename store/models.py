@@ -135,7 +135,9 @@ class Checkpoint(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Model(Base):
+class TrainedModel(Base):
+    """A trained network (``core.Model``) as stored: its spec, summary and weights."""
+
     __tablename__ = "models"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

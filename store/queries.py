@@ -16,7 +16,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, undefer
 
-from .models import LOCAL_OWNER, ApiKey, Checkpoint, Dataset, Epoch, Job, JobStatus, Model, utcnow
+from .models import (
+    LOCAL_OWNER,
+    ApiKey,
+    Checkpoint,
+    Dataset,
+    Epoch,
+    Job,
+    JobStatus,
+    TrainedModel,
+    utcnow,
+)
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -161,7 +171,7 @@ def list_jobs(
 
 
 def model_id_for_job(session: Session, job_id: int) -> int | None:
-    return session.scalar(select(Model.id).where(Model.job_id == job_id))
+    return session.scalar(select(TrainedModel.id).where(TrainedModel.job_id == job_id))
 
 
 def take_lease(
@@ -364,8 +374,8 @@ def add_model(
     spec: dict[str, Any],
     summary: dict[str, Any],
     weights: bytes,
-) -> Model:
-    model = Model(
+) -> TrainedModel:
+    model = TrainedModel(
         owner=job.owner,
         job_id=job.id,
         dataset_id=dataset.id,
@@ -381,13 +391,13 @@ def add_model(
 
 def get_model(
     session: Session, model_id: int, *, with_weights: bool = False, owner: str | None = None
-) -> Model | None:
+) -> TrainedModel | None:
     """The model; with ``owner``, only if it is theirs (else None, as if missing)."""
-    query = select(Model).where(Model.id == model_id)
+    query = select(TrainedModel).where(TrainedModel.id == model_id)
     if owner is not None:
-        query = query.where(Model.owner == owner)
+        query = query.where(TrainedModel.owner == owner)
     if with_weights:
-        query = query.options(undefer(Model.weights))
+        query = query.options(undefer(TrainedModel.weights))
     return session.scalars(query).one_or_none()
 
 

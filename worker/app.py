@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery
 
-from settings import Settings, load_settings
+from store.settings import Settings, load_settings
 
 TRAIN_TASK = "backprop.train"
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from settings import Settings
 from store import Session
 from store import queries as q
+from store.settings import Settings
 
 from .queue import enqueue_training
 

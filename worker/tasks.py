@@ -6,8 +6,8 @@ from typing import Any
 
 from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
 
-from logs import configure_logging
 from store import configure
+from store.logs import configure_logging
 
 from .app import TRAIN_TASK, celery_app, settings
 from .reconciler import Reconciler

@@ -19,10 +19,10 @@ import time
 from typing import Any
 
 from core import EpochStats, SpecError, Trainer, TrainResult
-from core.train import STOP_REQUESTED
-from settings import Settings
+from core.trainer import STOP_REQUESTED
 from store import JobStatus, Session
 from store import queries as q
+from store.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import redis
 from flask.testing import FlaskClient
 
 import core
-from settings import Settings
 from store import JobStatus, Session
 from store import queries as q
+from store.settings import Settings
 
 IRIS_LIKE = """sepal_length,sepal_width,petal_length,petal_width,species
 5.1,3.5,1.4,0.2,setosa

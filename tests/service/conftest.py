@@ -16,10 +16,10 @@ import psycopg
 import pytest
 import redis
 
-from settings import Settings, load_settings
 from store import Session, configure
 from store import queries as q
 from store.migrate import upgrade
+from store.settings import Settings, load_settings
 from tests.service.processes import ApiProcess, WorkerProcess, running_worker
 
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

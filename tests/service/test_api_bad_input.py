@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from settings import Settings
+from store.settings import Settings
 
 from .api_helpers import (
     IRIS_LIKE,

@@ -18,9 +18,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
-from settings import Settings
 from store import Session
 from store import queries as q
+from store.settings import Settings
 from tests.service.conftest import (
     apply_env,
     create_database,

@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
-from settings import Settings
+from store.settings import Settings
 
 from .api_helpers import client_for
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from settings import Settings
 from store import JobStatus, Session
 from store import queries as q
+from store.settings import Settings
 from tests import worked_example as worked
 
 from .api_helpers import (

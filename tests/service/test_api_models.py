@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 import core
-from settings import Settings
+from store.settings import Settings
 
 from .api_helpers import (
     IRIS_LIKE,
@@ -157,7 +157,7 @@ def test_predict_unknown_model(client: FlaskClient) -> None:
 
 
 def test_models_are_loaded_once(service_settings: Settings, regressor_id: int) -> None:
-    from api.state import KEY
+    from api.services import KEY
 
     fresh = client_for(service_settings)
     cache = fresh.application.extensions[KEY].models

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from flask.testing import FlaskClient
 
-from settings import Settings
 from store import Session
 from store import queries as q
+from store.settings import Settings
 
 from .api_helpers import (
     SMALL_NET,

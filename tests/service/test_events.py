@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from settings import Settings
+from store.settings import Settings
 from tests.service.api_helpers import client_for
 from tests.service.processes import WorkerProcess, wait_for
 

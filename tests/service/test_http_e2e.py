@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from sklearn.datasets import load_iris
 
-from settings import Settings
+from store.settings import Settings
 from tests import worked_example as worked
 from tests.service.api_helpers import client_for
 from tests.service.processes import WorkerProcess, wait_for

@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from logs import JsonFormatter
-from settings import Settings
 from store import Job, Session
+from store.logs import JsonFormatter
+from store.settings import Settings
 from tests.service.http import call
 from tests.service.processes import ApiProcess
 

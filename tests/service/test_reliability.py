@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select
 
 import core
-from settings import Settings
 from store import Epoch, JobStatus, Session
 from store import queries as q
+from store.settings import Settings
 from tests.service.conftest import (
     apply_env,
     create_database,

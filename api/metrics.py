@@ -1,7 +1,7 @@
 """Request ids, request logs and Prometheus metrics for the API.
 
-``GET /metrics`` (public, like the health checks) reports this process's
-request counts and latencies and predicted rows, plus gauges read at scrape
+``GET /metrics`` (public, like the health checks; see ``routes/metrics.py``)
+reports this process's request counts and latencies and predicted rows, plus gauges read at scrape
 time from the database (jobs by status, epochs recorded) and the broker
 (queue depth). Under gunicorn, ``backprop api`` sets ``PROMETHEUS_MULTIPROC_DIR``:
 each worker process writes its counters there and a scrape, whichever worker
@@ -11,7 +11,6 @@ answers it, reports their sum.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
@@ -19,25 +18,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from flask import Blueprint, Flask, Response, g, request
+from flask import Flask, Response, g, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
-    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
-from settings import Settings
 from store import Epoch, Job, Session
-
-from .contract import responds
+from store.settings import Settings
 
 log = logging.getLogger("api.requests")
-bp = Blueprint("observe", __name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -133,18 +126,3 @@ def install(app: Flask, metrics: Metrics) -> None:
         }
         log.info("%s %s %s", request.method, route, response.status_code, extra=extra)
         return response
-
-
-@bp.get("/metrics")
-@responds(200, media=CONTENT_TYPE_LATEST.split(";")[0])
-def metrics_text() -> Response:
-    """Prometheus metrics of this process and of the service's jobs and queue."""
-    from .state import state
-
-    metrics = state().metrics
-    registry = metrics.registry
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # every gunicorn worker's counters, summed
-        registry.register(metrics.gauges)  # type: ignore[arg-type]
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -7,10 +7,10 @@ from sqlalchemy import text
 
 from store import Session
 
-from .contract import responds
-from .errors import ApiError
-from .schemas import Health, Readiness
-from .state import state
+from ..decorators import responds
+from ..errors import ApiError
+from ..schemas import Health, Readiness
+from ..services import state
 
 bp = Blueprint("health", __name__)
 

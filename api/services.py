@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from settings import Settings
+from store.settings import Settings
 
 from .auth import KeyCache
 from .broker import Broker
-from .observe import Metrics
-from .predictor import ModelCache
+from .metrics import Metrics
+from .model_cache import ModelCache
 
 KEY = "backprop"
 

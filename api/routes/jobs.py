@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session as OrmSession
 from store import Job, JobStatus, Session
 from store import queries as q
 
-from . import plan as admission
-from .auth import owner
-from .contract import body, query, responds
-from .errors import ApiError, conflict, not_found
-from .schemas import (
+from .. import admission
+from ..auth import owner
+from ..decorators import body, query, responds
+from ..errors import ApiError, conflict, not_found
+from ..schemas import (
     EpochList,
     EpochOut,
     EpochQuery,
@@ -24,8 +24,8 @@ from .schemas import (
     JobOut,
     JobSpec,
 )
-from .state import state
-from .tables import store
+from ..services import state
+from ..uploads import store
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ import core
 from store import Session
 from store import queries as q
 
-from .auth import owner
-from .contract import NPY, CsvBody, NpyBody, body, responds
-from .errors import ApiError, invalid, limit_exceeded, not_found
-from .schemas import ModelOut, ModelWeights, PredictCsvQuery, PredictOut, PredictRequest
-from .state import state
-from .tables import Array
+from ..auth import owner
+from ..decorators import NPY, CsvBody, NpyBody, body, responds
+from ..errors import ApiError, invalid, limit_exceeded, not_found
+from ..schemas import ModelOut, ModelWeights, PredictCsvQuery, PredictOut, PredictRequest
+from ..services import state
+from ..uploads import Array
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 

@@ -7,12 +7,12 @@ from flask import Blueprint
 from store import Session
 from store import queries as q
 
-from .auth import owner
-from .contract import CsvBody, body, query, responds
-from .errors import conflict, not_found
-from .schemas import DatasetCreate, DatasetCsvQuery, DatasetList, DatasetOut, PageQuery
-from .state import state
-from .tables import Table, from_csv, from_json, store
+from ..auth import owner
+from ..decorators import CsvBody, body, query, responds
+from ..errors import conflict, not_found
+from ..schemas import DatasetCreate, DatasetCsvQuery, DatasetList, DatasetOut, PageQuery
+from ..services import state
+from ..uploads import Table, from_csv, from_json, store
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
 

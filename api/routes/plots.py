@@ -9,9 +9,9 @@ from flask import Blueprint, Response
 from store import Session
 from store import queries as q
 
-from .auth import owner
-from .contract import responds
-from .errors import not_found
+from ..auth import owner
+from ..decorators import responds
+from ..errors import not_found
 
 bp = Blueprint("plots", __name__)
 

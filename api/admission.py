@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 
 import core
 from core.losses import CLASSIFICATION_LOSSES
-from settings import Settings
 from store import Dataset
 from store import queries as q
+from store.settings import Settings
 
 from .errors import invalid, limit_exceeded
 from .schemas import JobCreate
-from .tables import Table, check_cells, from_json
+from .uploads import Table, check_cells, from_json
 
 
 @dataclass(frozen=True)

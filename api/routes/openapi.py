@@ -17,9 +17,9 @@ from pydantic import BaseModel, RootModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from .auth import PUBLIC_ENDPOINTS
-from .contract import CSV, JSON, NPY, Contract, contract_of, responds
-from .schemas import DOC_MODELS, MAX_ID, ErrorOut
+from ..auth import PUBLIC_ENDPOINTS
+from ..decorators import CSV, JSON, NPY, Contract, contract_of, responds
+from ..schemas import DOC_MODELS, MAX_ID, ErrorOut
 
 bp = Blueprint("openapi", __name__)
 

@@ -21,12 +21,12 @@ from flask import Blueprint, Response, request, stream_with_context
 from store import Session
 from store import queries as q
 
-from .auth import owner
-from .contract import responds
-from .errors import invalid, not_found
+from ..auth import owner
+from ..decorators import responds
+from ..errors import invalid, not_found
+from ..schemas import EpochOut
+from ..services import state
 from .jobs import job_out
-from .schemas import EpochOut
-from .state import state
 
 bp = Blueprint("events", __name__)
 

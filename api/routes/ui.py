@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 
 bp = Blueprint("ui", __name__)
 

@@ -1,0 +1,1 @@
+"""One blueprint per resource; ``api.create_app`` registers them all."""
