@@ -27,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
-from store import Epoch, Job, Session
+from store import Epoch, Job, JobStatus, Session
 from store.settings import Settings
 
 log = logging.getLogger("api.requests")
@@ -49,8 +49,8 @@ class ServiceGauges:
                     session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
                 )
                 recorded = session.scalar(select(func.count()).select_from(Epoch)) or 0
-            for status in ("queued", "running", "succeeded", "failed", "cancelled"):
-                jobs.add_metric([status], float(counts.get(status, 0)))
+            for status in JobStatus:
+                jobs.add_metric([status.value], float(counts.get(status, 0)))
             epochs.add_metric([], float(recorded))
             yield jobs
             yield epochs
@@ -93,7 +93,7 @@ class Metrics:
             "backprop_predict_rows", "Rows answered by predict", registry=self.registry
         )
         self.gauges = ServiceGauges(settings)
-        self.registry.register(self.gauges)  # type: ignore[arg-type]
+        self.registry.register(self.gauges)
 
 
 def _route() -> str:

@@ -70,12 +70,16 @@ class Client:
     def upload_csv(self, path: str | Path, name: str, targets: list[str]) -> dict[str, Any]:
         query = urllib.parse.urlencode({"name": name, "target": ",".join(targets)})
         data = Path(path).read_bytes()
-        return self.request("POST", f"/datasets?{query}", data=data, content_type="text/csv")  # type: ignore[no-any-return]
+        answer: dict[str, Any] = self.request(
+            "POST", f"/datasets?{query}", data=data, content_type="text/csv"
+        )
+        return answer
 
     def upload(self, inputs: list[list[float]], targets: list[Any], name: str) -> dict[str, Any]:
-        return self.request(
+        answer: dict[str, Any] = self.request(
             "POST", "/datasets", {"name": name, "inputs": inputs, "targets": targets}
-        )  # type: ignore[no-any-return]
+        )
+        return answer
 
     # --- jobs -------------------------------------------------------------------
 

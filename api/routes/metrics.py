@@ -22,6 +22,6 @@ def metrics_text() -> Response:
     registry = metrics.registry
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # every gunicorn worker's counters, summed
-        registry.register(metrics.gauges)  # type: ignore[arg-type]
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # every gunicorn worker's counters, summed
+        registry.register(metrics.gauges)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
