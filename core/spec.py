@@ -17,10 +17,10 @@ from ._types import Array
 from .activations import ACTIVATIONS, OUTPUT_ONLY
 from .errors import SpecError
 from .losses import LOSSES
+from .normalize import METHODS as NORMALIZATIONS
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 SCHEDULES = ("constant", "invscaling", "plateau")
-NORMALIZERS = ("standardize", "minmax")
 DTYPES = ("float64", "float32")
 DEFAULT_LEARNING_RATE = {"sgd": 0.01, "rmsprop": 0.001, "adam": 0.001}
 
@@ -381,7 +381,7 @@ def parse_training(value: Any) -> TrainingConfig:
     batch_size = None if batch in (None, "full") else _int(batch, "batch_size", minimum=1)
     normalize = raw.get("normalize")
     if normalize is not None:
-        normalize = _choice(normalize, NORMALIZERS, "normalize")
+        normalize = _choice(normalize, tuple(NORMALIZATIONS), "normalize")
     target_loss = raw.get("target_loss")
     time_limit = raw.get("time_limit")
     return TrainingConfig(
