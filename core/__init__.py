@@ -12,7 +12,7 @@ from .gradcheck import gradient_check
 from .model import Model
 from .network import Backprop, Network
 from .spec import NetworkSpec, TrainingConfig, parse_network, parse_training, resolve_loss
-from .trainer import EpochStats, Trainer, TrainResult, train
+from .trainer import EpochStats, StopReason, Trainer, TrainResult, train
 
 __all__ = [
     "Backprop",
@@ -21,6 +21,7 @@ __all__ = [
     "Network",
     "NetworkSpec",
     "SpecError",
+    "StopReason",
     "TrainResult",
     "Trainer",
     "TrainingConfig",

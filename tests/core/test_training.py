@@ -106,7 +106,75 @@ def test_early_stopping_keeps_the_best_weights() -> None:
     outputs = result.model.predict(trainer.x_val)
     model_val_loss = LOSSES["squared_error"].value(outputs, outputs, trainer.t_val)
     assert model_val_loss / len(trainer.x_val) == pytest.approx(best, rel=1e-12)
-    assert "best value" in result.message
+    assert f"kept the weights of epoch {best_epoch}, the best validation loss" in result.message
+
+
+# Breast cancer, 32 relu units: the validation loss is lowest at epoch 8 (0.0433) and
+# climbs to 0.108 by epoch 60 as the network overfits; patience never runs out.
+CANCER_NETWORK = {
+    "input_dim": 30,
+    "layers": [{"units": 32, "activation": "relu"}, {"units": 2, "activation": "softmax"}],
+}
+CANCER_TRAINING = {
+    "epochs": 60,
+    "optimizer": {"name": "adam", "learning_rate": 0.01},
+    "validation_split": 0.3,
+    "normalize": "standardize",
+    "early_stopping": {"patience": 1000},
+}
+
+
+class FakeClock:
+    """perf_counter advancing one second per call: an epoch takes one second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+ENDINGS: dict[str, dict[str, Any]] = {
+    "max_epochs": {},
+    "target_loss": {"target_loss": 0.0025},  # first reached at epoch 32
+    "all_correct": {"stop_when_all_correct": True},  # at epoch 17
+    "time_limit": {"time_limit": 40.0},  # 40 epochs of the fake clock
+    "stop_requested": {},
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_early_stopping_keeps_the_best_weights_whatever_ends_the_run(
+    ending: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.metrics import log_loss
+
+    from core.data import split
+
+    x, y = load_breast_cancer(return_X_y=True)
+    t = np.eye(2)[y]
+    monkeypatch.setattr(core.trainer, "time", FakeClock())
+    trainer = core.Trainer(CANCER_NETWORK, CANCER_TRAINING | ENDINGS[ending], x, t)
+    seen: list[core.EpochStats] = []
+    stop_at_45 = (lambda: trainer.epoch >= 45) if ending == "stop_requested" else None
+    result = trainer.run(on_epoch=seen.append, should_stop=stop_at_45)
+
+    assert result.stop_reason == ending
+    val_losses = [s.val_loss for s in seen if s.val_loss is not None]
+    best = min(val_losses)
+    best_epoch = val_losses.index(best) + 1
+    assert best_epoch < result.epochs_completed
+    assert seen[-1].val_loss is not None and seen[-1].val_loss > 1.2 * best
+
+    # scikit-learn's log loss of the returned model on the validation rows (raw inputs:
+    # the model normalizes them itself) is the best epoch's, not the last one's.
+    _, _, x_val, t_val = split(x, t, CANCER_TRAINING["validation_split"], seed=0)
+    assert result.model is not None and x_val is not None and t_val is not None
+    kept = log_loss(t_val.argmax(axis=1), result.model.predict(x_val))
+    assert kept == pytest.approx(best, rel=1e-9)
+    assert f"kept the weights of epoch {best_epoch}" in result.message
 
 
 def test_time_limit_stops_after_one_epoch() -> None:
