@@ -7,6 +7,7 @@ Typical use::
     outputs = result.model.predict(inputs)
 """
 
+from .data import check_fit
 from .errors import SpecError
 from .gradcheck import gradient_check
 from .model import Model
@@ -25,6 +26,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingConfig",
+    "check_fit",
     "gradient_check",
     "parse_network",
     "parse_training",

@@ -106,11 +106,15 @@ class Trainer:
         self.config = cfg = parse_training(training)
         self.loss = resolve_loss(self.spec, cfg)
         dtype = np.dtype(cfg.dtype)
-        x, t = check_dataset(inputs, targets, self.spec, self.loss, dtype)
-        if classes is not None:
-            expected = 2 if self.spec.output_dim == 1 else self.spec.output_dim
-            if len(classes) != expected:
-                raise SpecError("classes", f"expected {expected} class names, got {len(classes)}")
+        x, t = check_dataset(
+            inputs,
+            targets,
+            self.spec,
+            self.loss,
+            dtype,
+            classes=classes,
+            validation_split=cfg.validation_split,
+        )
         self.classes = classes
         self.n_samples, self.n_features = x.shape
 

@@ -141,6 +141,7 @@ def test_only_small_online_sgd_float64_nets_take_it() -> None:
     ):
         assert core.Trainer(small, training, x, t).online is None, training
     softmax = {"input_dim": 3, "layers": [{"units": 2, "activation": "softmax"}]}
-    assert core.Trainer(softmax, {"epochs": 1, "batch_size": 1}, x, t).online is None
+    one_hot = np.eye(2)[t[:, 0].astype(int)]
+    assert core.Trainer(softmax, {"epochs": 1, "batch_size": 1}, x, one_hot).online is None
     wide = {"input_dim": 3, "layers": [{"units": 64, "activation": "tanh"}, {"units": 2}]}
     assert core.Trainer(wide, {"epochs": 1, "batch_size": 1}, x, t).online is None
