@@ -56,6 +56,10 @@ class StopReason(StrEnum):
     WORKER_LOST = "worker_lost"  # attempts ran out on lost leases
 
 
+# Inputs or targets beyond this magnitude saturate sigmoid and tanh units and scale
+# squared-error gradients up by as much: a likely cause when training diverges.
+LARGE_VALUE = 10.0
+
 # The name the worker imports.
 STOP_REQUESTED = StopReason.STOP_REQUESTED
 
@@ -193,7 +197,7 @@ class Trainer:
             self._stop(
                 StopReason.NON_FINITE_LOSS,
                 f"training diverged: the loss became {loss} at epoch {epoch}; {last}. "
-                f"Lower the learning rate (it was {lr:g}) or normalize the inputs.",
+                f"{self._divergence_hint(lr)}",
             )
             return None
         self.last_finite_loss = loss
@@ -213,6 +217,26 @@ class Trainer:
         )
         self.last = stats
         return stats
+
+    def _divergence_hint(self, lr: float) -> str:
+        """What to change, from what is known of this run: its inputs as trained on,
+        its targets and its learning rate."""
+        hints = []
+        inputs = float(np.abs(self.x).max())
+        if self.normalizer is None and inputs > LARGE_VALUE:
+            hints.append(
+                f"normalize the inputs, which reach {inputs:.4g} (training.normalize: standardize)"
+            )
+        targets = float(np.abs(self.t).max())
+        if targets > LARGE_VALUE:
+            hints.append(
+                f"scale the targets down, which reach {targets:.4g} (the loss and its "
+                "gradients grow with them)"
+            )
+        hints.append(f"lower the learning rate, which was {lr:g} (training.optimizer)")
+        if len(hints) > 1:
+            hints[-1] = "or " + hints[-1]
+        return "Try: " + "; ".join(hints) + "."
 
     def _train_pass(self) -> tuple[float, float]:
         """One pass over the training set; returns the mean loss and last gradient norm."""

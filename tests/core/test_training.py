@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,6 +214,56 @@ def test_divergence_reports_the_epoch_and_the_last_finite_loss() -> None:
     assert f"{seen[-1].loss:.6g}" in result.message
     assert "learning rate" in result.message
     assert all(math.isfinite(s.loss) for s in seen)
+
+
+LINEAR_3 = {"input_dim": 3, "layers": [{"units": 1, "activation": "identity"}]}
+# Issue case c14: house prices around 5e5 from area (up to 241) and rooms.
+C14 = np.loadtxt(
+    Path(__file__).parent / "cases" / "c14_large_targets.csv", delimiter=",", skiprows=1
+)
+RELU_2 = {
+    "input_dim": 2,
+    "layers": [{"units": 8, "activation": "relu"}, {"units": 1, "activation": "identity"}],
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(
+    ("network", "training", "data", "hint"),
+    [
+        (
+            LINEAR_3,
+            {"epochs": 100},
+            "inputs x 100",
+            "Try: normalize the inputs, which reach 99.45 (training.normalize: standardize); "
+            "or lower the learning rate, which was 0.01 (training.optimizer).",
+        ),
+        (
+            REGRESSOR,
+            {"epochs": 100, "normalize": "standardize", "optimizer": {"learning_rate": 1e6}},
+            "inputs x 100",
+            "Try: lower the learning rate, which was 1e+06 (training.optimizer).",
+        ),
+        (
+            RELU_2,
+            {"epochs": 100, "normalize": "standardize"},
+            "c14",
+            "Try: scale the targets down, which reach 7.636e+05 (the loss and its gradients "
+            "grow with them); or lower the learning rate, which was 0.01 (training.optimizer).",
+        ),
+    ],
+)
+def test_divergence_hint_follows_the_facts(
+    network: dict[str, Any], training: dict[str, Any], data: str, hint: str
+) -> None:
+    if data == "c14":
+        x, t = C14[:, :2], C14[:, 2:]
+    else:
+        x, t = regression()
+        x = x * 100
+    result = core.train(network, training | {"batch_size": "full"}, x, t)
+    assert result.stop_reason == "non_finite_loss"
+    assert result.message.endswith(". " + hint)
 
 
 # --- per-epoch callback ------------------------------------------------------------
