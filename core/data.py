@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._types import Array
-from .activations import OUTPUT_ONLY as DISTRIBUTIONS
+from .activations import ACTIVATIONS
 from .errors import SpecError
 from .losses import CLASSIFICATION_LOSSES
 from .spec import NetworkSpec
@@ -63,11 +63,12 @@ def check_fit(
     """
     last = f"network.layers[{len(spec.layers) - 1}].units"
     units, output = spec.output_dim, spec.output_activation
+    distribution = ACTIVATIONS[output].distribution
     if n_features != spec.input_dim:
         raise SpecError(
             "network.input_dim", f"is {spec.input_dim} but the dataset has {n_features} features"
         )
-    if output in DISTRIBUTIONS and units == 1:
+    if distribution and units == 1:
         raise SpecError(
             last, f"a {output} over one unit is always 1: use 2 or more units, or sigmoid"
         )
@@ -76,7 +77,7 @@ def check_fit(
     else:
         if n_targets != units:
             raise SpecError(last, f"is {units} but the dataset has {n_targets} target columns")
-        if loss in CLASSIFICATION_LOSSES or output in DISTRIBUTIONS:
+        if loss in CLASSIFICATION_LOSSES or distribution:
             _check_unlabelled_targets(targets(), loss, output)
     if validation_split > 0:
         n_val = validation_rows(n_samples, validation_split)
@@ -112,7 +113,7 @@ def _check_unlabelled_targets(t: Array, loss: str, output: str) -> None:
             "targets",
             f"{needs} needs targets between 0 and 1; these range from {t.min():g} to {t.max():g}",
         )
-    if output in DISTRIBUTIONS:
+    if ACTIVATIONS[output].distribution:
         sums = t.sum(axis=1)
         off = np.flatnonzero(np.abs(sums - 1.0) > 1e-6 * t.shape[1])
         if off.size:

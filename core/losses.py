@@ -1,13 +1,16 @@
-"""Loss functions: value, gradient with respect to the output, fused deltas.
+"""Loss functions: one record each, in one registry.
 
 A loss sums over the samples of a batch; the trainer divides by the number of
-samples. ``grad`` writes dE/da for each sample into ``out``. Where a loss and an
-output activation cancel algebraically, ``FUSED`` gives dE/dz directly, which is
-both cheaper and numerically stable (seed 003: dz = a - y).
+samples. ``grad`` writes dE/da for each sample into ``out``. Where a loss and
+an output activation cancel algebraically (``cancels``), dE/dz is simply
+a - t, which is both cheaper and numerically stable (seed 003: dz = a - y).
+``sample_value`` and ``sample_grad`` are the same pair on one sample's Python
+floats, for the online path (:mod:`core.online`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,8 +18,29 @@ import numpy as np
 
 from ._types import Array
 
-Value = Callable[[Array, Array, Array], float]
-Grad = Callable[[Array, Array, Array], None]
+Value = Callable[[Array, Array, Array], float]  # (z, a, t) -> summed loss
+Grad = Callable[[Array, Array, Array], None]  # (a, t, out): out = dE/da
+SampleValue = Callable[[list[float], list[float], list[float]], float]  # (z, a, t)
+SampleGrad = Callable[[list[float], list[float]], list[float]]  # (a, t) -> dE/da
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    value: Value
+    # None where only the cancelled form a - t exists (cross-entropies)
+    grad: Grad | None
+    # output activations with which dE/dz = a - t
+    cancels: frozenset[str]
+    # output activations this loss accepts; None means any
+    requires: frozenset[str] | None
+    # targets are class probabilities in [0, 1]
+    classification: bool
+    sample_value: SampleValue | None
+    sample_grad: SampleGrad | None
+
+
+# --- squared errors ----------------------------------------------------------------
 
 
 def squared_error(z: Array, a: Array, t: Array) -> float:
@@ -27,6 +51,14 @@ def squared_error(z: Array, a: Array, t: Array) -> float:
 
 def squared_error_grad(a: Array, t: Array, out: Array) -> None:
     np.subtract(a, t, out=out)
+
+
+def squared_error_sample(z: list[float], a: list[float], t: list[float]) -> float:
+    return 0.5 * sum((aj - tj) * (aj - tj) for aj, tj in zip(a, t, strict=True))
+
+
+def squared_error_sample_grad(a: list[float], t: list[float]) -> list[float]:
+    return [aj - tj for aj, tj in zip(a, t, strict=True)]
 
 
 def mse(z: Array, a: Array, t: Array) -> float:
@@ -40,11 +72,28 @@ def mse_grad(a: Array, t: Array, out: Array) -> None:
     out *= 2.0 / a.shape[1]
 
 
+def mse_sample(z: list[float], a: list[float], t: list[float]) -> float:
+    return sum((aj - tj) * (aj - tj) for aj, tj in zip(a, t, strict=True)) / len(a)
+
+
+def mse_sample_grad(a: list[float], t: list[float]) -> list[float]:
+    return [(aj - tj) * (2.0 / len(a)) for aj, tj in zip(a, t, strict=True)]
+
+
+# --- cross-entropies -----------------------------------------------------------------
+
+
 def binary_crossentropy(z: Array, a: Array, t: Array) -> float:
     """-sum_k [t log a + (1 - t) log(1 - a)] with a = sigmoid(z), from z for stability."""
     # log(1 + exp(-|z|)) + max(z, 0) - z t  equals the expression above exactly.
     per_unit = np.logaddexp(0.0, -np.abs(z)) + np.maximum(z, 0.0) - z * t
     return float(per_unit.sum())
+
+
+def binary_crossentropy_sample(z: list[float], a: list[float], t: list[float]) -> float:
+    return sum(
+        math.log1p(math.exp(-abs(zj))) + max(zj, 0.0) - zj * tj for zj, tj in zip(z, t, strict=True)
+    )
 
 
 def categorical_crossentropy(z: Array, a: Array, t: Array) -> float:
@@ -55,40 +104,58 @@ def categorical_crossentropy(z: Array, a: Array, t: Array) -> float:
 
 
 def difference_delta(z: Array, a: Array, t: Array, out: Array) -> None:
+    """dE/dz = a - t, for a loss and an output activation that cancel."""
     np.subtract(a, t, out=out)
 
 
-@dataclass(frozen=True)
-class Loss:
-    name: str
-    value: Value
-    grad: Grad | None
-    # output activation -> function writing dE/dz into its last argument
-    fused: dict[str, Callable[[Array, Array, Array, Array], None]]
-    # output activations this loss accepts; None means any
-    requires: frozenset[str] | None = None
-
-
 LOSSES: dict[str, Loss] = {
-    "squared_error": Loss("squared_error", squared_error, squared_error_grad, {}),
-    "mse": Loss("mse", mse, mse_grad, {}),
-    "binary_crossentropy": Loss(
-        "binary_crossentropy",
-        binary_crossentropy,
-        None,
-        {"sigmoid": difference_delta},
-        frozenset({"sigmoid"}),
-    ),
-    "categorical_crossentropy": Loss(
-        "categorical_crossentropy",
-        categorical_crossentropy,
-        None,
-        {"softmax": difference_delta},
-        frozenset({"softmax"}),
-    ),
+    loss.name: loss
+    for loss in (
+        Loss(
+            "squared_error",
+            squared_error,
+            squared_error_grad,
+            cancels=frozenset(),
+            requires=None,
+            classification=False,
+            sample_value=squared_error_sample,
+            sample_grad=squared_error_sample_grad,
+        ),
+        Loss(
+            "mse",
+            mse,
+            mse_grad,
+            cancels=frozenset(),
+            requires=None,
+            classification=False,
+            sample_value=mse_sample,
+            sample_grad=mse_sample_grad,
+        ),
+        Loss(
+            "binary_crossentropy",
+            binary_crossentropy,
+            None,
+            cancels=frozenset({"sigmoid"}),
+            requires=frozenset({"sigmoid"}),
+            classification=True,
+            sample_value=binary_crossentropy_sample,
+            sample_grad=None,
+        ),
+        Loss(
+            "categorical_crossentropy",
+            categorical_crossentropy,
+            None,
+            cancels=frozenset({"softmax"}),
+            requires=frozenset({"softmax"}),
+            classification=True,
+            # softmax has no one-float form, so the online path never needs one
+            sample_value=None,
+            sample_grad=None,
+        ),
+    )
 }
 
-CLASSIFICATION_LOSSES = frozenset({"binary_crossentropy", "categorical_crossentropy"})
+CLASSIFICATION_LOSSES = frozenset(name for name, loss in LOSSES.items() if loss.classification)
 
 
 def count_correct(a: Array, t: Array) -> int:

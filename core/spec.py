@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ._types import Array
-from .activations import ACTIVATIONS, OUTPUT_ONLY
+from .activations import ACTIVATIONS
 from .errors import SpecError
 from .losses import LOSSES
 from .normalize import METHODS as NORMALIZATIONS
@@ -207,7 +207,7 @@ def parse_network(value: Any) -> NetworkSpec:
         activation = _choice(
             layer.get("activation", "sigmoid"), tuple(ACTIVATIONS), f"{path}.activation"
         )
-        if activation in OUTPUT_ONLY and index != len(raw_layers) - 1:
+        if ACTIVATIONS[activation].distribution and index != len(raw_layers) - 1:
             raise SpecError(
                 f"{path}.activation", f"{activation} is allowed only in the output layer"
             )

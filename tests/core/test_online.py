@@ -9,13 +9,17 @@ import pytest
 
 import core
 from core import online
+from core.activations import ACTIVATIONS
+from core.losses import LOSSES
 
-HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "gaussian"]
+# The activations and losses that have one-float forms, each output with each loss
+# that accepts it.
+HIDDEN = [name for name, act in ACTIVATIONS.items() if act.scalar is not None]
 OUTPUTS = [
-    ("sigmoid", "squared_error"),
-    ("identity", "mse"),
-    ("tanh", "squared_error"),
-    ("sigmoid", "binary_crossentropy"),
+    (output, loss)
+    for output in HIDDEN
+    for loss, record in LOSSES.items()
+    if record.sample_value is not None and (record.requires is None or output in record.requires)
 ]
 OPTIMIZERS = [
     {"name": "sgd", "learning_rate": 0.1},
