@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._types import Array
+from ._types import Array, registry
 
 LEAKY_SLOPE = 0.01
 
@@ -167,65 +167,62 @@ def gaussian_scalar(z: float) -> float:
     return math.exp(-(z * z))
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    a.name: a
-    for a in (
-        Activation(
-            "identity",
-            identity,
-            identity_derivative,
-            float,
-            lambda z, a: 1.0,
-            glorot_uniform,
-        ),
-        Activation(
-            "sigmoid",
-            sigmoid,
-            sigmoid_derivative,
-            sigmoid_scalar,
-            lambda z, a: a * (1.0 - a),
-            glorot_uniform_logistic,
-        ),
-        Activation(
-            "tanh",
-            tanh,
-            tanh_derivative,
-            math.tanh,
-            lambda z, a: 1.0 - a * a,
-            glorot_uniform,
-        ),
-        Activation(
-            "relu",
-            relu,
-            relu_derivative,
-            lambda z: z if z > 0.0 else 0.0,
-            lambda z, a: 1.0 if a > 0.0 else 0.0,
-            he_normal,
-        ),
-        Activation(
-            "leaky_relu",
-            leaky_relu,
-            leaky_relu_derivative,
-            lambda z: z if z > 0.0 else z * LEAKY_SLOPE,
-            lambda z, a: 1.0 if z > 0.0 else LEAKY_SLOPE,
-            he_normal,
-        ),
-        Activation(
-            "softmax",
-            softmax,
-            softmax_derivative,
-            None,
-            None,
-            glorot_uniform,
-            distribution=True,
-        ),
-        Activation(
-            "gaussian",
-            gaussian,
-            gaussian_derivative,
-            gaussian_scalar,
-            lambda z, a: -2.0 * z * a,
-            glorot_uniform,
-        ),
-    )
-}
+ACTIVATIONS = registry(
+    Activation(
+        "identity",
+        identity,
+        identity_derivative,
+        float,
+        lambda z, a: 1.0,
+        glorot_uniform,
+    ),
+    Activation(
+        "sigmoid",
+        sigmoid,
+        sigmoid_derivative,
+        sigmoid_scalar,
+        lambda z, a: a * (1.0 - a),
+        glorot_uniform_logistic,
+    ),
+    Activation(
+        "tanh",
+        tanh,
+        tanh_derivative,
+        math.tanh,
+        lambda z, a: 1.0 - a * a,
+        glorot_uniform,
+    ),
+    Activation(
+        "relu",
+        relu,
+        relu_derivative,
+        lambda z: z if z > 0.0 else 0.0,
+        lambda z, a: 1.0 if a > 0.0 else 0.0,
+        he_normal,
+    ),
+    Activation(
+        "leaky_relu",
+        leaky_relu,
+        leaky_relu_derivative,
+        lambda z: z if z > 0.0 else z * LEAKY_SLOPE,
+        lambda z, a: 1.0 if z > 0.0 else LEAKY_SLOPE,
+        he_normal,
+    ),
+    Activation(
+        "softmax",
+        softmax,
+        softmax_derivative,
+        None,
+        None,
+        glorot_uniform,
+        distribution=True,
+    ),
+    Activation(
+        "gaussian",
+        gaussian,
+        gaussian_derivative,
+        gaussian_scalar,
+        lambda z, a: -2.0 * z * a,
+        glorot_uniform,
+    ),
+)

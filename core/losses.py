@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._types import Array
+from ._types import Array, registry
 
 Value = Callable[[Array, Array, Array], float]  # (z, a, t) -> summed loss
 Grad = Callable[[Array, Array, Array], None]  # (a, t, out): out = dE/da
@@ -30,14 +30,15 @@ class Loss:
     value: Value
     # None where only the cancelled form a - t exists (cross-entropies)
     grad: Grad | None
-    # output activations with which dE/dz = a - t
-    cancels: frozenset[str]
-    # output activations this loss accepts; None means any
-    requires: frozenset[str] | None
-    # targets are class probabilities in [0, 1]
-    classification: bool
+    # one sample's floats, for the online path; None where it has no such form
     sample_value: SampleValue | None
     sample_grad: SampleGrad | None
+    # output activations with which dE/dz = a - t
+    cancels: frozenset[str] = frozenset()
+    # output activations this loss accepts; None means any
+    requires: frozenset[str] | None = None
+    # targets are class probabilities in [0, 1]
+    classification: bool = False
 
 
 # --- squared errors ----------------------------------------------------------------
@@ -108,52 +109,39 @@ def difference_delta(z: Array, a: Array, t: Array, out: Array) -> None:
     np.subtract(a, t, out=out)
 
 
-LOSSES: dict[str, Loss] = {
-    loss.name: loss
-    for loss in (
-        Loss(
-            "squared_error",
-            squared_error,
-            squared_error_grad,
-            cancels=frozenset(),
-            requires=None,
-            classification=False,
-            sample_value=squared_error_sample,
-            sample_grad=squared_error_sample_grad,
-        ),
-        Loss(
-            "mse",
-            mse,
-            mse_grad,
-            cancels=frozenset(),
-            requires=None,
-            classification=False,
-            sample_value=mse_sample,
-            sample_grad=mse_sample_grad,
-        ),
-        Loss(
-            "binary_crossentropy",
-            binary_crossentropy,
-            None,
-            cancels=frozenset({"sigmoid"}),
-            requires=frozenset({"sigmoid"}),
-            classification=True,
-            sample_value=binary_crossentropy_sample,
-            sample_grad=None,
-        ),
-        Loss(
-            "categorical_crossentropy",
-            categorical_crossentropy,
-            None,
-            cancels=frozenset({"softmax"}),
-            requires=frozenset({"softmax"}),
-            classification=True,
-            # softmax has no one-float form, so the online path never needs one
-            sample_value=None,
-            sample_grad=None,
-        ),
-    )
-}
+SIGMOID, SOFTMAX = frozenset({"sigmoid"}), frozenset({"softmax"})
+
+LOSSES = registry(
+    Loss(
+        "squared_error",
+        squared_error,
+        squared_error_grad,
+        squared_error_sample,
+        squared_error_sample_grad,
+    ),
+    Loss("mse", mse, mse_grad, mse_sample, mse_sample_grad),
+    Loss(
+        "binary_crossentropy",
+        binary_crossentropy,
+        None,
+        binary_crossentropy_sample,
+        None,
+        cancels=SIGMOID,
+        requires=SIGMOID,
+        classification=True,
+    ),
+    # softmax has no one-float form, so the online path never needs one here
+    Loss(
+        "categorical_crossentropy",
+        categorical_crossentropy,
+        None,
+        None,
+        None,
+        cancels=SOFTMAX,
+        requires=SOFTMAX,
+        classification=True,
+    ),
+)
 
 CLASSIFICATION_LOSSES = frozenset(name for name, loss in LOSSES.items() if loss.classification)
 

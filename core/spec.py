@@ -18,11 +18,10 @@ from .activations import ACTIVATIONS
 from .errors import SpecError
 from .losses import LOSSES
 from .normalize import METHODS as NORMALIZATIONS
+from .optimizers import OPTIMIZERS
 
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
 SCHEDULES = ("constant", "invscaling", "plateau")
 DTYPES = ("float64", "float32")
-DEFAULT_LEARNING_RATE = {"sgd": 0.01, "rmsprop": 0.001, "adam": 0.001}
 
 
 # --- small checkers -----------------------------------------------------------
@@ -300,9 +299,9 @@ def _parse_optimizer(value: Any, path: str) -> OptimizerConfig:
         value = {"name": value}
     raw = _mapping(value, path)
     _no_unknown(raw, tuple(OptimizerConfig.__dataclass_fields__), path)
-    name = _choice(raw.get("name", "sgd"), OPTIMIZERS, _join(path, "name"))
+    name = _choice(raw.get("name", "sgd"), tuple(OPTIMIZERS), _join(path, "name"))
     lr = _number(
-        raw.get("learning_rate", DEFAULT_LEARNING_RATE[name]),
+        raw.get("learning_rate", OPTIMIZERS[name].default_learning_rate),
         _join(path, "learning_rate"),
         minimum=0.0,
         exclusive_minimum=True,
