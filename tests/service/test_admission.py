@@ -65,3 +65,18 @@ def test_refusals_name_the_field(
     with pytest.raises(ApiError) as info:
         check_table(plan({"input_dim": 2, "layers": [layer]}, training), spam_table())
     assert (info.value.status, info.value.field, str(info.value)) == (422, field, message)
+
+
+def test_the_openapi_names_are_the_engine_registries() -> None:
+    from api.schemas import Layer, Optimizer, Training
+    from core.activations import ACTIVATIONS
+    from core.losses import LOSSES
+    from core.optimizers import OPTIMIZERS
+
+    def enum(schema: dict[str, Any]) -> list[str]:
+        return next(s["enum"] for s in schema.get("anyOf", [schema]) if "enum" in s)
+
+    assert enum(Layer.model_json_schema()["properties"]["activation"]) == list(ACTIVATIONS)
+    assert enum(Training.model_json_schema()["properties"]["loss"]) == list(LOSSES)
+    assert enum(Training.model_json_schema()["properties"]["optimizer"]) == list(OPTIMIZERS)
+    assert enum(Optimizer.model_json_schema()["properties"]["name"]) == list(OPTIMIZERS)
