@@ -11,8 +11,9 @@ floats, for the online path (:mod:`core.online`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -146,12 +147,24 @@ LOSSES = registry(
 CLASSIFICATION_LOSSES = frozenset(name for name, loss in LOSSES.items() if loss.classification)
 
 
-def count_correct(a: Array, t: Array) -> int:
-    """Samples whose output picks the target's class.
+def class_index(outputs: Array) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """The class each row of outputs (samples x units) picks.
 
-    One output unit: both sides of 0.5 agree. Several: the largest output is at
-    the largest target (the seeds' "classified correctly").
+    One unit: class 1 at 0.5 and above, else class 0 (two classes on one
+    sigmoid unit). Several: the unit with the largest value (the seeds'
+    "classified correctly"). Targets are read the same way.
     """
-    if a.shape[1] == 1:
-        return int(np.count_nonzero((a[:, 0] >= 0.5) == (t[:, 0] >= 0.5)))
-    return int(np.count_nonzero(a.argmax(axis=1) == t.argmax(axis=1)))
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] >= 0.5).astype(np.intp)
+    index: np.ndarray[Any, np.dtype[np.intp]] = outputs.argmax(axis=1)
+    return index
+
+
+def count_correct(a: Array, t: Array) -> int:
+    """Samples whose output picks the target's class."""
+    return int(np.count_nonzero(class_index(a) == class_index(t)))
+
+
+def is_classifier(loss: str, classes: Sequence[str] | None) -> bool:
+    """Whether outputs are read as classes: named ones, or a classification loss."""
+    return classes is not None or LOSSES[loss].classification

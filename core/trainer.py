@@ -20,7 +20,7 @@ import numpy as np
 from ._types import Array
 from .data import check_dataset, split
 from .errors import SpecError
-from .losses import CLASSIFICATION_LOSSES, LOSSES, count_correct
+from .losses import LOSSES, count_correct, is_classifier
 from .model import Model
 from .network import Backprop, Network
 from .normalize import Normalizer
@@ -144,7 +144,7 @@ class Trainer:
                 self.network, self.loss, self.optimizer, x, t, l2=cfg.l2, train_bias=cfg.train_bias
             )
         self.schedule = Schedule(cfg.optimizer.learning_rate, cfg.schedule)
-        self.is_classifier = classes is not None or self.loss in CLASSIFICATION_LOSSES
+        self.is_classifier = is_classifier(self.loss, classes)
 
         self.epoch = 0
         self.elapsed = 0.0
