@@ -19,8 +19,8 @@ from .errors import SpecError
 from .losses import LOSSES
 from .normalize import METHODS as NORMALIZATIONS
 from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
 
-SCHEDULES = ("constant", "invscaling", "plateau")
 DTYPES = ("float64", "float32")
 
 
