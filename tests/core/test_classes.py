@@ -140,3 +140,36 @@ def test_soft_class_rows_are_accepted() -> None:
     soft = np.array([[0.25, 0.75], [1.0, 0.0], [0.5, 0.5], [0.1, 0.9]])
     trainer = core.Trainer(network(2, "softmax"), {"epochs": 1}, X, soft)
     np.testing.assert_array_equal(trainer.t, soft)
+
+
+def test_fit_rules_read_labelled_targets_only_when_needed() -> None:
+    # The API loads a stored dataset's targets only if a rule asks for them.
+    def never() -> np.ndarray:
+        raise AssertionError("targets were loaded")
+
+    spec = core.parse_network(network(3, "softmax"))
+    core.check_fit(
+        spec,
+        "categorical_crossentropy",
+        n_samples=4,
+        n_features=2,
+        n_targets=3,
+        classes=["a", "b", "c"],
+        targets=never,
+    )
+    loaded: list[bool] = []
+
+    def unlabelled() -> np.ndarray:
+        loaded.append(True)
+        return ONE_HOT_3
+
+    core.check_fit(
+        spec,
+        "categorical_crossentropy",
+        n_samples=4,
+        n_features=2,
+        n_targets=3,
+        classes=None,
+        targets=unlabelled,
+    )
+    assert loaded == [True]

@@ -245,6 +245,12 @@ RELU_2 = {
             "Try: lower the learning rate, which was 1e+06 (training.optimizer).",
         ),
         (
+            REGRESSOR,
+            {"epochs": 100, "optimizer": {"learning_rate": 1e6}},
+            "inputs",  # within [-1, 1] already: normalizing would not help
+            "Try: lower the learning rate, which was 1e+06 (training.optimizer).",
+        ),
+        (
             RELU_2,
             {"epochs": 100, "normalize": "standardize"},
             "c14",
@@ -260,7 +266,7 @@ def test_divergence_hint_follows_the_facts(
         x, t = C14[:, :2], C14[:, 2:]
     else:
         x, t = regression()
-        x = x * 100
+        x = x * 100 if data == "inputs x 100" else x
     result = core.train(network, training | {"batch_size": "full"}, x, t)
     assert result.stop_reason == "non_finite_loss"
     assert result.message.endswith(". " + hint)
