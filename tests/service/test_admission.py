@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 
 import core
 from api.admission import Plan, check_table
 from api.errors import ApiError
 from api.schemas import DatasetCsvQuery
 from api.uploads import from_csv
+from store.settings import Settings
+
+from .api_helpers import client_for, leftover_jobs_cancelled, post_job, train_in_process
 
 CASES = Path(__file__).parents[1] / "core" / "cases"
 
@@ -80,3 +85,32 @@ def test_the_openapi_names_are_the_engine_registries() -> None:
     assert enum(Training.model_json_schema()["properties"]["loss"]) == list(LOSSES)
     assert enum(Training.model_json_schema()["properties"]["optimizer"]) == list(OPTIMIZERS)
     assert enum(Optimizer.model_json_schema()["properties"]["name"]) == list(OPTIMIZERS)
+
+
+@pytest.fixture(scope="module")
+def client(service_settings: Settings) -> Iterator[FlaskClient]:
+    with leftover_jobs_cancelled(client_for(service_settings)) as client:
+        yield client
+
+
+def test_c02_through_the_api_answers_class_names(client: FlaskClient) -> None:
+    text = (CASES / "c02_binary_strings.csv").read_text()
+    response = client.post("/datasets?name=spam&target=spam", data=text, content_type="text/csv")
+    assert response.status_code == 201, response.json
+    assert response.json["classes"] == ["no", "yes"]
+    job = post_job(
+        client,
+        dataset_id=response.json["id"],
+        network={"input_dim": 2, "layers": [{"units": 1, "activation": "sigmoid"}]},
+        training={
+            "epochs": 500,
+            "loss": "binary_crossentropy",
+            "batch_size": "full",
+            "optimizer": {"name": "adam", "learning_rate": 0.05},
+        },
+    )
+    model_id = train_in_process(job["id"])
+    rows = [[0.1, 0.2], [0.2, 0.1], [0.9, 0.8], [0.8, 0.9], [0.15, 0.25], [0.85, 0.75]]
+    predicted = client.post(f"/models/{model_id}/predict", json={"inputs": rows}).json
+    assert [len(row) for row in predicted["outputs"]] == [1] * 6
+    assert predicted["labels"] == ["no", "no", "yes", "yes", "no", "yes"]
