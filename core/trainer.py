@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -83,7 +83,10 @@ class TrainResult:
     epochs_completed: int
     stop_reason: StopReason
     message: str
-    last: EpochStats | None
+    last: EpochStats | None  # the last epoch trained
+    # The epoch whose weights the model holds: the best one under early stopping,
+    # else the last. Report the model's losses from here, not from ``last``.
+    kept: EpochStats | None
 
     @property
     def succeeded(self) -> bool:
@@ -153,6 +156,7 @@ class Trainer:
         self.best_epoch = 0
         self.epochs_without_improvement = 0
         self.best_network: Network | None = None
+        self.best_stats: EpochStats | None = None
         self.stop_reason: StopReason | None = None
         self.stop_message = ""
         self.last: EpochStats | None = None
@@ -216,6 +220,8 @@ class Trainer:
             epoch, loss, val_loss, val_accuracy, lr, grad_norm, time.perf_counter() - started
         )
         self.last = stats
+        if self.best_epoch == epoch:
+            self.best_stats = stats
         return stats
 
     def _divergence_hint(self, lr: float) -> str:
@@ -333,16 +339,18 @@ class Trainer:
         """
         assert self.stop_reason is not None
         if self.stop_reason == StopReason.NON_FINITE_LOSS:
-            return TrainResult(None, self.epoch, self.stop_reason, self.stop_message, self.last)
-        network, message = self.network, self.stop_message
+            return TrainResult(
+                None, self.epoch, self.stop_reason, self.stop_message, self.last, None
+            )
+        network, message, kept = self.network, self.stop_message, self.last
         if self.best_network is not None:
-            network = self.best_network
+            network, kept = self.best_network, self.best_stats
             message += (
                 f"; kept the weights of epoch {self.best_epoch}, the best {self._watched} "
                 f"loss {self.best_monitored:.6g}"
             )
         model = Model(network.copy(), self.loss, self.normalizer, self.classes)
-        return TrainResult(model, self.epoch, self.stop_reason, message, self.last)
+        return TrainResult(model, self.epoch, self.stop_reason, message, self.last, kept)
 
     # --- checkpoints ---------------------------------------------------------
 
@@ -373,6 +381,7 @@ class Trainer:
             "last_finite_loss": self.last_finite_loss,
             "best_monitored": None if math.isinf(self.best_monitored) else self.best_monitored,
             "best_epoch": self.best_epoch,
+            "best_stats": None if self.best_stats is None else asdict(self.best_stats),
             "epochs_without_improvement": self.epochs_without_improvement,
             "stop_reason": self.stop_reason,
             "stop_message": self.stop_message,
@@ -411,6 +420,8 @@ class Trainer:
         best = meta["best_monitored"]
         trainer.best_monitored = math.inf if best is None else best
         trainer.best_epoch = meta.get("best_epoch", 0)
+        if meta.get("best_stats") is not None:
+            trainer.best_stats = EpochStats(**meta["best_stats"])
         trainer.epochs_without_improvement = meta["epochs_without_improvement"]
         trainer.stop_reason = (
             None if meta["stop_reason"] is None else StopReason(meta["stop_reason"])

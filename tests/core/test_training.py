@@ -55,7 +55,7 @@ def test_max_epochs() -> None:
     assert result.stop_reason == "max_epochs"
     assert result.epochs_completed == 7
     assert result.succeeded and result.model is not None
-    assert result.last == seen[-1]
+    assert result.last == seen[-1] == result.kept
 
 
 def test_target_loss() -> None:
@@ -176,6 +176,7 @@ def test_early_stopping_keeps_the_best_weights_whatever_ends_the_run(
     kept = log_loss(t_val.argmax(axis=1), result.model.predict(x_val))
     assert kept == pytest.approx(best, rel=1e-9)
     assert f"kept the weights of epoch {best_epoch}" in result.message
+    assert result.kept == seen[best_epoch - 1] and result.last == seen[-1]
 
 
 def test_time_limit_stops_after_one_epoch() -> None:
