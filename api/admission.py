@@ -1,8 +1,9 @@
 """Admitting a training job: everything the worker would refuse, refused up front.
 
-The engine validates the spec and the config; here they are also checked
-against the service's limits and against the dataset, so that a queued job
-fails only for reasons nobody could know before training.
+The engine validates the spec and the config and states whether a network
+fits a dataset (``core.check_fit``); here both are applied, with the service's
+limits, before the job is queued, so that a queued job fails only for reasons
+nobody could know before training.
 """
 
 from __future__ import annotations
