@@ -93,7 +93,7 @@ class Network:
 
 def initial_weights(activation: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
     """Initial weights of a layer of ``activation`` units, shape (fan_out, fan_in), drawn
-    from ``rng`` by the activation's family (He for rectifiers, Glorot for the rest)."""
+    from ``rng`` by the initializer the activation's record names."""
     return ACTIVATIONS[activation].init(fan_in, fan_out, rng)
 
 
