@@ -12,7 +12,7 @@ them; the ``models ``Network`` and ``Training`` below only describe them in the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +26,9 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from core.activations import ACTIVATIONS
+from core.losses import LOSSES
+from core.optimizers import OPTIMIZERS
 from store import JobStatus
 
 # Primary keys are PostgreSQL `integer` columns.
@@ -80,13 +83,21 @@ class Query(BaseModel):
 
 # --- documentation of the engine's own formats ---------------------------------
 
+# The names are the engine's registries'; mypy sees plain strings.
+if TYPE_CHECKING:
+    ActivationName: TypeAlias = str
+    LossName: TypeAlias = str
+    OptimizerName: TypeAlias = str
+else:
+    ActivationName = Literal[tuple(ACTIVATIONS)]
+    LossName = Literal[tuple(LOSSES)]
+    OptimizerName = Literal[tuple(OPTIMIZERS)]
+
 
 class Layer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     units: int = Field(ge=1)
-    activation: Literal[
-        "identity", "sigmoid", "tanh", "relu", "leaky_relu", "gaussian", "softmax"
-    ] = "sigmoid"
+    activation: ActivationName = "sigmoid"
     weights: Matrix | None = Field(
         default=None, description="units x inputs; weights[j][i] is the weight from input i"
     )
@@ -101,7 +112,7 @@ class Network(BaseModel):
 
 class Optimizer(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Literal["sgd", "rmsprop", "adam"] = "sgd"
+    name: OptimizerName = "sgd"
     learning_rate: float | None = Field(
         default=None, gt=0, description="0.01 for sgd, 0.001 otherwise"
     )
@@ -129,9 +140,6 @@ class EarlyStopping(BaseModel):
     min_delta: float = Field(default=0.0, ge=0)
 
 
-LossName = Literal["squared_error", "mse", "binary_crossentropy", "categorical_crossentropy"]
-
-
 class Training(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(ge=1)
@@ -139,7 +147,7 @@ class Training(BaseModel):
         default=None,
         description="default: categorical_crossentropy for softmax outputs, else squared_error",
     )
-    optimizer: Optimizer | Literal["sgd", "rmsprop", "adam"] = "sgd"
+    optimizer: Optimizer | OptimizerName = "sgd"
     schedule: Schedule | Literal["constant", "invscaling", "plateau"] = "constant"
     l2: float = Field(default=0.0, ge=0)
     batch_size: int | Literal["full"] | None = Field(default=32, description="null or 'full'")
