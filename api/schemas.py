@@ -219,8 +219,17 @@ class PredictRequest(StrictBody):
     instances: Annotated[list[Instance], Field(min_length=1)] | None = None
 
 
+HeaderRule = Literal["auto", "present", "absent"]
+
+
 class PredictCsvQuery(Query):
-    """A ``text/csv`` predict body takes no query parameters: its header names the features."""
+    """Query parameters of a ``text/csv`` body to ``POST /models/<id>/predict``."""
+
+    header: HeaderRule = Field(
+        default="auto",
+        description="Whether the first row names the columns. `auto`: a first row of names "
+        "is a header, a first row of numbers is data, and a mix is refused.",
+    )
 
 
 class PageQuery(Query):

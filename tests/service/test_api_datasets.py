@@ -111,6 +111,29 @@ def test_csv_with_a_byte_order_mark_and_crlf_line_ends(client: FlaskClient) -> N
     assert response.json["classes"] == ["no", "yes"]
 
 
+def test_a_headerless_csv_upload_is_told_it_needs_a_header(client: FlaskClient) -> None:
+    response = client.post(
+        "/datasets?name=h&target=y", data="1,2,0\n0,1,1\n", content_type="text/csv"
+    )
+    assert response.status_code == 422
+    assert response.json["error"] == {
+        "code": "validation_error",
+        "message": "no column 'y'; the columns are ['1', '2', '0'] "
+        "(line 1 holds numbers: the CSV needs a header row first)",
+        "field": "target",
+    }
+
+
+def test_blank_lines_before_the_header_are_skipped(client: FlaskClient) -> None:
+    response = client.post(
+        "/datasets?name=b&target=y", data="\nx,y\n1,2\n\noops,3\n", content_type="text/csv"
+    )
+    assert response.status_code == 422
+    # The line number counts the blank lines too.
+    assert response.json["error"]["message"] == "line 5: expected a number, got 'oops'"
+    assert response.json["error"]["field"] == "x"
+
+
 def test_get_and_404(client: FlaskClient) -> None:
     created = post_dataset(client)
     response = client.get(f"/datasets/{created['id']}")
