@@ -12,7 +12,7 @@ them; the ``models ``Network`` and ``Training`` below only describe them in the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -172,6 +172,33 @@ DOC_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
+# --- examples ------------------------------------------------------------------------
+# What /docs shows for each operation (through /openapi.json), chosen so that each
+# works when pasted against a new service: the job trains XOR on an inline dataset
+# with named columns, so predictions can be sent as rows, objects or CSV.
+# tests/service/test_docs_examples.py sends every one of them.
+
+XOR_DATASET: dict[str, Any] = {
+    "inputs": [[0, 0], [0, 1], [1, 0], [1, 1]],
+    "targets": [[0], [1], [1], [0]],
+    "feature_names": ["x1", "x2"],
+    "target_names": ["y"],
+}
+XOR_CSV = "x1,x2,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n"
+XOR_JOB: dict[str, Any] = {
+    "dataset": {"name": "xor", **XOR_DATASET},
+    "network": {
+        "input_dim": 2,
+        "layers": [{"units": 4, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+    },
+    "training": {"epochs": 500, "optimizer": {"name": "adam", "learning_rate": 0.05}},
+}
+
+
+def _example(value: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [value]})
+
+
 # --- requests --------------------------------------------------------------------
 
 
@@ -183,6 +210,8 @@ class DatasetData(StrictBody):
 
 
 class DatasetCreate(DatasetData):
+    model_config = _example({"name": "xor", **XOR_DATASET})
+
     name: Name
 
 
@@ -193,14 +222,19 @@ class InlineDataset(DatasetData):
 class DatasetCsvQuery(Query):
     """Query parameters of a ``text/csv`` upload to ``POST /datasets``."""
 
-    name: Name = Field(description="Name of the dataset.")
+    body_example: ClassVar[str] = XOR_CSV
+
+    name: Name = Field(description="Name of the dataset.", examples=["xor"])
     target: str = Field(
         min_length=1,
         description="Comma-separated names of the target columns; the others are features.",
+        examples=["y"],
     )
 
 
 class JobCreate(StrictBody):
+    model_config = _example(XOR_JOB)
+
     dataset_id: Id | None = Field(default=None, description="A stored dataset; or `dataset`.")
     dataset: InlineDataset | None = Field(default=None, description="Stored as a new dataset.")
     network: NetworkField
@@ -215,6 +249,8 @@ Instance = Annotated[Row | dict[Name, Number], Field(union_mode="left_to_right")
 class PredictRequest(StrictBody):
     """Send ``inputs`` (rows of numbers) or ``instances`` (TensorFlow Serving / Vertex AI)."""
 
+    model_config = _example({"inputs": [[0, 1], [1, 1]]})
+
     inputs: Matrix | None = None
     instances: Annotated[list[Instance], Field(min_length=1)] | None = None
 
@@ -224,6 +260,8 @@ HeaderRule = Literal["auto", "present", "absent"]
 
 class PredictCsvQuery(Query):
     """Query parameters of a ``text/csv`` body to ``POST /models/<id>/predict``."""
+
+    body_example: ClassVar[str] = "x1,x2\n0,1\n1,1\n"
 
     header: HeaderRule = Field(
         default="auto",
@@ -254,6 +292,21 @@ class Out(BaseModel):
 
 
 class DatasetOut(Out):
+    model_config = _example(
+        {
+            "id": 1,
+            "name": "xor",
+            "n_samples": 4,
+            "n_features": 2,
+            "n_targets": 1,
+            "feature_names": ["x1", "x2"],
+            "target_names": ["y"],
+            "classes": None,
+            "sha256": "9c1f0e4b" * 8,
+            "created_at": "2026-01-01T12:00:00Z",
+        }
+    )
+
     id: int
     name: str
     n_samples: int
@@ -344,6 +397,8 @@ class ModelWeights(Out):
 
 
 class PredictOut(Out):
+    model_config = _example({"outputs": [[0.981], [0.024]]})
+
     outputs: list[list[float]]
     predictions: list[list[float]] | None = Field(
         default=None,
@@ -358,10 +413,14 @@ class PredictOut(Out):
 
 
 class Health(Out):
+    model_config = _example({"status": "ok"})
+
     status: str
 
 
 class Readiness(Out):
+    model_config = _example({"status": "ok", "checks": {"database": "ok", "broker": "ok"}})
+
     status: str
     checks: dict[str, str]
 
