@@ -11,6 +11,8 @@ them; the ``models ``Network`` and ``Training`` below only describe them in the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -25,7 +27,9 @@ from pydantic import (
     Tag,
     WithJsonSchema,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+import core
 from store import JobStatus
 
 # Primary keys are PostgreSQL `integer` columns.
@@ -351,14 +355,18 @@ class JobList(Out):
     next_after: int | None
 
 
-class EpochOut(Out):
-    epoch: int
-    loss: float
-    val_loss: float | None
-    val_accuracy: float | None
-    learning_rate: float
-    grad_norm: float
-    seconds: float
+# The engine's own record of an epoch, so its fields are declared once; as a pydantic
+# dataclass it validates stored rows and is documented like the models here.
+@pydantic_dataclass(frozen=True)
+class EpochOut(core.EpochStats):
+    """One epoch: losses, validation accuracy (if measured), learning rate, gradient norm, time."""
+
+
+def epochs_out(rows: Sequence[object]) -> list[EpochOut]:
+    """Stored epoch rows (ORM objects) as EpochOut values."""
+    # Pydantic dataclasses do not read attributes of other objects (from_attributes).
+    names = [field.name for field in fields(EpochOut)]
+    return [EpochOut(**{name: getattr(row, name) for name in names}) for row in rows]
 
 
 class EpochList(Out):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 
 from flask import Blueprint, Response, request, stream_with_context
 
@@ -24,7 +25,7 @@ from store import queries as q
 from ..auth import owner
 from ..decorators import responds
 from ..errors import invalid, not_found
-from ..schemas import EpochOut
+from ..schemas import epochs_out
 from ..services import state
 from .jobs import job_out
 
@@ -70,7 +71,7 @@ def job_events(job_id: int) -> Response:
                 if job is None:  # deleted meanwhile
                     return
                 rows = q.list_epochs(session, job_id, after=after, limit=PAGE)
-                epochs = [EpochOut.model_validate(row).model_dump(mode="json") for row in rows]
+                epochs = [asdict(epoch) for epoch in epochs_out(rows)]
                 current = job_out(session, job).model_dump(mode="json")
             if epochs:
                 after = epochs[-1]["epoch"]

@@ -16,13 +16,13 @@ from ..decorators import body, query, responds
 from ..errors import ApiError, conflict, not_found
 from ..schemas import (
     EpochList,
-    EpochOut,
     EpochQuery,
     JobCreate,
     JobList,
     JobListQuery,
     JobOut,
     JobSpec,
+    epochs_out,
 )
 from ..services import state
 from ..uploads import store
@@ -132,7 +132,7 @@ def list_epochs(job_id: int, params: EpochQuery) -> EpochList:
         if q.get_job(session, job_id, owner=owner()) is None:
             raise not_found("job", job_id)
         rows = q.list_epochs(session, job_id, after=params.after, limit=params.limit + 1)
-        page = [EpochOut.model_validate(row) for row in rows[: params.limit]]
+        page = epochs_out(rows[: params.limit])
     next_after = page[-1].epoch if len(rows) > params.limit else None
     return EpochList(epochs=page, next_after=next_after)
 
