@@ -29,6 +29,14 @@ IRIS_NET = {
     "input_dim": 4,
     "layers": [{"units": 6, "activation": "tanh"}, {"units": 3, "activation": "softmax"}],
 }
+IRIS_TRAINING = {
+    "epochs": 300,
+    "optimizer": {"name": "adam", "learning_rate": 0.05},
+    "normalize": "standardize",
+    "batch_size": "full",
+}
+# Small files from issue reports (the cases list), copied so CI needs nothing beside the clone.
+CASES = ROOT / "tests" / "data" / "cases"
 
 
 @pytest.fixture(scope="module")
@@ -37,25 +45,20 @@ def client(service_settings: Settings) -> Iterator[FlaskClient]:
         yield client
 
 
+def _iris_classifier(client: FlaskClient, name: str, text: str) -> dict[str, int]:
+    """A softmax classifier trained on standardized inputs of an iris CSV (target `species`)."""
+    response = client.post(
+        f"/datasets?name={name}&target=species", data=text, content_type="text/csv"
+    )
+    assert response.status_code == 201, response.json
+    dataset = response.json["id"]
+    job = post_job(client, dataset_id=dataset, network=IRIS_NET, training=IRIS_TRAINING)
+    return {"model": train_in_process(job["id"]), "job": job["id"], "dataset": dataset}
+
+
 @pytest.fixture(scope="module")
 def iris_model(client: FlaskClient) -> dict[str, int]:
-    """A softmax classifier trained on standardized inputs."""
-    response = client.post(
-        "/datasets?name=iris&target=species", data=IRIS_LIKE, content_type="text/csv"
-    )
-    dataset = response.json
-    job = post_job(
-        client,
-        dataset_id=dataset["id"],
-        network=IRIS_NET,
-        training={
-            "epochs": 300,
-            "optimizer": {"name": "adam", "learning_rate": 0.05},
-            "normalize": "standardize",
-            "batch_size": "full",
-        },
-    )
-    return {"model": train_in_process(job["id"]), "job": job["id"], "dataset": dataset["id"]}
+    return _iris_classifier(client, "iris", IRIS_LIKE)
 
 
 @pytest.fixture(scope="module")
@@ -280,30 +283,11 @@ def test_predict_needs_exactly_one_of_inputs_and_instances(
 
 # --- CSV bodies: the first row is a header only when it names columns ------------
 
-CASES = ROOT / "tests" / "data" / "cases"
-
 
 @pytest.fixture(scope="module")
 def iris12_model(client: FlaskClient) -> int:
-    """A classifier trained on the cases' iris12.csv (target column `species`)."""
-    response = client.post(
-        "/datasets?name=iris12&target=species",
-        data=(CASES / "iris12.csv").read_text(),
-        content_type="text/csv",
-    )
-    assert response.status_code == 201, response.json
-    job = post_job(
-        client,
-        dataset_id=response.json["id"],
-        network=IRIS_NET,
-        training={
-            "epochs": 300,
-            "optimizer": {"name": "adam", "learning_rate": 0.05},
-            "normalize": "standardize",
-            "batch_size": "full",
-        },
-    )
-    return train_in_process(job["id"])
+    """The classifier trained on the cases' iris12.csv."""
+    return _iris_classifier(client, "iris12", (CASES / "iris12.csv").read_text())["model"]
 
 
 def _predict_csv(client: FlaskClient, model_id: int, text: str, query: str = "") -> TestResponse:
