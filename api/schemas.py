@@ -11,7 +11,6 @@ them; the ``models ``Network`` and ``Training`` below only describe them in the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -362,11 +361,10 @@ class EpochOut(core.EpochStats):
     """One epoch: losses, validation accuracy (if measured), learning rate, gradient norm, time."""
 
 
-def epochs_out(rows: Sequence[object]) -> list[EpochOut]:
-    """Stored epoch rows (ORM objects) as EpochOut values."""
+def epoch_out(row: object) -> EpochOut:
+    """A stored epoch row (an ORM object) as an EpochOut."""
     # Pydantic dataclasses do not read attributes of other objects (from_attributes).
-    names = [field.name for field in fields(EpochOut)]
-    return [EpochOut(**{name: getattr(row, name) for name in names}) for row in rows]
+    return EpochOut(**{field.name: getattr(row, field.name) for field in fields(EpochOut)})
 
 
 class EpochList(Out):

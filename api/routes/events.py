@@ -24,10 +24,11 @@ from store import queries as q
 
 from ..auth import owner
 from ..decorators import responds
-from ..errors import invalid, not_found
-from ..schemas import epochs_out
+from ..errors import invalid
+from ..schemas import epoch_out
 from ..services import state
 from .jobs import job_out
+from .rows import mine
 
 bp = Blueprint("events", __name__)
 
@@ -55,8 +56,7 @@ def job_events(job_id: int) -> Response:
     after = _last_event_id()
     who = owner()
     with Session.begin() as session:
-        if q.get_job(session, job_id, owner=who) is None:
-            raise not_found("job", job_id)
+        mine(session, "job", job_id, q.get_job)
     limit = state().settings.sse_seconds
 
     def stream() -> Iterator[str]:
@@ -71,7 +71,7 @@ def job_events(job_id: int) -> Response:
                 if job is None:  # deleted meanwhile
                     return
                 rows = q.list_epochs(session, job_id, after=after, limit=PAGE)
-                epochs = [asdict(epoch) for epoch in epochs_out(rows)]
+                epochs = [asdict(epoch_out(row)) for row in rows]
                 current = job_out(session, job).model_dump(mode="json")
             if epochs:
                 after = epochs[-1]["epoch"]

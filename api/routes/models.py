@@ -17,6 +17,7 @@ from ..model_cache import Served
 from ..schemas import ModelOut, ModelWeights, PredictCsvQuery, PredictOut, PredictRequest
 from ..services import state
 from ..uploads import csv_rows, instance_rows, npy_rows, rows_of
+from .rows import mine
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
@@ -33,9 +34,7 @@ def _loaded(model_id: int) -> Served:
 def get_model(model_id: int) -> ModelOut:
     """Architecture, training summary, provenance, normalization and classes."""
     with Session.begin() as session:
-        row = q.get_model(session, model_id, owner=owner())
-        if row is None:
-            raise not_found("model", model_id)
+        row = mine(session, "model", model_id, q.get_model)
         return ModelOut.model_validate(
             {
                 "id": row.id,
