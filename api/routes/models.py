@@ -64,9 +64,13 @@ def predict(model_id: int, payload: PredictRequest | CsvBody | NpyBody) -> Predi
     """Outputs for rows of inputs, normalized as in training; labels for classifiers.
 
     The rows come as ``{"inputs": [[...]]}``, as ``{"instances": [...]}`` (lists, or
-    objects keyed by feature name), as a CSV body with a header of feature names,
-    or as ``.npy`` (``application/x-npy``), answered in kind when asked
-    (``Accept: application/x-npy``) for large batches.
+    objects keyed by feature name), as CSV, or as ``.npy`` (``application/x-npy``),
+    answered in kind when asked (``Accept: application/x-npy``) for large batches.
+
+    In CSV, a first row of names is a header: a model with feature names takes the
+    columns by name (in any order; the training target columns are ignored), one
+    without takes them in order. A first row of numbers is data, in input order.
+    ``?header=present|absent`` settles a first row that is not clearly either.
     """
     served = _loaded(model_id)
     model = served.model
