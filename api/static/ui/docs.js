@@ -60,8 +60,10 @@ function curl(method, operation, { url, type, body }) {
   return `${parts.join(" \\\n     ")}\n${String(body).replace(/\n$/, "")}\nBODY`;
 }
 
+// The schema without its examples, which the example blocks show.
 function schemaBlock(title, schema) {
-  return el("div", {}, el("h4", {}, title), el("pre", {}, JSON.stringify(resolve(schema), null, 2)));
+  const { examples: _, ...shown } = resolve(schema);
+  return el("div", {}, el("h4", {}, title), el("pre", {}, JSON.stringify(shown, null, 2)));
 }
 
 function render(document_) {
@@ -90,6 +92,9 @@ function render(document_) {
         const media = Object.values(answer.content || {})[0];
         body.append(el("p", {}, el("strong", {}, status), " ", answer.description || ""));
         if (media && status.startsWith("2")) body.append(schemaBlock(`Answer ${status}`, media.schema));
+        if (media?.example !== undefined) {
+          body.append(el("h4", {}, `Example answer ${status}`), el("pre", { class: "answer" }, JSON.stringify(media.example, null, 2)));
+        }
       }
       body.append(el("h4", {}, "Example"));
       for (const request of examples(path, operation)) {
