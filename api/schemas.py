@@ -328,6 +328,25 @@ class DatasetList(Out):
 
 
 class JobOut(Out):
+    model_config = _example(
+        {
+            "id": 1,
+            "status": "queued",
+            "dataset_id": 1,
+            "epochs_completed": 0,
+            "epochs_total": 500,
+            "loss": None,
+            "val_loss": None,
+            "model_id": None,
+            "error": None,
+            "stop_reason": None,
+            "cancel_requested": False,
+            "created_at": "2026-01-01T12:00:01Z",
+            "started_at": None,
+            "finished_at": None,
+        }
+    )
+
     id: int
     status: JobStatus
     dataset_id: int | None
