@@ -245,8 +245,17 @@ class JobCreate(StrictBody):
 
 
 # One row of inputs: numbers in the model's input order, or feature name -> number
-# when the model's dataset had named columns (a CSV header).
-Instance = Annotated[Row | dict[Name, Number], Field(union_mode="left_to_right")]
+# when the model's dataset had named columns (a CSV header). An object may also
+# hold the training target (a class label is a string); it is ignored. Tagged, so
+# that an error names the field in the row, not a union branch.
+Value = Annotated[
+    Annotated[Number, Tag("<number>")] | Annotated[Label, Tag("<label>")],
+    Discriminator(lambda value: "<label>" if isinstance(value, str) else "<number>"),
+]
+Instance = Annotated[
+    Annotated[Row, Tag("<row>")] | Annotated[dict[Name, Value], Tag("<object>")],
+    Discriminator(lambda value: "<object>" if isinstance(value, dict) else "<row>"),
+]
 
 
 class PredictRequest(StrictBody):

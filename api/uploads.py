@@ -245,8 +245,13 @@ def rows_of(rows: list[list[float]], width: int, field: str = "inputs") -> Array
     return np.array(rows, dtype=np.float64)
 
 
-def instance_rows(instances: list[list[float] | dict[str, float]], model: core.Model) -> Array:
-    """TensorFlow Serving instances: lists in input order, or objects keyed by feature name."""
+def instance_rows(
+    instances: list[list[float] | dict[str, float | str]],
+    model: core.Model,
+    ignored: Collection[str] = (),
+) -> Array:
+    """TensorFlow Serving instances: lists in input order, or objects keyed by feature name
+    (where the ``ignored`` keys, the training targets, may appear too)."""
     rows = []
     for index, instance in enumerate(instances):
         if isinstance(instance, list):
@@ -262,12 +267,18 @@ def instance_rows(instances: list[list[float] | dict[str, float]], model: core.M
             if name not in instance:
                 raise feature_error(f"instances[{index}].{name}", "missing feature")
         for name in instance:
-            if name not in names:
+            if name not in names and name not in ignored:
                 raise feature_error(
                     f"instances[{index}].{name}",
                     f"unknown feature; the model takes {', '.join(names)}",
                 )
-        rows.append([instance[name] for name in names])
+        row = []
+        for name in names:
+            value = instance[name]
+            if isinstance(value, str):
+                raise invalid(f"instances[{index}].{name}", f"expected a number, got {value!r}")
+            row.append(value)
+        rows.append(row)
     return rows_of(rows, model.input_dim, "instances")
 
 

@@ -86,7 +86,7 @@ def predict(model_id: int, payload: PredictRequest | CsvBody | NpyBody) -> Predi
         inputs = rows_of(payload.inputs, model.input_dim)
     else:
         assert payload.instances is not None
-        inputs = instance_rows(payload.instances, model)
+        inputs = instance_rows(payload.instances, model, served.target_names)
     limit = state().settings.max_predict_rows
     if len(inputs) > limit:
         raise limit_exceeded(

@@ -208,6 +208,12 @@ CASES = {
     "predict-flat-row": Case(
         "POST", "/models/{model}/predict", 422, "inputs[0]", json={"inputs": [1, 2]}
     ),
+    "predict-instance-true": Case(
+        "POST", "/models/{model}/predict", 422, "instances[0].x", json={"instances": [{"x": True}]}
+    ),
+    "predict-instance-null": Case(
+        "POST", "/models/{model}/predict", 422, "instances[0].x", json={"instances": [{"x": None}]}
+    ),
     # --- predict with a CSV body (the model takes 2 unnamed inputs)
     "predict-csv-empty": csv("/models/{model}/predict", "\n\n", 422, "body"),
     "predict-csv-header-mixes-numbers-and-names": csv(

@@ -396,3 +396,22 @@ def test_a_bad_cell_is_named_by_line_and_column(client: FlaskClient, iris12_mode
         "sepal_length,sepal_length,sepal_width,petal_length,petal_width\n1,1,2,3,4\n",
     )
     assert twice.status_code == 422 and twice.json["error"]["field"] == "sepal_length"
+
+
+def test_an_instance_may_carry_its_target(client: FlaskClient, iris12_model: int) -> None:
+    # As in CSV: a record of the training data, label included, predicts.
+    url = f"/models/{iris12_model}/predict"
+    flower = {"sepal_length": 6.4, "sepal_width": 3.2, "petal_length": 4.5, "petal_width": 1.5}
+    answer = client.post(url, json={"instances": [{**flower, "species": "setosa"}]})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["labels"] == ["versicolor"]
+    assert answer.json == client.post(url, json={"instances": [flower]}).json
+    other = client.post(url, json={"instances": [{**flower, "id": 7}]})
+    assert other.status_code == 400 and other.json["error"]["field"] == "instances[0].id"
+    word = client.post(url, json={"instances": [{**flower, "sepal_length": "long"}]})
+    assert word.status_code == 422
+    assert word.json["error"] == {
+        "code": "validation_error",
+        "message": "expected a number, got 'long'",
+        "field": "instances[0].sepal_length",
+    }
