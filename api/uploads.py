@@ -108,6 +108,15 @@ def from_json(data: DatasetData, max_cells: int, prefix: str = "") -> Table:
             targets = np.array(raw, dtype=np.float64).reshape(-1, 1)
         check_cells(n, n_features + targets.shape[1], max_cells, f"{prefix}inputs")
         n_target_names = targets.shape[1]
+    # Names pick columns (CSV headers, instance objects): one named twice would feed
+    # the same value to both.
+    for field, names in (
+        ("feature_names", data.feature_names),
+        ("target_names", data.target_names),
+    ):
+        if names is not None and len(set(names)) != len(names):
+            twice = next(name for name in names if names.count(name) > 1)
+            raise invalid(f"{prefix}{field}", f"{twice!r} is named twice")
     if data.feature_names is not None and len(data.feature_names) != n_features:
         raise invalid(
             f"{prefix}feature_names", f"expected {n_features} names, got {len(data.feature_names)}"

@@ -134,6 +134,28 @@ def test_blank_lines_before_the_header_are_skipped(client: FlaskClient) -> None:
     assert response.json["error"]["field"] == "x"
 
 
+def test_a_name_given_twice_is_refused(client: FlaskClient) -> None:
+    # Predictions take columns by name: two features of one name would get one value.
+    twice = client.post("/datasets", json={**XOR, "name": "n", "feature_names": ["a", "a"]})
+    assert twice.status_code == 422
+    assert twice.json["error"] == {
+        "code": "validation_error",
+        "message": "'a' is named twice",
+        "field": "feature_names",
+    }
+    both = {"inputs": [[0], [1]], "targets": [[0, 1], [1, 0]], "target_names": ["t", "t"]}
+    inline = client.post(
+        "/jobs",
+        json={
+            "dataset": both,
+            "network": {"input_dim": 1, "layers": [{"units": 2}]},
+            "training": {"epochs": 1},
+        },
+    )
+    assert inline.status_code == 422
+    assert inline.json["error"]["field"] == "dataset.target_names"
+
+
 def test_get_and_404(client: FlaskClient) -> None:
     created = post_dataset(client)
     response = client.get(f"/datasets/{created['id']}")
