@@ -3,6 +3,7 @@ server-less broker), end to end over HTTP, and the API key commands."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -20,16 +21,26 @@ from tests.service.cli_process import (
 )
 from tests.service.http import call, finished_job
 
+SCRIPTS = Path(BACKPROP).parent
+ACTIVATE_HINT = f"`. {SCRIPTS / 'activate'}` puts `backprop` on PATH"
+
+
+def path_with_scripts(scripts: bool) -> dict[str, str]:
+    """PATH with or without this virtualenv's scripts, as before and after activating it."""
+    folders = [p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != SCRIPTS]
+    return {"PATH": os.pathsep.join([str(SCRIPTS)] * scripts + folders)}
+
 
 def test_up_on_embedded_defaults(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    with running_up(tmp_path, env=embedded_env(data_dir)) as up:
+    env = {**embedded_env(data_dir), **path_with_scripts(False)}
+    with running_up(tmp_path, env=env) as up:
         key = (data_dir / "api-key").read_text().strip()
         assert f"API key for owner 'local': {key}" in up.log()
         assert (data_dir / "backprop.db").exists()
-        # Run from a virtualenv that is not active, `up` says how to reach `backprop`.
-        in_venv = sys.prefix != sys.base_prefix
-        assert (f"`. {Path(BACKPROP).parent / 'activate'}`" in up.log()) == in_venv
+        # As `make run` starts it, from a virtualenv that is not active: it says how to
+        # reach `backprop` from another shell.
+        assert (ACTIVATE_HINT in up.log()) == (sys.prefix != sys.base_prefix)
 
         status, job = call(up.base, "POST", "/jobs", worked.JOB, key)
         assert status == 202, job
@@ -53,8 +64,10 @@ def test_up_shows_the_same_key_on_every_start(tmp_path: Path) -> None:
         key = (tmp_path / "data" / "api-key").read_text().strip()
         assert f"API key for owner 'local': {key}" in first.log()
     options = ("--data-dir", str(tmp_path / "data"))
-    with running_up(elsewhere, *options, env=embedded_env(), log="second.log") as second:
+    env = {**embedded_env(), **path_with_scripts(True)}
+    with running_up(elsewhere, *options, env=env, log="second.log") as second:
         assert f"API key for owner 'local': {key}" in second.log()
+        assert ACTIVATE_HINT not in second.log()  # `backprop` is on PATH already
         assert call(second.base, "GET", "/jobs", key=key)[0] == 200
     assert not (elsewhere / "data").exists()
     revoke = [BACKPROP, "keys", "revoke", key, "--data-dir", str(tmp_path / "data")]
