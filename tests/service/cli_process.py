@@ -32,9 +32,10 @@ def embedded_env(data_dir: Path | None = None) -> dict[str, str]:
     return env
 
 
-def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
-    """The message of a command that failed as every CLI error must: one line, exit 1."""
-    assert done.returncode == 1, (done.stdout, done.stderr)
+def one_line_error(done: subprocess.CompletedProcess[str], status: int = 1) -> str:
+    """The message of a command that failed as every CLI error must: one line on stderr
+    and a non-zero exit status (2, as click has it, for a command line that does not parse)."""
+    assert done.returncode == status, (done.stdout, done.stderr)
     assert done.stderr.startswith("backprop: ") and done.stderr.count("\n") == 1, done.stderr
     return done.stderr
 

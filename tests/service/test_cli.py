@@ -19,7 +19,7 @@ from tests.service.cli_process import (
     processes_using,
     running_up,
 )
-from tests.service.http import call, finished_job
+from tests.service.http import call, finished_job, free_port
 
 SCRIPTS = Path(BACKPROP).parent
 ACTIVATE_HINT = f"`. {SCRIPTS / 'activate'}` puts `backprop` on PATH"
@@ -168,3 +168,15 @@ def test_a_database_without_tables_is_one_line(tmp_path: Path) -> None:
         [BACKPROP, "keys", "list"], cwd=tmp_path, env=embedded_env(), capture_output=True, text=True
     )
     assert "database error: no such table: api_keys" in one_line_error(done)
+
+
+def test_a_database_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
+    done = subprocess.run(
+        [BACKPROP, "db", "upgrade"],
+        cwd=tmp_path,
+        env={**embedded_env(), "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+    )
+    assert "database error: connection failed" in one_line_error(done)

@@ -194,29 +194,33 @@ def test_predict_passes_the_api_refusal_through(
 
 
 @pytest.mark.parametrize(
-    ("arguments", "user", "message"),
+    ("arguments", "user", "message", "status"),
     [
-        (["jobs", "list"], {"BACKPROP_URL": "http://127.0.0.1:{port}"}, "no service at"),
-        (["jobs", "show", "1", "--url", "127.0.0.1:{port}"], {}, "needs http:// or https://"),
-        (["train", "{malformed}", "--dataset", "1"], {}, "is not valid JSON: Expecting"),
-        (["train", "{incomplete}", "--dataset", "1"], {}, 'with "network" and "training"'),
+        (["jobs", "list"], {"BACKPROP_URL": "http://127.0.0.1:{port}"}, "no service at", 1),
+        (["jobs", "show", "1", "--url", "127.0.0.1:{port}"], {}, "needs http:// or https://", 1),
+        (["train", "{malformed}", "--dataset", "1"], {}, "is not valid JSON: Expecting", 1),
+        (["train", "{incomplete}", "--dataset", "1"], {}, 'with "network" and "training"', 1),
+        (["train", "{missing}", "--dataset", "1"], {}, "does not exist", 2),
+        (["predict", "1", "{missing}"], {}, "No such file or directory", 2),
+        (["train", "{incomplete}"], {}, "Missing option '--dataset'", 2),
     ],
 )
 def test_errors_are_one_line(
-    tmp_path: Path, arguments: list[str], user: dict[str, str], message: str
+    tmp_path: Path, arguments: list[str], user: dict[str, str], message: str, status: int
 ) -> None:
-    """Nothing listens on the port; the spec files are broken before any request."""
+    """Nothing listens on the port; the files are broken or absent before any request."""
     (tmp_path / "malformed.json").write_text('{"network": {"input_dim": 4,}, "training": {}}')
     (tmp_path / "incomplete.json").write_text('{"network": {"input_dim": 4}}')
     names = {
         "port": str(free_port()),
         "malformed": str(tmp_path / "malformed.json"),
         "incomplete": str(tmp_path / "incomplete.json"),
+        "missing": str(tmp_path / "missing.json"),
     }
     filled = [argument.format(**names) for argument in arguments]
     env = {key: value.format(**names) for key, value in user.items()}
     done = backprop({"BACKPROP_API_KEY": "bp_unused", **env}, *filled)
-    assert message in one_line_error(done)
+    assert message in one_line_error(done, status)
     assert done.stdout == ""
 
 
