@@ -9,19 +9,24 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
 
 from store import LOCAL_OWNER, Session, configure
 from store import queries as q
 from store.migrate import upgrade
-from store.settings import Settings, load_settings
+from store.settings import ENV_NAMES, Settings, load_settings
 
 from . import remote
+from .errors import Failure, Reporting
 
 
 def api_command(host: str, port: int, workers: int) -> list[str]:
@@ -51,9 +56,43 @@ def worker_command(concurrency: int) -> list[str]:
     ]  # fmt: skip
 
 
-@click.group()
+@click.group(cls=Reporting)
 def main() -> None:
     """backprop: train neural networks by backpropagation, serve predictions."""
+
+
+def _set_data_dir(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        os.environ[ENV_NAMES["data_dir"]] = str(value.resolve())
+
+
+def with_data_dir(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--data-dir, which stands for BACKPROP_DATA_DIR in this command's settings."""
+    option = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        callback=_set_data_dir,
+        expose_value=False,
+        is_eager=True,
+        help="where the embedded defaults keep their files (or BACKPROP_DATA_DIR; ./data)",
+    )
+    return option(command)
+
+
+def existing_database() -> None:
+    """Point the store at the configured database, which must exist already.
+
+    Opening a missing SQLite file would create an empty one, and a key stored
+    there would open nothing: the user is most likely in the wrong folder.
+    """
+    settings = load_settings()
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise Failure(
+            f"no database at {url.database}; run this in the folder that holds the data folder "
+            "of `backprop up`, or name it with --data-dir (or BACKPROP_DATA_DIR, DATABASE_URL)"
+        )
+    configure(settings.database_url)
 
 
 @main.group()
@@ -62,6 +101,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@with_data_dir
 def db_upgrade() -> None:
     """Migrate the database at DATABASE_URL to the newest revision."""
     upgrade(load_settings().database_url)
@@ -94,9 +134,10 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--owner", required=True, help="who the key's datasets, jobs and models belong to")
+@with_data_dir
 def keys_create(owner: str) -> None:
     """Create a key and print it (it is stored hashed and cannot be shown again)."""
-    configure(load_settings().database_url)
+    existing_database()
     with Session.begin() as session:
         key = q.create_api_key(session, owner)
     click.echo(key)
@@ -104,20 +145,22 @@ def keys_create(owner: str) -> None:
 
 @keys.command("revoke")
 @click.argument("key")
+@with_data_dir
 def keys_revoke(key: str) -> None:
     """Revoke a key, given whole or by the prefix that `keys list` shows."""
-    configure(load_settings().database_url)
+    existing_database()
     with Session.begin() as session:
         count = q.revoke_api_key(session, key)
     if count == 0:
-        raise click.ClickException("no live key matches")
+        raise Failure("no live key matches")
     click.echo(f"revoked {count} key(s)")
 
 
 @keys.command("list")
+@with_data_dir
 def keys_list() -> None:
     """Owners and prefixes of all keys."""
-    configure(load_settings().database_url)
+    existing_database()
     with Session.begin() as session:
         for row in q.list_api_keys(session):
             state = "revoked" if row.revoked_at else "live"
@@ -127,18 +170,43 @@ def keys_list() -> None:
 remote.register(main)
 
 
-def local_key(settings: Settings) -> str | None:
-    """On first start, a key for the local owner, also saved in the data folder."""
+def local_key(settings: Settings) -> str:
+    """The local owner's key, kept in the data folder: made on first start, read after.
+
+    A key file that is gone, or whose key was revoked, is replaced by a new key.
+    """
     configure(settings.database_url)
-    with Session.begin() as session:
-        if q.has_api_key(session, LOCAL_OWNER):
-            return None
-        key = q.create_api_key(session, LOCAL_OWNER)
     path = settings.data_dir / "api-key"
+    saved = path.read_text().strip() if path.is_file() else ""
+    with Session.begin() as session:
+        if saved and q.owner_of_key(session, saved) == LOCAL_OWNER:
+            return saved
+        key = q.create_api_key(session, LOCAL_OWNER)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port already (gunicorn would fail to bind)."""
+    with socket.socket() as probe:
+        # As gunicorn does: a port whose old connections linger in TIME_WAIT is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def activate_hint() -> str | None:
+    """How to put `backprop` on PATH, when it runs from a virtualenv that is not active."""
+    scripts = Path(sys.executable).parent
+    on_path = shutil.which("backprop")
+    if sys.prefix == sys.base_prefix or (on_path and Path(on_path).parent == scripts):
+        return None
+    return f"in another shell, `. {scripts / 'activate'}` puts `backprop` on PATH"
 
 
 class Children:
@@ -182,8 +250,11 @@ def _raise_stop(signum: int, _frame: object) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, envvar="BACKPROP_PORT", default=8000, show_default=True)
+@with_data_dir
 def up(host: str, port: int) -> None:
     """Migrate, then run the API and one worker until Ctrl-C or SIGTERM."""
+    if port_in_use(host, port):
+        raise Failure(f"port {port} on {host} is in use; stop what holds it or pick another --port")
     settings = load_settings()
     # The children must agree on the data folder whatever directory they resolve it from.
     os.environ["BACKPROP_DATA_DIR"] = str(settings.data_dir)
@@ -191,9 +262,11 @@ def up(host: str, port: int) -> None:
     key = local_key(settings)
     click.echo(f"backprop: data in {settings.data_dir}")
     click.echo(f"backprop: database {settings.database_url.split('@')[-1]}")
-    if key is not None:
-        click.echo(f"backprop: API key for owner '{LOCAL_OWNER}': {key}")
-        click.echo(f"backprop: (saved in {settings.data_dir / 'api-key'})")
+    click.echo(f"backprop: API key for owner '{LOCAL_OWNER}': {key}")
+    click.echo(f"backprop: (saved in {settings.data_dir / 'api-key'})")
+    hint = activate_hint()
+    if hint is not None:
+        click.echo(f"backprop: {hint}")
     children = Children()
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)

@@ -9,6 +9,7 @@ for event in api.follow(job["id"]):
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -30,8 +31,16 @@ class ClientError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
+class Unreachable(Exception):
+    """No answer at all: nothing listens at the URL, or the connection broke."""
+
+
 class Client:
     def __init__(self, url: str, api_key: str | None, timeout: float = 60.0) -> None:
+        parts = urllib.parse.urlsplit(url)
+        # urllib would read "localhost:8000" as scheme "localhost"; say what is missing instead.
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"the URL {url!r} needs http:// or https:// and a host")
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
@@ -59,11 +68,20 @@ class Client:
             try:
                 detail = json.loads(raw)["error"]
             except (ValueError, KeyError, TypeError):
-                detail = {"code": "http_error", "message": raw[:200].decode(errors="replace")}
+                # Not the API's error shape: another server, or a proxy in between.
+                detail = {"code": "http_error", "message": f"{error.reason} (not an API error)"}
             raise ClientError(
                 error.code, detail["code"], detail["message"], detail.get("field")
             ) from None
-        return json.loads(raw) if raw else None
+        except urllib.error.URLError as error:
+            raise Unreachable(f"no service at {self.url} ({error.reason})") from None
+        except (http.client.HTTPException, OSError) as error:
+            raise Unreachable(f"no answer from {self.url} ({error!r})") from None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            # Some other server holds the port: its page is no answer of this API.
+            raise Unreachable(f"{self.url} answered, but not with JSON") from None
 
     # --- datasets -------------------------------------------------------------
 
@@ -134,4 +152,11 @@ class Client:
         return self.request("GET", f"/models/{model_id}")  # type: ignore[no-any-return]
 
     def predict(self, model_id: int, inputs: list[list[float]]) -> dict[str, Any]:
+        """Outputs (and labels) for rows given in the model's column order."""
         return self.request("POST", f"/models/{model_id}/predict", {"inputs": inputs})  # type: ignore[no-any-return]
+
+    def predict_csv(self, model_id: int, data: bytes) -> dict[str, Any]:
+        """Outputs (and labels) for a CSV whose header names the columns, in any order."""
+        return self.request(  # type: ignore[no-any-return]
+            "POST", f"/models/{model_id}/predict", data=data, content_type="text/csv"
+        )

@@ -8,34 +8,37 @@ succeeded; a failed or cancelled job exits 1 with its reason on stderr.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .client import Client, ClientError
+from .client import Client
+from .errors import Failure
 
-connection = [
-    click.option(
+
+def with_client(command: Callable[..., None]) -> Callable[..., None]:
+    """Give the command a ``client`` built from --url and --api-key."""
+
+    @click.option(
         "--url", envvar="BACKPROP_URL", default="http://127.0.0.1:8000", show_default=True
-    ),
-    click.option("--api-key", envvar="BACKPROP_API_KEY", help="or BACKPROP_API_KEY"),
-]
+    )
+    @click.option("--api-key", envvar="BACKPROP_API_KEY", help="or BACKPROP_API_KEY")
+    @functools.wraps(command)
+    def run(*args: Any, url: str, api_key: str | None, **kwargs: Any) -> None:
+        try:
+            client = Client(url, api_key)
+        except ValueError as error:
+            raise Failure(f"--url or BACKPROP_URL: {error}, e.g. http://127.0.0.1:8000") from None
+        command(*args, client=client, **kwargs)
 
-
-def with_client(command: Any) -> Any:
-    for option in reversed(connection):
-        command = option(command)
-    return command
-
-
-def fail(message: str) -> None:
-    click.echo(f"backprop: {message}", err=True)
-    sys.exit(1)
+    return run
 
 
 def register(main: click.Group) -> None:
@@ -57,15 +60,20 @@ def datasets() -> None:
 )
 @click.option("--name", default=None, help="defaults to the file's name")
 @with_client
-def datasets_upload(
-    path: Path, targets: tuple[str, ...], name: str | None, url: str, api_key: str | None
-) -> None:
+def datasets_upload(path: Path, targets: tuple[str, ...], name: str | None, client: Client) -> None:
     """Upload a CSV file; prints the stored dataset as JSON."""
+    click.echo(json.dumps(client.upload_csv(path, name or path.stem, list(targets))))
+
+
+def read_spec(path: Path) -> dict[str, Any]:
+    """The network and training of a spec file, or a Failure saying what is wrong with it."""
     try:
-        dataset = Client(url, api_key).upload_csv(path, name or path.stem, list(targets))
-    except ClientError as error:
-        fail(str(error))
-    click.echo(json.dumps(dataset))
+        spec = json.loads(path.read_text())
+    except ValueError as error:
+        raise Failure(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(spec, dict) or not {"network", "training"} <= spec.keys():
+        raise Failure(f'{path} must hold an object with "network" and "training"')
+    return spec
 
 
 @click.command()
@@ -74,43 +82,46 @@ def datasets_upload(
 @click.option("--follow", is_flag=True, help="show progress until the job ends")
 @click.option("--json", "as_json", is_flag=True, help="one JSON line per epoch, then the job")
 @with_client
-def train(
-    spec: Path, dataset_id: int, follow: bool, as_json: bool, url: str, api_key: str | None
-) -> None:
-    """Start a job from SPEC.json ({"network": ..., "training": ...}) on a stored dataset."""
-    client = Client(url, api_key)
-    body = json.loads(spec.read_text())
-    try:
-        job = client.submit(body["network"], body["training"], dataset_id=dataset_id)
-    except ClientError as error:
-        fail(str(error))
-    except KeyError as missing:
-        fail(f"{spec} needs a {missing} field")
+def train(spec: Path, dataset_id: int, follow: bool, as_json: bool, client: Client) -> None:
+    """Start a job from SPEC.json ({"network": ..., "training": ...}) on a stored dataset.
+
+    Prints the job as JSON. With --follow, a progress bar on stderr until the job
+    ends, then the finished job (with its model_id) as JSON on stdout.
+    """
+    body = read_spec(spec)
+    job = client.submit(body["network"], body["training"], dataset_id=dataset_id)
     if not follow:
         click.echo(json.dumps(job))
         return
-    final = _follow(client, job, as_json)
+    if as_json:
+        final = _follow_json(client, job)
+    else:
+        final = _follow_bar(client, job)
+        click.echo(json.dumps(final))
     if final["status"] != "succeeded":
-        fail(
-            f"job {final['id']} {final['status']}: {final.get('error') or final.get('stop_reason')}"
-        )
+        reason = final.get("error") or final.get("stop_reason")
+        raise Failure(f"job {final['id']} {final['status']}: {reason}")
 
 
-def _follow(client: Client, job: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    """Print progress until the job ends; return its final state."""
+def _follow_json(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+    """Print one JSON line per epoch, then the final job; return the final job."""
+    final = job
+    for event in client.follow(job["id"]):
+        if "epoch" in event:
+            click.echo(json.dumps({"epoch": event["epoch"]}))
+        else:
+            final = event["job"]
+    click.echo(json.dumps({"job": final}))
+    return final
+
+
+def _follow_bar(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+    """Draw progress on stderr, so that stdout carries only the result; return the final job."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    total = job["epochs_total"]
     started = time.monotonic()
     final = job
-    if as_json:
-        for event in client.follow(job["id"]):
-            if "epoch" in event:
-                click.echo(json.dumps({"epoch": event["epoch"]}))
-            else:
-                final = event["job"]
-        click.echo(json.dumps({"job": final}))
-        return final
     columns = [
         TextColumn("job {task.fields[job]}"),
         BarColumn(),
@@ -120,9 +131,9 @@ def _follow(client: Client, job: dict[str, Any], as_json: bool) -> dict[str, Any
         TextColumn("{task.fields[rate]} epochs/s"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=None, transient=False) as progress:
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         task = progress.add_task(
-            "train", total=total, job=job["id"], loss="-", val_loss="-", rate="-"
+            "train", total=job["epochs_total"], job=job["id"], loss="-", val_loss="-", rate="-"
         )
         for event in client.follow(job["id"]):
             if "epoch" in event:
@@ -138,7 +149,8 @@ def _follow(client: Client, job: dict[str, Any], as_json: bool) -> dict[str, Any
                 )
             else:
                 final = event["job"]
-    click.echo(f"job {final['id']} {final['status']} ({final.get('stop_reason')})")
+    model = f": model {final['model_id']}" if final.get("model_id") is not None else ""
+    click.echo(f"job {final['id']} {final['status']} ({final.get('stop_reason')}){model}", err=True)
     return final
 
 
@@ -150,60 +162,86 @@ def jobs() -> None:
 @jobs.command("list")
 @click.option("--status", default=None)
 @with_client
-def jobs_list(status: str | None, url: str, api_key: str | None) -> None:
+def jobs_list(status: str | None, client: Client) -> None:
     """Newest jobs first, one line each."""
-    try:
-        for job in Client(url, api_key).jobs(status=status):
-            loss = "-" if job["loss"] is None else f"{job['loss']:.6g}"
-            progress = f"{job['epochs_completed']:>8}/{job['epochs_total']:<8}"
-            click.echo(f"{job['id']:>6}  {job['status']:<10} {progress} loss {loss}")
-    except ClientError as error:
-        fail(str(error))
+    for job in client.jobs(status=status):
+        loss = "-" if job["loss"] is None else f"{job['loss']:.6g}"
+        progress = f"{job['epochs_completed']:>8}/{job['epochs_total']:<8}"
+        click.echo(f"{job['id']:>6}  {job['status']:<10} {progress} loss {loss}")
 
 
 @jobs.command("show")
 @click.argument("job_id", type=int)
 @with_client
-def jobs_show(job_id: int, url: str, api_key: str | None) -> None:
+def jobs_show(job_id: int, client: Client) -> None:
     """A job as JSON."""
-    try:
-        click.echo(json.dumps(Client(url, api_key).job(job_id), indent=2))
-    except ClientError as error:
-        fail(str(error))
+    click.echo(json.dumps(client.job(job_id), indent=2))
 
 
 @jobs.command("cancel")
 @click.argument("job_id", type=int)
 @with_client
-def jobs_cancel(job_id: int, url: str, api_key: str | None) -> None:
+def jobs_cancel(job_id: int, client: Client) -> None:
     """Cancel a job (a running one stops at its next epoch boundary)."""
+    click.echo(json.dumps(client.cancel(job_id)))
+
+
+def records(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    """The non-empty rows of CSV data, each with the line it ends on."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace")))
+    for row in reader:
+        if row:
+            yield reader.line_num, row
+
+
+def is_number(value: str) -> bool:
     try:
-        click.echo(json.dumps(Client(url, api_key).cancel(job_id)))
-    except ClientError as error:
-        fail(str(error))
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def numeric_rows(data: bytes, name: str) -> list[list[float]]:
+    """Every row of a headerless CSV, as numbers."""
+    rows = []
+    for line, row in records(data):
+        if not all(is_number(value) for value in row):
+            raise Failure(f"{name} line {line}: every value must be a number (--no-header)")
+        rows.append([float(value) for value in row])
+    return rows
 
 
 @click.command()
 @click.argument("model_id", type=int)
-@click.argument("source", type=click.File("r"))
+@click.argument("source", type=click.File("rb"))
+@click.option(
+    "--no-header",
+    is_flag=True,
+    help="the file has no header row; its columns are in the model's feature order",
+)
 @with_client
-def predict(model_id: int, source: io.TextIOBase, url: str, api_key: str | None) -> None:
-    """Predict the rows of a CSV file of features (with a header; - reads stdin)."""
-    rows = list(csv.reader(source))
-    if not rows:
-        fail("the CSV has no header row")
-    try:
-        inputs = [[float(value) for value in row] for row in rows[1:] if row]
-    except ValueError as error:
-        fail(f"the CSV holds a value that is not a number: {error}")
-    try:
-        answer = Client(url, api_key).predict(model_id, inputs)
-    except ClientError as error:
-        fail(str(error))
+def predict(model_id: int, source: io.BufferedReader, no_header: bool, client: Client) -> None:
+    """Predict the rows of a CSV file (- reads stdin); prints outputs and labels as CSV.
+
+    The header row names the columns, and the service matches them to the
+    model's features by name, in any order. A file without a header needs
+    --no-header; a first row of numbers is refused rather than guessed at.
+    """
+    data = source.read()
+    name = "stdin" if source.name == "<stdin>" else source.name
+    if no_header:
+        answer = client.predict(model_id, numeric_rows(data, name))
+    elif all(is_number(value) for value in next(records(data), (0, ["header"]))[1]):
+        raise Failure(
+            f"{name}: the first row holds numbers, not column names; add a header row naming "
+            "the columns, or pass --no-header if they are in the model's feature order"
+        )
+    else:
+        answer = client.predict_csv(model_id, data)
     writer = csv.writer(sys.stdout)
     width = len(answer["outputs"][0]) if answer["outputs"] else 0
-    writer.writerow(
-        [f"output_{i}" for i in range(width)] + (["label"] if "labels" in answer else [])
-    )
+    labels = answer.get("labels")
+    writer.writerow([f"output_{i}" for i in range(width)] + (["label"] if labels else []))
     for index, outputs in enumerate(answer["outputs"]):
-        writer.writerow(outputs + ([answer["labels"][index]] if "labels" in answer else []))
+        writer.writerow(outputs + ([labels[index]] if labels else []))

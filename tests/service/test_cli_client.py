@@ -3,18 +3,21 @@ a real API process and a real worker on this run's PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cli.client import Client, ClientError
+from tests.service.cli_process import BACKPROP, one_line_error
+from tests.service.http import free_port
 from tests.service.processes import ROOT, wait_for
 
-BACKPROP = str(Path(sys.executable).parent / "backprop")
+DATA = ROOT / "tests" / "data"
 SPEC = {
     "network": {
         "input_dim": 4,
@@ -61,14 +64,22 @@ def iris_id(service: dict[str, str]) -> int:
     return int(dataset["id"])
 
 
-def test_train_follow_shows_progress_and_succeeds(
+def test_train_follow_shows_progress_and_ends_with_the_model(
     service: dict[str, str], iris_id: int, tmp_path: Path
 ) -> None:
+    """Progress goes to stderr; stdout is the finished job, whose model answers."""
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
     done = backprop(service, "train", str(spec), "--dataset", str(iris_id), "--follow")
     assert done.returncode == 0, done.stderr
-    assert "epoch 60/60" in done.stdout and "succeeded" in done.stdout
+    job = json.loads(done.stdout)
+    assert job["status"] == "succeeded" and job["epochs_completed"] == 60
+    assert "epoch 60/60" in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"job {job['id']} succeeded (max_epochs): model {job['model_id']}"
+    )
+    client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
+    assert client.model(job["model_id"])["job_id"] == job["id"]
 
 
 def test_train_follow_json_lines(service: dict[str, str], iris_id: int, tmp_path: Path) -> None:
@@ -103,24 +114,114 @@ def test_a_cancelled_job_exits_non_zero_with_its_reason(
     assert "cancelled" in err
 
 
-def test_predict_a_csv_file_and_stdin(
-    service: dict[str, str], iris_id: int, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def iris_model(service: dict[str, str], iris_id: int) -> int:
+    """A model trained with the README's spec, its id taken from `train --follow`."""
+    spec = ROOT / "examples" / "iris-spec.json"
+    done = backprop(service, "train", str(spec), "--dataset", str(iris_id), "--follow")
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout)["model_id"])
+
+
+def predicted(done: subprocess.CompletedProcess[str]) -> tuple[list[list[float]], list[str]]:
+    """(outputs, labels) of `backprop predict`'s CSV answer."""
+    assert done.returncode == 0, done.stderr
+    header, *rows = list(csv.reader(io.StringIO(done.stdout)))
+    assert header == ["output_0", "output_1", "output_2", "label"]
+    return [[float(v) for v in row[:-1]] for row in rows], [row[-1] for row in rows]
+
+
+# Rows of tests/data/c04_*.csv in the model's feature order, and their species.
+C04_ROWS = [[6.4, 3.2, 4.5, 1.5], [5.1, 3.5, 1.4, 0.2]]
+C04_LABELS = ["versicolor", "setosa"]
+
+
+def test_predict_matches_columns_by_name(service: dict[str, str], iris_model: int) -> None:
+    """Columns in another order than the training file's are matched by their names."""
+    path = DATA / "c04_reordered.csv"
+    assert path.read_text().splitlines()[0] != "sepal_length,sepal_width,petal_length,petal_width"
+    outputs, labels = predicted(backprop(service, "predict", str(iris_model), str(path)))
+    assert labels == C04_LABELS
     client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
-    job = client.submit(SPEC["network"], SPEC["training"], dataset_id=iris_id)
-    final = [e for e in client.follow(job["id"], poll=0.1) if "epoch" not in e][-1]["job"]
-    assert final["status"] == "succeeded"
-    rows = tmp_path / "flowers.csv"
-    rows.write_text(
-        "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.9,3.1,5.4,2.1\n"
+    by_position = client.predict(iris_model, C04_ROWS)
+    assert outputs == by_position["outputs"]  # the CSV carries each float exactly
+    from_stdin = backprop(service, "predict", str(iris_model), "-", stdin=path.read_text())
+    assert from_stdin.stdout == backprop(service, "predict", str(iris_model), str(path)).stdout
+
+
+def test_predict_the_readme_rows(service: dict[str, str], iris_model: int) -> None:
+    path = ROOT / "examples" / "iris-predict.csv"
+    _, labels = predicted(backprop(service, "predict", str(iris_model), str(path)))
+    assert labels == ["setosa", "virginica"]
+
+
+def test_a_headerless_file_is_refused_not_shortened(
+    service: dict[str, str], iris_model: int
+) -> None:
+    done = backprop(service, "predict", str(iris_model), str(DATA / "c04_headerless_cli.csv"))
+    assert "the first row holds numbers, not column names" in one_line_error(done)
+    assert "--no-header" in done.stderr and done.stdout == ""
+
+
+def test_no_header_takes_every_row_in_the_model_order(
+    service: dict[str, str], iris_model: int
+) -> None:
+    path = DATA / "c04_headerless_cli.csv"
+    outputs, labels = predicted(
+        backprop(service, "predict", str(iris_model), "--no-header", str(path))
     )
-    from_file = backprop(service, "predict", str(final["model_id"]), str(rows))
-    assert from_file.returncode == 0, from_file.stderr
-    lines = from_file.stdout.splitlines()
-    assert lines[0] == "output_0,output_1,output_2,label"
-    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["setosa", "virginica"]
-    from_stdin = backprop(service, "predict", str(final["model_id"]), "-", stdin=rows.read_text())
-    assert from_stdin.stdout == from_file.stdout
+    assert labels == C04_LABELS and len(outputs) == 2
+
+
+def test_no_header_names_a_row_that_is_not_numbers(
+    service: dict[str, str], iris_model: int, tmp_path: Path
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("6.4,3.2,4.5,1.5\n\n5.1,3.5,x,0.2\n")
+    done = backprop(service, "predict", str(iris_model), "--no-header", str(path))
+    assert f"{path} line 3: every value must be a number" in one_line_error(done)
+
+
+def test_predict_passes_the_api_refusal_through(
+    service: dict[str, str], iris_model: int, tmp_path: Path
+) -> None:
+    path = tmp_path / "unknown.csv"
+    path.write_text("sepal_length,sepal_width,petal_length,leaf_width\n6.4,3.2,4.5,1.5\n")
+    done = backprop(service, "predict", str(iris_model), str(path))
+    message = one_line_error(done)
+    assert "400 feature_mismatch" in message and "petal_width" in message
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("arguments", "user", "message", "status"),
+    [
+        (["jobs", "list"], {"BACKPROP_URL": "http://127.0.0.1:{port}"}, "no service at", 1),
+        (["jobs", "show", "1", "--url", "127.0.0.1:{port}"], {}, "needs http:// or https://", 1),
+        (["train", "{malformed}", "--dataset", "1"], {}, "is not valid JSON: Expecting", 1),
+        (["train", "{incomplete}", "--dataset", "1"], {}, 'with "network" and "training"', 1),
+        (["train", "{missing}", "--dataset", "1"], {}, "does not exist", 2),
+        (["predict", "1", "{missing}"], {}, "No such file or directory", 2),
+        (["train", "{incomplete}"], {}, "Missing option '--dataset'", 2),
+    ],
+)
+def test_errors_are_one_line(
+    tmp_path: Path, arguments: list[str], user: dict[str, str], message: str, status: int
+) -> None:
+    """Nothing listens on the port; the files are broken or absent before any request."""
+    (tmp_path / "malformed.json").write_text('{"network": {"input_dim": 4,}, "training": {}}')
+    (tmp_path / "incomplete.json").write_text('{"network": {"input_dim": 4}}')
+    names = {
+        "port": str(free_port()),
+        "malformed": str(tmp_path / "malformed.json"),
+        "incomplete": str(tmp_path / "incomplete.json"),
+        "missing": str(tmp_path / "missing.json"),
+    }
+    filled = [argument.format(**names) for argument in arguments]
+    env = {key: value.format(**names) for key, value in user.items()}
+    done = backprop({"BACKPROP_API_KEY": "bp_unused", **env}, *filled)
+    assert message in one_line_error(done, status)
+    assert done.stdout == ""
 
 
 def test_client_errors_carry_the_api_error(service: dict[str, str]) -> None:

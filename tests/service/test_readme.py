@@ -1,0 +1,136 @@
+"""The README's walk-through and command-line sections, run as written.
+
+The shell blocks are read from README.md itself, so the document and this test
+cannot drift apart: they run in one bash against `backprop up` on the embedded
+defaults, in a folder laid out as after `make run`, on a database that already
+holds a job (so that an id guessed from an empty database would show). The
+answers they document are checked against what the service answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import worked_example as worked
+from tests.service.cli_process import BACKPROP, embedded_env, running_up
+from tests.service.http import call, finished_job
+from tests.service.processes import ROOT
+
+README = ROOT / "README.md"
+SECTIONS = ("A walk-through with curl", "The command-line client")
+MARK = "@@ README block"
+
+
+def section(text: str, title: str) -> str:
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : None if end < 0 else end]
+
+
+def shell_blocks() -> list[str]:
+    text = README.read_text()
+    return [
+        block
+        for title in SECTIONS
+        for block in re.findall(r"^```sh\n(.*?)^```", section(text, title), re.M | re.S)
+    ]
+
+
+def json_answers(output: str) -> list[Any]:
+    """The JSON objects a block printed, one per line (curl's answers end in a newline)."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def the_one(answers: list[Any], *keys: str) -> Any:
+    found = [answer for answer in answers if all(key in answer for key in keys)]
+    assert len(found) == 1, answers
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def walk_through(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], list[str]]:
+    """(the blocks, what each printed on stdout)."""
+    folder = tmp_path_factory.mktemp("readme")
+    (folder / "examples").symlink_to(ROOT / "examples")
+    blocks = shell_blocks()
+    with running_up(folder, env=embedded_env()) as up:
+        key = (folder / "data" / "api-key").read_text().strip()
+        status, seed = call(up.base, "POST", "/jobs", worked.job(3), key)
+        assert status == 202, seed
+        assert finished_job(up.base, seed["id"], key)["status"] == "succeeded"
+        # The README names port 8000; this service has a free one.
+        script = "set -euo pipefail\n" + "".join(
+            f"echo '{MARK} {index}'\n{block.replace('localhost:8000', f'localhost:{up.port}')}"
+            for index, block in enumerate(blocks)
+        )
+        env = {
+            **embedded_env(),
+            "BACKPROP_URL": up.base,
+            "PATH": f"{Path(BACKPROP).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:], up.log()[-3000:])
+    printed = re.split(rf"^{MARK} \d+\n", done.stdout, flags=re.M)[1:]
+    assert len(printed) == len(blocks)
+    return blocks, printed
+
+
+def block_with(blocks: list[str], text: str) -> int:
+    found = [index for index, block in enumerate(blocks) if text in block]
+    assert len(found) == 1, f"one README block should contain {text!r}"
+    return found[0]
+
+
+def test_the_worked_example_answers_as_documented(
+    walk_through: tuple[list[str], list[str]],
+) -> None:
+    blocks, printed = walk_through
+    index = block_with(blocks, '"learning_rate": 0.5')
+    for documented in ("0.298371109", "0.742088111", "0.775284968"):
+        assert documented in blocks[index]
+    answers = json_answers(printed[index])
+    job = the_one(answers, "status", "loss")
+    assert job["status"] == "succeeded"
+    assert job["loss"] == pytest.approx(worked.EPOCH_1_LOSS, abs=1e-9)
+    assert the_one(answers, "epochs")["epochs"][0]["loss"] == job["loss"]
+    assert the_one(answers, "outputs")["outputs"] == [
+        pytest.approx(worked.PREDICTION_AFTER_1, abs=1e-8)
+    ]
+
+
+def test_the_iris_walk_through_predicts_the_documented_labels(
+    walk_through: tuple[list[str], list[str]],
+) -> None:
+    blocks, printed = walk_through
+    index = block_with(blocks, "name=iris")
+    assert '"labels":["setosa","virginica"]' in blocks[index]
+    answers = json_answers(printed[index])
+    assert the_one(answers, "classes")["classes"] == ["setosa", "versicolor", "virginica"]
+    assert the_one(answers, "outputs")["labels"] == ["setosa", "virginica"]
+
+
+def test_the_command_line_predicts_the_documented_labels(
+    walk_through: tuple[list[str], list[str]],
+) -> None:
+    blocks, printed = walk_through
+    index = block_with(blocks, "backprop predict")
+    assert ",setosa\n" in blocks[index] and ",virginica\n" in blocks[index]
+    header, *rows = list(csv.reader(io.StringIO(printed[index])))
+    assert header == ["output_0", "output_1", "output_2", "label"]
+    assert [row[-1] for row in rows] == ["setosa", "virginica"]
