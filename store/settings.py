@@ -18,10 +18,12 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -73,160 +75,150 @@ def _one_of(*choices: str) -> Callable[[str], str]:
     return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError("not a whole number") from None
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
+def _positive(number: Callable[[str], float], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> float:
+        try:
+            value = number(text)
+        except ValueError:
+            raise ValueError(f"not {what}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"must be {what} greater than 0")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError("must be a positive, finite number of seconds")
-    return value
+_count = _positive(int, "a whole number")
+_seconds = _positive(float, "a finite number of seconds")
 
 
-def setting(env: str, default: str, meaning: str, parse: Callable[[str], Any]) -> dict[str, Any]:
-    """Field metadata declaring one setting."""
-    return {"setting": Setting(env, default, meaning, parse)}
+def setting(env: str, default: str, parse: Callable[[str], Any], meaning: str) -> Any:
+    """Declares one field of Settings: its variable, default, reader and meaning."""
+    return field(metadata={"setting": Setting(env, default, meaning, parse)})
 
 
-@dataclass(frozen=True)
+# Tells type checkers that `setting` declares fields, none with a default of its own.
+@dataclass_transform(frozen_default=True, field_specifiers=(setting,))
+def _settings_class(cls: type[T]) -> type[T]:
+    return dataclass(frozen=True)(cls)
+
+
+@_settings_class
 class Settings:
-    # Declared first: other defaults are made from it.
-    data_dir: Path = field(
-        metadata=setting(
-            "BACKPROP_DATA_DIR",
-            "data",
-            "where the embedded defaults keep their files (relative to the working directory)",
-            _folder,
-        )
+    # Declared first: later defaults are made from it.
+    data_dir: Path = setting(
+        "BACKPROP_DATA_DIR",
+        "data",
+        _folder,
+        "where the embedded defaults keep their files (relative to the working directory)",
     )
-    database_url: str = field(
-        metadata=setting(
-            "DATABASE_URL",
-            "sqlite:///{data_dir}/backprop.db",
-            "any SQLAlchemy URL; PostgreSQL as `postgresql+psycopg://...`",
-            _database_url,
-        )
+    database_url: str = setting(
+        "DATABASE_URL",
+        "sqlite:///{data_dir}/backprop.db",
+        _database_url,
+        "any SQLAlchemy URL; PostgreSQL as `postgresql+psycopg://...`",
     )
-    broker_url: str = field(
-        metadata=setting(
-            "BROKER_URL",
-            "filesystem://",
-            "Celery broker, e.g. `redis://127.0.0.1:6379/0`; `filesystem://` keeps its "
-            "messages in `<BACKPROP_DATA_DIR>/broker`",
-            _broker_url,
-        )
+    broker_url: str = setting(
+        "BROKER_URL",
+        "filesystem://",
+        _broker_url,
+        "Celery broker, e.g. `redis://127.0.0.1:6379/0`; `filesystem://` uses the data folder",
     )
-    broker_prefix: str = field(
-        metadata=setting(
-            "BROKER_PREFIX",
-            "",
-            "prefix of every Redis key the broker uses (tests use one per run)",
-            _text,
-        )
+    broker_prefix: str = setting(
+        "BROKER_PREFIX",
+        "",
+        _text,
+        "prefix of every Redis key the broker uses (tests use one per run)",
     )
-    queue: str = field(
-        metadata=setting("BACKPROP_QUEUE", "training", "Celery queue of training jobs", _text)
+    queue: str = setting(
+        "BACKPROP_QUEUE",
+        "training",
+        _text,
+        "Celery queue of training jobs",
     )
-    max_body_bytes: int = field(
-        metadata=setting(
-            "BACKPROP_MAX_BODY_BYTES", "67108864", "largest request body (413 above)", _count
-        )
+    max_body_bytes: int = setting(
+        "BACKPROP_MAX_BODY_BYTES",
+        "67108864",
+        _count,
+        "largest request body (413 above)",
     )
-    max_dataset_cells: int = field(
-        metadata=setting(
-            "BACKPROP_MAX_DATASET_CELLS", "20000000", "rows × columns of a dataset", _count
-        )
+    max_dataset_cells: int = setting(
+        "BACKPROP_MAX_DATASET_CELLS",
+        "20000000",
+        _count,
+        "rows × columns of a dataset",
     )
-    max_weights: int = field(
-        metadata=setting(
-            "BACKPROP_MAX_WEIGHTS", "5000000", "weights and biases of a network", _count
-        )
+    max_weights: int = setting(
+        "BACKPROP_MAX_WEIGHTS",
+        "5000000",
+        _count,
+        "weights and biases of a network",
     )
-    max_epochs: int = field(
-        metadata=setting("BACKPROP_MAX_EPOCHS", "1000000", "epochs of a job", _count)
+    max_epochs: int = setting(
+        "BACKPROP_MAX_EPOCHS",
+        "1000000",
+        _count,
+        "epochs of a job",
     )
-    max_predict_rows: int = field(
-        metadata=setting(
-            "BACKPROP_MAX_PREDICT_ROWS", "100000", "rows of one predict request", _count
-        )
+    max_predict_rows: int = setting(
+        "BACKPROP_MAX_PREDICT_ROWS",
+        "100000",
+        _count,
+        "rows of one predict request",
     )
-    max_job_seconds: float = field(
-        metadata=setting(
-            "BACKPROP_MAX_JOB_SECONDS",
-            "86400",
-            "training time of one job; a job that reaches it stops with `time_limit` and "
-            "keeps its model",
-            _seconds,
-        )
+    max_job_seconds: float = setting(
+        "BACKPROP_MAX_JOB_SECONDS",
+        "86400",
+        _seconds,
+        "a job's training time; one that reaches it stops with `time_limit`, keeping its model",
     )
-    epoch_flush_seconds: float = field(
-        metadata=setting(
-            "BACKPROP_EPOCH_FLUSH_SECONDS", "0.25", "how often a worker writes its epochs", _seconds
-        )
+    epoch_flush_seconds: float = setting(
+        "BACKPROP_EPOCH_FLUSH_SECONDS",
+        "0.25",
+        _seconds,
+        "how often a worker writes its epochs",
     )
-    log_format: str = field(
-        metadata=setting(
-            "BACKPROP_LOG_FORMAT",
-            "json",
-            "`json` (one object per line) or `text`",
-            _one_of("json", "text"),
-        )
+    log_format: str = setting(
+        "BACKPROP_LOG_FORMAT",
+        "json",
+        _one_of("json", "text"),
+        "`json` (one object per line) or `text`",
     )
-    sse_seconds: float = field(
-        metadata=setting(
-            "BACKPROP_SSE_SECONDS",
-            "60",
-            "longest life of one `GET /jobs/<id>/events` stream (clients reconnect with "
-            "`Last-Event-ID`)",
-            _seconds,
-        )
+    sse_seconds: float = setting(
+        "BACKPROP_SSE_SECONDS",
+        "60",
+        _seconds,
+        "life of one `/jobs/<id>/events` stream; clients reconnect with `Last-Event-ID`",
     )
-    lease_seconds: float = field(
-        metadata=setting(
-            "BACKPROP_LEASE_SECONDS",
-            "30",
-            "a running job whose worker has not reported for this long is resumed elsewhere",
-            _seconds,
-        )
+    lease_seconds: float = setting(
+        "BACKPROP_LEASE_SECONDS",
+        "30",
+        _seconds,
+        "a running job whose worker has not reported for this long is resumed elsewhere",
     )
-    checkpoint_seconds: float = field(
-        metadata=setting(
-            "BACKPROP_CHECKPOINT_SECONDS",
-            "5",
-            "how often a worker checkpoints a running job",
-            _seconds,
-        )
+    checkpoint_seconds: float = setting(
+        "BACKPROP_CHECKPOINT_SECONDS",
+        "5",
+        _seconds,
+        "how often a worker checkpoints a running job",
     )
-    max_attempts: int = field(
-        metadata=setting(
-            "BACKPROP_MAX_ATTEMPTS",
-            "5",
-            "runs of one job (first run plus resumes) before it fails",
-            _count,
-        )
+    max_attempts: int = setting(
+        "BACKPROP_MAX_ATTEMPTS",
+        "5",
+        _count,
+        "runs of one job (first run plus resumes) before it fails",
     )
-    requeue_seconds: float = field(
-        metadata=setting(
-            "BACKPROP_REQUEUE_SECONDS",
-            "60",
-            "a queued job still waiting after this long is sent to the queue again",
-            _seconds,
-        )
+    requeue_seconds: float = setting(
+        "BACKPROP_REQUEUE_SECONDS",
+        "60",
+        _seconds,
+        "a queued job still waiting after this long is sent to the queue again",
     )
-    reconcile_seconds: float = field(
-        metadata=setting(
-            "BACKPROP_RECONCILE_SECONDS", "5", "how often each worker looks for lost jobs", _seconds
-        )
+    reconcile_seconds: float = setting(
+        "BACKPROP_RECONCILE_SECONDS",
+        "5",
+        _seconds,
+        "how often each worker looks for lost jobs",
     )
 
     @property

@@ -75,11 +75,11 @@ def test_as_env_reproduces_the_settings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "value", "reason"),
     [
-        ("BACKPROP_LEASE_SECONDS", "abc", "not a number of seconds"),
-        ("BACKPROP_SSE_SECONDS", "nan", "positive, finite"),
-        ("BACKPROP_CHECKPOINT_SECONDS", "0", "positive, finite"),
+        ("BACKPROP_LEASE_SECONDS", "abc", "not a finite number of seconds"),
+        ("BACKPROP_SSE_SECONDS", "nan", "seconds greater than 0"),
+        ("BACKPROP_CHECKPOINT_SECONDS", "0", "seconds greater than 0"),
         ("BACKPROP_MAX_EPOCHS", "1.5", "not a whole number"),
-        ("BACKPROP_MAX_ATTEMPTS", "0", "at least 1"),
+        ("BACKPROP_MAX_ATTEMPTS", "0", "whole number greater than 0"),
         ("BACKPROP_LOG_FORMAT", "xml", "one of json, text"),
         ("DATABASE_URL", "not a url", "SQLAlchemy database URL"),
         ("BROKER_URL", "redis", "broker URL"),
