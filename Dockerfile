@@ -1,20 +1,23 @@
 # One image for the API, the worker and the migration job.
+#
+# The first stage builds a wheel from the whole build context (less what
+# .dockerignore leaves out), so no module can be forgotten; the image installs
+# that wheel, not the source, exactly as `pip install backprop` would.
+# tests/service/test_packaging.py carries this file out without Docker.
+FROM python:3.11-slim AS wheel
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
-
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-WORKDIR /app
-
-COPY pyproject.toml README.md alembic.ini ./
-COPY core ./core
-COPY store ./store
-COPY worker ./worker
-COPY api ./api
-COPY cli ./cli
-COPY migrations ./migrations
-# Editable, so that the Alembic scripts in /app/migrations stay next to the code.
-RUN pip install --no-cache-dir -e . \
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl \
+    && rm -rf /wheels \
     && useradd --create-home --uid 1000 backprop
 
 USER backprop
+# The embedded defaults keep ./data, so start where the service's user may write.
+WORKDIR /home/backprop
 EXPOSE 8000
 CMD ["backprop", "up", "--host", "0.0.0.0"]

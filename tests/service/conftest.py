@@ -27,14 +27,15 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
 
 
-def create_database(suffix: str) -> str:
-    """A new, migrated PostgreSQL database; returns its SQLAlchemy URL."""
+def create_database(suffix: str, migrate: bool = True) -> str:
+    """A new PostgreSQL database, migrated unless asked not to; returns its SQLAlchemy URL."""
     name = f"backprop_test_{RUN_ID}_{suffix}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     url = f"{base}/{name}"
-    upgrade(url)
+    if migrate:
+        upgrade(url)
     return url
 
 

@@ -32,13 +32,21 @@ def wait_for(check: Callable[[], T], timeout: float, interval: float = 0.05, wha
 class GroupProcess:
     """A child in its own process group, logging to a file; stopped or killed as a group."""
 
-    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        cwd: Path = ROOT,
+        inherit: bool = True,
+    ) -> None:
+        """``env`` adds to this process's environment, or is the whole of it if not ``inherit``."""
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
             command,
-            cwd=ROOT,
-            env={**os.environ, **env},
+            cwd=cwd,
+            env={**os.environ, **env} if inherit else env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
