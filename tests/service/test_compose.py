@@ -1,66 +1,58 @@
-"""docker-compose.yml: valid by the Compose specification, and the exact commands
-of its migrate, worker and api services work against the local PostgreSQL and
-Redis (no Docker engine runs here)."""
+"""docker-compose.yml: valid by the Compose specification, its services wired in
+order, and every command it, the Dockerfile and the README give the image
+understood by the `backprop` CLI. No Docker engine runs here: the commands run
+for real, from the image's contents, in test_packaging.py."""
 
 from __future__ import annotations
 
-import os
+import json
+import re
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+import click
 import pytest
-import yaml
 
-from store import JobStatus, Session
-from store import queries as q
-from tests.service.http import answers, call, free_port
-from tests.service.processes import ROOT, wait_for
-from worker.app import make_celery
-from worker.queue import enqueue_training
+import cli
+from store.settings import declared
+from tests.service.image import COMPOSE, compose_services, instructions
+from tests.service.processes import ROOT
 
-XOR_INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
-XOR_TARGETS = np.array([[0], [1], [1], [0]])
-COMPOSE = ROOT / "docker-compose.yml"
 BIN = Path(sys.executable).parent
+# Services built from this repository's Dockerfile.
+OURS = [name for name, service in compose_services().items() if "build" in service]
+# One-off commands the documentation gives: docker compose run --rm SERVICE COMMAND...
+RUN_COMMAND = re.compile(r"docker compose run --rm ([\w-]+) (backprop [^`\n]+)")
 
 
-def service_command(name: str) -> list[str]:
-    command = yaml.safe_load(COMPOSE.read_text())["services"][name]["command"]
-    assert isinstance(command, list) and command[0] == "backprop"
-    # The image has `backprop` on its PATH; here it is the virtualenv's.
-    return [str(BIN / command[0]), *command[1:]]
+def parsed(args: list[str]) -> click.Context:
+    """``backprop ARGS`` parsed as the CLI parses it, without running it.
+
+    Raises click.UsageError where the CLI would refuse the command line.
+    """
+    assert args[0] == "backprop", args
+    command: click.Command = cli.main
+    context = click.Context(command, info_name=args[0])
+    name, rest = args[0], args[1:]
+    while isinstance(command, click.Group):
+        if not rest:
+            raise click.UsageError("a subcommand is missing", context)
+        name, *rest = rest
+        found = command.get_command(context, name)
+        if found is None:
+            raise click.UsageError(f"no such command {name!r}", context)
+        if isinstance(found, click.Group):
+            context = click.Context(found, info_name=name, parent=context)
+        command = found
+    return command.make_context(name, rest, parent=context)
 
 
-@pytest.fixture
-def run_service(service_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def run(name: str, **extra_env: str) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"{name}.log").open("wb")
-        process = subprocess.Popen(
-            service_command(name),
-            env={**os.environ, **service_env, **extra_env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield run
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+def documented_runs() -> list[tuple[str, str]]:
+    """(service, command) of every `docker compose run` in the README and the compose file."""
+    text = (ROOT / "README.md").read_text() + COMPOSE.read_text()
+    return RUN_COMMAND.findall(text)
 
 
 def test_compose_file_follows_the_compose_spec() -> None:
@@ -74,8 +66,9 @@ def test_compose_file_follows_the_compose_spec() -> None:
 
 
 def test_compose_wires_health_and_order() -> None:
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    services = compose_services()
     assert set(services) >= {"postgres", "redis", "migrate", "api", "worker"}
+    assert set(OURS) == {"migrate", "api", "worker"}
     for name in ("postgres", "redis", "api"):
         assert "healthcheck" in services[name], name
     for name in ("api", "worker"):
@@ -85,37 +78,48 @@ def test_compose_wires_health_and_order() -> None:
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-def test_migrate_command(run_service: Any) -> None:
-    assert run_service("migrate").wait(60) == 0
+def assert_understood(command: list[str]) -> None:
+    """The CLI accepts ``command`` and takes each ``--option value`` in it as written."""
+    context = parsed(command)
+    given = dict(zip(command, command[1:], strict=False))
+    for word, value in given.items():
+        if word.startswith("--"):
+            assert str(context.params[word[2:].replace("-", "_")]) == value, (command, word)
 
 
-def test_worker_command_trains_a_job(run_service: Any, service_settings: Any) -> None:
-    worker = run_service("worker")
-    with Session.begin() as session:
-        dataset = q.add_dataset(session, "xor", XOR_INPUTS, XOR_TARGETS)
-        network = {"input_dim": 2, "layers": [{"units": 3, "activation": "tanh"}, {"units": 1}]}
-        job_id = q.add_job(session, dataset, network, {"epochs": 20}).id
-    enqueue_training(job_id, make_celery(service_settings))
-
-    def status() -> JobStatus | None:
-        assert worker.poll() is None, "the worker command exited"
-        with Session.begin() as session:
-            job = q.get_job(session, job_id)
-            assert job is not None
-            return job.status if job.status.finished else None
-
-    assert wait_for(status, 60, 0.1, "the job to finish") == JobStatus.SUCCEEDED
+@pytest.mark.parametrize("service", OURS)
+def test_service_command_parses(service: str) -> None:
+    assert_understood(compose_services()[service]["command"])
 
 
-def test_api_command_serves(run_service: Any) -> None:
-    port = free_port()
-    api = run_service("api", BACKPROP_PORT=str(port))
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: api.poll() is not None or answers(base), 30, 0.1, "the API to answer")
-    assert api.poll() is None
-    assert call(base, "GET", "/readyz") == (
-        200,
-        {"status": "ok", "checks": {"database": "ok", "broker": "ok"}},
-    )
-    status, body = call(base, "GET", "/jobs")
-    assert status == 401 and body["error"]["code"] == "unauthorized"
+def test_documented_one_off_commands_parse() -> None:
+    runs = documented_runs()
+    assert ("migrate", "backprop keys create --owner me") in runs  # how a compose user gets a key
+    for service, command in runs:
+        assert service in OURS, service
+        assert_understood(command.split())
+
+
+def test_image_default_command_parses() -> None:
+    cmd = [args for keyword, args in instructions(ROOT / "Dockerfile") if keyword == "CMD"][-1]
+    assert json.loads(cmd)[:2] == ["backprop", "up"]
+    assert_understood(json.loads(cmd))
+
+
+@pytest.mark.parametrize("service", OURS)
+def test_service_environment_names_known_variables(service: str) -> None:
+    """Each variable is a setting or an option of the service's command (a typo is neither)."""
+    options = {
+        param.envvar
+        for param in parsed(compose_services()[service]["command"]).command.params
+        if isinstance(param.envvar, str)
+    }
+    known = {spec.env for _, spec in declared()} | options
+    assert set(compose_services()[service].get("environment", {})) <= known
+
+
+def test_parsing_refuses_what_the_cli_refuses() -> None:
+    for bad in (["backprop", "wrker"], ["backprop", "worker", "--concurrency", "two"],
+                ["backprop", "keys", "create"], ["backprop", "db"]):  # fmt: skip
+        with pytest.raises(click.UsageError):
+            parsed(bad)

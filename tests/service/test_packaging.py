@@ -156,6 +156,8 @@ def test_image_migrates_and_trains_on_postgres_and_redis(image: Image, tmp_path:
         api_env = {**env, "BACKPROP_PORT": str(port)}
         started.append(start(compose_command("api", image.bin), api_env, tmp_path))
         base = serving(started[-1], port)
+        ready = {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+        assert call(base, "GET", "/readyz") == (200, ready)
         loss, outputs = trained_worked_example(base, key)
         assert loss == pytest.approx(worked.EPOCH_1_LOSS, abs=1e-9)
         assert outputs == pytest.approx(worked.PREDICTION_AFTER_1, abs=1e-8)
