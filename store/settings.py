@@ -51,7 +51,7 @@ def _folder(text: str) -> Path:
 def _database_url(text: str) -> str:
     try:
         make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ValueError("not an SQLAlchemy database URL") from None
     return text
 
@@ -240,6 +240,10 @@ def declared() -> Iterator[tuple[str, Setting]]:
         yield f.name, f.metadata["setting"]
 
 
+# Field name -> variable, for code that sets one setting for a child process.
+ENV_NAMES = {name: spec.env for name, spec in declared()}
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment (``os.environ`` by default); unset or empty means default.
 
@@ -252,7 +256,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values[name] = spec.parse(text)
         except ValueError as reason:
-            raise SettingsError(f"{spec.env}={text!r}: {reason}") from None
+            # A URL may hold a password, and the message may end up in a log.
+            shown = spec.env if "://" in text else f"{spec.env}={text!r}"
+            raise SettingsError(f"{shown}: {reason}") from None
     return Settings(**values)
 
 
@@ -263,8 +269,7 @@ def configuration_table() -> str:
         if not spec.default:
             return "empty"
         # A default made from another setting names that setting's variable.
-        envs = {name: s.env for name, s in declared()}
-        return "`" + re.sub(r"\{(\w+)\}", lambda m: f"<{envs[m[1]]}>", spec.default) + "`"
+        return "`" + re.sub(r"\{(\w+)\}", lambda m: f"<{ENV_NAMES[m[1]]}>", spec.default) + "`"
 
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     rows += [f"| `{s.env}` | {default(s)} | {s.meaning} |" for _, s in declared()]

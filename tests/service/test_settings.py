@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from store.settings import SettingsError, configuration_table, declared, load_settings
+from store.settings import (
+    ENV_NAMES,
+    SettingsError,
+    configuration_table,
+    declared,
+    load_settings,
+)
 from tests.service.processes import ROOT
 
 
@@ -91,3 +97,14 @@ def test_bad_value_names_its_variable(env: str, value: str, reason: str) -> None
     message = str(raised.value)
     assert message.startswith(f"{env}={value!r}: ")
     assert reason in message and "\n" not in message
+
+
+def test_a_bad_url_is_named_without_its_password() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"DATABASE_URL": "postgresql+psycopg://me:s3cret@db:port/x"})
+    assert str(raised.value) == "DATABASE_URL: not an SQLAlchemy database URL"
+
+
+def test_env_names_follow_the_declarations() -> None:
+    assert ENV_NAMES["data_dir"] == "BACKPROP_DATA_DIR"
+    assert list(ENV_NAMES.values()) == [spec.env for _, spec in declared()]
