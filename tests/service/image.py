@@ -1,4 +1,5 @@
-"""The Docker image's contents, made without a Docker engine.
+"""The Docker image's contents, made without a Docker engine, and the compose
+file's services that run it.
 
 No Docker daemon runs where the tests do, so the Dockerfile is carried out here
 on folders: each stage gets a folder standing for its root file system, COPY
@@ -12,7 +13,6 @@ that these tests would silently skip.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 import shlex
@@ -29,8 +29,11 @@ from tests.service.processes import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 
-# RUN commands that change nothing a virtualenv holds: users and file ownership.
-IGNORED_COMMANDS = {"useradd", "groupadd", "chown"}
+# RUN commands that change nothing a virtualenv holds (the image's user account).
+IGNORED_COMMANDS = {"useradd"}
+# Instructions about running the container, not its files; the tests start the
+# commands themselves.
+RUNTIME_INSTRUCTIONS = {"USER", "EXPOSE", "CMD", "LABEL"}
 
 
 def ignore_patterns(context: Path) -> list[tuple[bool, re.Pattern[str]]]:
@@ -110,7 +113,6 @@ class Stage:
     root: Path
     workdir: PurePosixPath = PurePosixPath("/")
     env: dict[str, str] = field(default_factory=dict)
-    cmd: list[str] = field(default_factory=list)
 
     def path(self, inside: str) -> Path:
         """Where a path of the stage's file system lies on this machine."""
@@ -156,15 +158,15 @@ def build(context: Path, folder: Path) -> Image:
         stage = image.final
         if keyword == "FROM":
             words = args.split()
-            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
-            image.final = stages[name] = Stage(folder / f"stage-{len(stages)}")
+            alias = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
+            image.final = stages[alias] = Stage(folder / f"stage-{len(stages)}")
         elif keyword == "WORKDIR":
             stage.workdir = stage.workdir / args
             stage.path(".").mkdir(parents=True, exist_ok=True)
         elif keyword == "ENV":
             for word in shlex.split(args):
-                name, _, value = word.partition("=")
-                stage.env[name] = value
+                variable, _, value = word.partition("=")
+                stage.env[variable] = value
         elif keyword == "COPY":
             words = shlex.split(args)
             origin = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
@@ -176,9 +178,7 @@ def build(context: Path, folder: Path) -> Image:
         elif keyword == "RUN":
             for command in args.split("&&"):
                 image.run_commands.append(run(shlex.split(command), stage, venv))
-        elif keyword == "CMD":
-            stage.cmd = json.loads(args)
-        elif keyword not in ("USER", "EXPOSE", "LABEL"):
+        elif keyword not in RUNTIME_INSTRUCTIONS:
             raise AssertionError(f"tests/service/image.py cannot carry out {keyword} {args}")
     return image
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import textwrap
 import urllib.request
 import uuid
 from pathlib import Path
@@ -80,7 +81,7 @@ def get(base: str, path: str) -> tuple[int, str, str]:
 
 def installed(image: Image) -> dict[str, str]:
     """What the virtualenv's own Python says about the installed distribution."""
-    script = """if True:
+    script = textwrap.dedent("""
         import json, importlib.metadata as m, core, migrations, api
         d = m.distribution("backprop")
         print(json.dumps({
@@ -88,7 +89,7 @@ def installed(image: Image) -> dict[str, str]:
             "direct_url": d.read_text("direct_url.json"),
             "modules": [core.__file__, migrations.__file__, api.__file__],
         }))
-    """
+    """)
     python = str(image.bin / "python")
     out = subprocess.run([python, "-c", script], capture_output=True, text=True, cwd=image.venv)
     assert out.returncode == 0, out.stderr
