@@ -2,8 +2,9 @@
 #
 # The first stage builds a wheel from the whole build context (less what
 # .dockerignore leaves out), so no module can be forgotten; the image installs
-# that wheel, not the source, exactly as `pip install backprop` would.
-# tests/service/test_packaging.py carries this file out without Docker.
+# that wheel and keeps no source, so it runs as any non-editable install does.
+# With no Docker engine on the test machines, tests/service/image.py carries
+# this file out on folders (see tests/service/test_packaging.py).
 FROM python:3.11-slim AS wheel
 WORKDIR /src
 COPY . .
