@@ -22,20 +22,21 @@ import click
 from .client import Client
 from .errors import Failure
 
+# Where `backprop up` listens unless told otherwise.
+DEFAULT_URL = "http://127.0.0.1:8000"
+
 
 def with_client(command: Callable[..., None]) -> Callable[..., None]:
     """Give the command a ``client`` built from --url and --api-key."""
 
-    @click.option(
-        "--url", envvar="BACKPROP_URL", default="http://127.0.0.1:8000", show_default=True
-    )
+    @click.option("--url", envvar="BACKPROP_URL", default=DEFAULT_URL, show_default=True)
     @click.option("--api-key", envvar="BACKPROP_API_KEY", help="or BACKPROP_API_KEY")
     @functools.wraps(command)
     def run(*args: Any, url: str, api_key: str | None, **kwargs: Any) -> None:
         try:
             client = Client(url, api_key)
         except ValueError as error:
-            raise Failure(f"--url or BACKPROP_URL: {error}, e.g. http://127.0.0.1:8000") from None
+            raise Failure(f"--url or BACKPROP_URL: {error}, e.g. {DEFAULT_URL}") from None
         command(*args, client=client, **kwargs)
 
     return run
@@ -202,6 +203,12 @@ def is_number(value: str) -> bool:
     return True
 
 
+def starts_with_data(data: bytes) -> bool:
+    """Whether the first row of a CSV holds numbers where a header would name columns."""
+    first = next(records(data), None)
+    return first is not None and all(is_number(value) for value in first[1])
+
+
 def numeric_rows(data: bytes, name: str) -> list[list[float]]:
     """Every row of a headerless CSV, as numbers."""
     rows = []
@@ -232,7 +239,7 @@ def predict(model_id: int, source: io.BufferedReader, no_header: bool, client: C
     name = "stdin" if source.name == "<stdin>" else source.name
     if no_header:
         answer = client.predict(model_id, numeric_rows(data, name))
-    elif all(is_number(value) for value in next(records(data), (0, ["header"]))[1]):
+    elif starts_with_data(data):
         raise Failure(
             f"{name}: the first row holds numbers, not column names; add a header row naming "
             "the columns, or pass --no-header if they are in the model's feature order"
