@@ -1,8 +1,9 @@
 """Admitting a training job: everything the worker would refuse, refused up front.
 
-The engine validates the spec and the config; here they are also checked
-against the service's limits and against the dataset, so that a queued job
-fails only for reasons nobody could know before training.
+The engine validates the spec and the config and states whether a network
+fits a dataset (``core.check_fit``); here both are applied, with the service's
+limits, before the job is queued, so that a queued job fails only for reasons
+nobody could know before training.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 import core
-from core.losses import CLASSIFICATION_LOSSES
 from store import Dataset
 from store import queries as q
 from store.settings import Settings
@@ -89,40 +89,25 @@ def check_fit(
     targets: Callable[[], np.ndarray],
     field: str,
 ) -> None:
-    """The network fits the dataset: shapes, classes, target range and split.
+    """The network fits the dataset, by the engine's own rules (``core.check_fit``).
 
-    ``targets`` loads the target array only if the check needs it; ``field``
-    names the dataset in errors about its contents.
+    ``targets`` loads the target array only if a rule needs it; ``field``
+    names the dataset in errors about its contents. Raises the 422 ApiError.
     """
-    spec = plan.network
-    last = f"network.layers[{len(spec.layers) - 1}].units"
-    if n_features != spec.input_dim:
-        raise invalid(
-            "network.input_dim", f"is {spec.input_dim} but the dataset has {n_features} features"
+    try:
+        core.check_fit(
+            plan.network,
+            plan.loss,
+            n_samples=n_samples,
+            n_features=n_features,
+            n_targets=n_targets,
+            classes=classes,
+            targets=targets,
+            validation_split=plan.training.validation_split,
         )
-    if n_targets != spec.output_dim:
-        what = f"{len(classes)} classes" if classes else f"{n_targets} target columns"
-        raise invalid(last, f"is {spec.output_dim} but the dataset has {what}")
-    if classes is not None:
-        expected = 2 if spec.output_dim == 1 else spec.output_dim
-        if len(classes) != expected:
-            raise invalid(last, f"{expected} output classes but the dataset has {len(classes)}")
-    elif plan.loss in CLASSIFICATION_LOSSES:
-        t = targets()
-        if t.size and (t.min() < 0 or t.max() > 1):
-            raise invalid(
-                field,
-                f"{plan.loss} (training.loss) needs targets between 0 and 1; these range "
-                f"from {t.min():g} to {t.max():g}",
-            )
-    split = plan.training.validation_split
-    if split > 0:
-        n_val = int(round(n_samples * split))
-        if n_val < 1 or n_val >= n_samples:
-            raise invalid(
-                "training.validation_split",
-                f"{split} of {n_samples} samples leaves no validation or no training samples",
-            )
+    except core.SpecError as exc:
+        about_dataset = exc.field in ("targets", "classes")
+        raise invalid(field if about_dataset else exc.field, exc.message) from None
 
 
 def check_table(plan: Plan, table: Table) -> None:

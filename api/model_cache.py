@@ -8,22 +8,34 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import core
 from store import Session
 from store import queries as q
 
 
+@dataclass(frozen=True)
+class Served:
+    """A model as predictions need it."""
+
+    model: core.Model
+    # The training dataset's target columns: a CSV of the training data still holds
+    # them, and predict ignores them. Empty if the dataset had no names or was deleted
+    # before the model was first loaded.
+    target_names: tuple[str, ...] = ()
+
+
 class ModelCache:
-    """A small least-recently-used map of model id -> ``core.Model``."""
+    """A small least-recently-used map of model id -> :class:`Served`."""
 
     def __init__(self, capacity: int = 16) -> None:
         self.capacity = capacity
-        self._models: OrderedDict[int, tuple[str, core.Model]] = OrderedDict()
+        self._models: OrderedDict[int, tuple[str, Served]] = OrderedDict()
         # Gunicorn threads share the cache; the lock only guards the dict.
         self._lock = threading.Lock()
 
-    def get(self, model_id: int, owner: str) -> core.Model | None:
+    def get(self, model_id: int, owner: str) -> Served | None:
         """The owner's model, or None if they have no such model."""
         with self._lock:
             hit = self._models.get(model_id)
@@ -35,14 +47,16 @@ class ModelCache:
             if row is None:
                 return None
             weights, model_owner = row.weights, row.owner
+            dataset = None if row.dataset_id is None else q.get_dataset(session, row.dataset_id)
+            target_names = tuple(dataset.target_names or ()) if dataset is not None else ()
         # Decoding outside the lock: two threads may both load a model, which is harmless.
-        model = core.Model.from_bytes(weights)
+        served = Served(core.Model.from_bytes(weights), target_names)
         with self._lock:
-            self._models[model_id] = (model_owner, model)
+            self._models[model_id] = (model_owner, served)
             self._models.move_to_end(model_id)
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
-        return model if model_owner == owner else None
+        return served if model_owner == owner else None
 
     def __len__(self) -> int:
         return len(self._models)

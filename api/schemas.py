@@ -11,8 +11,9 @@ them; the ``models ``Network`` and ``Training`` below only describe them in the 
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -25,7 +26,12 @@ from pydantic import (
     Tag,
     WithJsonSchema,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+import core
+from core.activations import ACTIVATIONS
+from core.losses import LOSSES
+from core.optimizers import OPTIMIZERS
 from store import JobStatus
 
 # Primary keys are PostgreSQL `integer` columns.
@@ -80,13 +86,21 @@ class Query(BaseModel):
 
 # --- documentation of the engine's own formats ---------------------------------
 
+# The names are the engine's registries'; mypy sees plain strings.
+if TYPE_CHECKING:
+    ActivationName: TypeAlias = str
+    LossName: TypeAlias = str
+    OptimizerName: TypeAlias = str
+else:
+    ActivationName = Literal[tuple(ACTIVATIONS)]
+    LossName = Literal[tuple(LOSSES)]
+    OptimizerName = Literal[tuple(OPTIMIZERS)]
+
 
 class Layer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     units: int = Field(ge=1)
-    activation: Literal[
-        "identity", "sigmoid", "tanh", "relu", "leaky_relu", "gaussian", "softmax"
-    ] = "sigmoid"
+    activation: ActivationName = "sigmoid"
     weights: Matrix | None = Field(
         default=None, description="units x inputs; weights[j][i] is the weight from input i"
     )
@@ -101,7 +115,7 @@ class Network(BaseModel):
 
 class Optimizer(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Literal["sgd", "rmsprop", "adam"] = "sgd"
+    name: OptimizerName = "sgd"
     learning_rate: float | None = Field(
         default=None, gt=0, description="0.01 for sgd, 0.001 otherwise"
     )
@@ -129,9 +143,6 @@ class EarlyStopping(BaseModel):
     min_delta: float = Field(default=0.0, ge=0)
 
 
-LossName = Literal["squared_error", "mse", "binary_crossentropy", "categorical_crossentropy"]
-
-
 class Training(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(ge=1)
@@ -139,7 +150,7 @@ class Training(BaseModel):
         default=None,
         description="default: categorical_crossentropy for softmax outputs, else squared_error",
     )
-    optimizer: Optimizer | Literal["sgd", "rmsprop", "adam"] = "sgd"
+    optimizer: Optimizer | OptimizerName = "sgd"
     schedule: Schedule | Literal["constant", "invscaling", "plateau"] = "constant"
     l2: float = Field(default=0.0, ge=0)
     batch_size: int | Literal["full"] | None = Field(default=32, description="null or 'full'")
@@ -172,6 +183,33 @@ DOC_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
+# --- examples ------------------------------------------------------------------------
+# What /docs shows for each operation (through /openapi.json), chosen so that each
+# works when pasted against a new service: the job trains XOR on an inline dataset
+# with named columns, so predictions can be sent as rows, objects or CSV.
+# tests/service/test_docs_examples.py sends every one of them.
+
+XOR_DATASET: dict[str, Any] = {
+    "inputs": [[0, 0], [0, 1], [1, 0], [1, 1]],
+    "targets": [[0], [1], [1], [0]],
+    "feature_names": ["x1", "x2"],
+    "target_names": ["y"],
+}
+XOR_CSV = "x1,x2,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n"
+XOR_JOB: dict[str, Any] = {
+    "dataset": {"name": "xor", **XOR_DATASET},
+    "network": {
+        "input_dim": 2,
+        "layers": [{"units": 4, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}],
+    },
+    "training": {"epochs": 500, "optimizer": {"name": "adam", "learning_rate": 0.05}},
+}
+
+
+def _example(value: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [value]})
+
+
 # --- requests --------------------------------------------------------------------
 
 
@@ -183,6 +221,8 @@ class DatasetData(StrictBody):
 
 
 class DatasetCreate(DatasetData):
+    model_config = _example({"name": "xor", **XOR_DATASET})
+
     name: Name
 
 
@@ -193,14 +233,19 @@ class InlineDataset(DatasetData):
 class DatasetCsvQuery(Query):
     """Query parameters of a ``text/csv`` upload to ``POST /datasets``."""
 
-    name: Name = Field(description="Name of the dataset.")
+    body_example: ClassVar[str] = XOR_CSV
+
+    name: Name = Field(description="Name of the dataset.", examples=["xor"])
     target: str = Field(
         min_length=1,
         description="Comma-separated names of the target columns; the others are features.",
+        examples=["y"],
     )
 
 
 class JobCreate(StrictBody):
+    model_config = _example(XOR_JOB)
+
     dataset_id: Id | None = Field(default=None, description="A stored dataset; or `dataset`.")
     dataset: InlineDataset | None = Field(default=None, description="Stored as a new dataset.")
     network: NetworkField
@@ -208,19 +253,41 @@ class JobCreate(StrictBody):
 
 
 # One row of inputs: numbers in the model's input order, or feature name -> number
-# when the model's dataset had named columns (a CSV header).
-Instance = Annotated[Row | dict[Name, Number], Field(union_mode="left_to_right")]
+# when the model's dataset had named columns (a CSV header). An object may also
+# hold the training target (a class label is a string); it is ignored. Tagged, so
+# that an error names the field in the row, not a union branch.
+Value = Annotated[
+    Annotated[Number, Tag("<number>")] | Annotated[Label, Tag("<label>")],
+    Discriminator(lambda value: "<label>" if isinstance(value, str) else "<number>"),
+]
+Instance = Annotated[
+    Annotated[Row, Tag("<row>")] | Annotated[dict[Name, Value], Tag("<object>")],
+    Discriminator(lambda value: "<object>" if isinstance(value, dict) else "<row>"),
+]
 
 
 class PredictRequest(StrictBody):
     """Send ``inputs`` (rows of numbers) or ``instances`` (TensorFlow Serving / Vertex AI)."""
 
+    model_config = _example({"inputs": [[0, 1], [1, 1]]})
+
     inputs: Matrix | None = None
     instances: Annotated[list[Instance], Field(min_length=1)] | None = None
 
 
+HeaderRule = Literal["auto", "present", "absent"]
+
+
 class PredictCsvQuery(Query):
-    """A ``text/csv`` predict body takes no query parameters: its header names the features."""
+    """Query parameters of a ``text/csv`` body to ``POST /models/<id>/predict``."""
+
+    body_example: ClassVar[str] = "x1,x2\n0,1\n1,1\n"
+
+    header: HeaderRule = Field(
+        default="auto",
+        description="Whether the first row names the columns. `auto`: a first row of names "
+        "is a header, a first row of numbers is data, and a mix is refused.",
+    )
 
 
 class PageQuery(Query):
@@ -245,6 +312,21 @@ class Out(BaseModel):
 
 
 class DatasetOut(Out):
+    model_config = _example(
+        {
+            "id": 1,
+            "name": "xor",
+            "n_samples": 4,
+            "n_features": 2,
+            "n_targets": 1,
+            "feature_names": ["x1", "x2"],
+            "target_names": ["y"],
+            "classes": None,
+            "sha256": "9c1f0e4b" * 8,
+            "created_at": "2026-01-01T12:00:00Z",
+        }
+    )
+
     id: int
     name: str
     n_samples: int
@@ -263,6 +345,25 @@ class DatasetList(Out):
 
 
 class JobOut(Out):
+    model_config = _example(
+        {
+            "id": 1,
+            "status": "queued",
+            "dataset_id": 1,
+            "epochs_completed": 0,
+            "epochs_total": 500,
+            "loss": None,
+            "val_loss": None,
+            "model_id": None,
+            "error": None,
+            "stop_reason": None,
+            "cancel_requested": False,
+            "created_at": "2026-01-01T12:00:01Z",
+            "started_at": None,
+            "finished_at": None,
+        }
+    )
+
     id: int
     status: JobStatus
     dataset_id: int | None
@@ -289,14 +390,17 @@ class JobList(Out):
     next_after: int | None
 
 
-class EpochOut(Out):
-    epoch: int
-    loss: float
-    val_loss: float | None
-    val_accuracy: float | None
-    learning_rate: float
-    grad_norm: float
-    seconds: float
+# The engine's own record of an epoch, so its fields are declared once; as a pydantic
+# dataclass it validates stored rows and is documented like the models here.
+@pydantic_dataclass(frozen=True)
+class EpochOut(core.EpochStats):
+    """One epoch: losses, validation accuracy (if measured), learning rate, gradient norm, time."""
+
+
+def epoch_out(row: object) -> EpochOut:
+    """A stored epoch row (an ORM object) as an EpochOut."""
+    # Pydantic dataclasses do not read attributes of other objects (from_attributes).
+    return EpochOut(**{field.name: getattr(row, field.name) for field in fields(EpochOut)})
 
 
 class EpochList(Out):
@@ -335,6 +439,8 @@ class ModelWeights(Out):
 
 
 class PredictOut(Out):
+    model_config = _example({"outputs": [[0.981], [0.024]]})
+
     outputs: list[list[float]]
     predictions: list[list[float]] | None = Field(
         default=None,
@@ -349,10 +455,14 @@ class PredictOut(Out):
 
 
 class Health(Out):
+    model_config = _example({"status": "ok"})
+
     status: str
 
 
 class Readiness(Out):
+    model_config = _example({"status": "ok", "checks": {"database": "ok", "broker": "ok"}})
+
     status: str
     checks: dict[str, str]
 

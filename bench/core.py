@@ -100,25 +100,37 @@ def engine_large(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> Callable[[
     return run
 
 
-def sklearn_large(x: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> Callable[[], float]:
-    from sklearn.neural_network import MLPClassifier
+def sklearn_epoch(
+    estimator: str, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], **options: Any
+) -> Callable[[], float]:
+    """One timed ``partial_fit`` pass of a fresh scikit-learn MLP (plain SGD, no penalty)."""
+    from sklearn import neural_network
+
+    fit_args = {"classes": options.pop("classes")} if "classes" in options else {}
 
     def run() -> float:
-        model = MLPClassifier(
-            hidden_layer_sizes=LARGE_SIZES[1:-1],
-            solver="sgd",
-            momentum=0.9,
-            nesterovs_momentum=False,
-            batch_size=BATCH,
-            alpha=0.0,
-            learning_rate_init=0.01,
-            random_state=0,
+        model = getattr(neural_network, estimator)(
+            solver="sgd", alpha=0.0, random_state=0, **options
         )
         started = time.perf_counter()
-        model.partial_fit(x, labels, classes=np.arange(LARGE_SIZES[-1]))
+        model.partial_fit(x, y, **fit_args)
         return time.perf_counter() - started
 
     return run
+
+
+def sklearn_large(x: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> Callable[[], float]:
+    return sklearn_epoch(
+        "MLPClassifier",
+        x,
+        labels,
+        hidden_layer_sizes=LARGE_SIZES[1:-1],
+        momentum=0.9,
+        nesterovs_momentum=False,
+        batch_size=BATCH,
+        learning_rate_init=0.01,
+        classes=np.arange(LARGE_SIZES[-1]),
+    )
 
 
 def torch_large(x: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> Callable[[], float]:
@@ -242,24 +254,16 @@ def engine_tiny(x: np.ndarray[Any, Any], t: np.ndarray[Any, Any]) -> Callable[[]
 
 
 def sklearn_tiny(x: np.ndarray[Any, Any], t: np.ndarray[Any, Any]) -> Callable[[], float]:
-    from sklearn.neural_network import MLPRegressor
-
-    def run() -> float:
-        model = MLPRegressor(
-            hidden_layer_sizes=(2,),
-            activation="logistic",
-            solver="sgd",
-            batch_size=1,
-            momentum=0.0,
-            alpha=0.0,
-            learning_rate_init=0.5,
-            random_state=0,
-        )
-        started = time.perf_counter()
-        model.partial_fit(x, t)
-        return time.perf_counter() - started
-
-    return run
+    return sklearn_epoch(
+        "MLPRegressor",
+        x,
+        t,
+        hidden_layer_sizes=(2,),
+        activation="logistic",
+        batch_size=1,
+        momentum=0.0,
+        learning_rate_init=0.5,
+    )
 
 
 def torch_tiny(x: np.ndarray[Any, Any], t: np.ndarray[Any, Any]) -> Callable[[], float]:

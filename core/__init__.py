@@ -7,12 +7,13 @@ Typical use::
     outputs = result.model.predict(inputs)
 """
 
+from .data import check_fit
 from .errors import SpecError
 from .gradcheck import gradient_check
 from .model import Model
 from .network import Backprop, Network
 from .spec import NetworkSpec, TrainingConfig, parse_network, parse_training, resolve_loss
-from .trainer import EpochStats, Trainer, TrainResult, train
+from .trainer import EpochStats, StopReason, Trainer, TrainResult, train
 
 __all__ = [
     "Backprop",
@@ -21,9 +22,11 @@ __all__ = [
     "Network",
     "NetworkSpec",
     "SpecError",
+    "StopReason",
     "TrainResult",
     "Trainer",
     "TrainingConfig",
+    "check_fit",
     "gradient_check",
     "parse_network",
     "parse_training",

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._types import Array
 from .errors import SpecError
-from .losses import CLASSIFICATION_LOSSES
+from .losses import class_index, is_classifier
 from .network import Network
 from .normalize import Normalizer
 from .serialize import pack, unpack
@@ -37,7 +37,7 @@ class Model:
 
     @property
     def is_classifier(self) -> bool:
-        return self.classes is not None or self.loss in CLASSIFICATION_LOSSES
+        return is_classifier(self.loss, self.classes)
 
     @property
     def input_dim(self) -> int:
@@ -67,10 +67,7 @@ class Model:
 
     def labels_from_outputs(self, outputs: Array) -> list[Any]:
         """Class names (or indices when unnamed) for the given outputs."""
-        if outputs.shape[1] == 1:
-            index = (outputs[:, 0] >= 0.5).astype(int)
-        else:
-            index = outputs.argmax(axis=1)
+        index = class_index(outputs)
         if self.classes is None:
             return [int(i) for i in index]
         return [self.classes[int(i)] for i in index]

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ._types import Array
-from .activations import ACTIVATIONS, DERIVATIVES, HE_INIT
-from .losses import LOSSES, Loss
+from .activations import ACTIVATIONS
+from .losses import LOSSES, Loss, difference_delta
 from .spec import NetworkSpec
 
 
@@ -83,7 +83,7 @@ class Network:
         for w, b, name in zip(self.weights, self.biases, self.activation_names, strict=True):
             z = a @ w.T
             z += b
-            ACTIVATIONS[name](z, z)
+            ACTIVATIONS[name].forward(z, z)
             a = z
         return a
 
@@ -92,14 +92,9 @@ class Network:
 
 
 def initial_weights(activation: str, fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
-    """He (rectifiers) or Glorot uniform (the rest) initial weights, shape (fan_out, fan_in)."""
-    if activation in HE_INIT:
-        return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in))
-    bound = np.sqrt(6.0 / (fan_in + fan_out))
-    if activation == "sigmoid":
-        # The logistic function is a quarter as steep as tanh at 0 (Glorot & Bengio, 2010).
-        bound *= 4.0
-    return rng.uniform(-bound, bound, size=(fan_out, fan_in))
+    """Initial weights of a layer of ``activation`` units, shape (fan_out, fan_in), drawn
+    from ``rng`` by the initializer the activation's record names."""
+    return ACTIVATIONS[activation].init(fan_in, fan_out, rng)
 
 
 class Backprop:
@@ -125,8 +120,8 @@ class Backprop:
         self.deltas = [np.empty((batch_size, n), dtype=dtype) for n in sizes]
         self.grad_w = [np.zeros_like(w) for w in network.weights]
         self.grad_b = [np.zeros_like(b) for b in network.biases]
-        self.forward_fns = [ACTIVATIONS[name] for name in network.activation_names]
-        self.derivative_fns = [DERIVATIVES[name] for name in network.activation_names]
+        self.forward_fns = [ACTIVATIONS[name].forward for name in network.activation_names]
+        self.derivative_fns = [ACTIVATIONS[name].derivative for name in network.activation_names]
         # Bias gradients as ones @ delta: BLAS sums the columns faster than np.sum(axis=0).
         self.ones = np.ones(batch_size, dtype=dtype)
         # ReLU as z * [z > 0] with the mask kept as 0/1 floats: the forward pass and the
@@ -135,8 +130,8 @@ class Backprop:
             np.empty((batch_size, n), dtype=dtype) if name == "relu" else None
             for name, n in zip(network.activation_names, sizes, strict=True)
         ]
-        output = network.activation_names[-1]
-        self.output_delta = self.loss.fused.get(output)
+        cancels = network.activation_names[-1] in self.loss.cancels
+        self.output_delta = difference_delta if cancels else None
 
     def grads(self) -> list[Array]:
         """Gradients in the order of ``Network.params(train_bias)``."""

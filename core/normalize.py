@@ -8,13 +8,53 @@ import numpy as np
 
 from ._types import Array
 
+Mask = np.ndarray[Any, np.dtype[np.bool_]]
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def _constant_by_variance(n: int, shift: Array, scale: Array) -> Mask:
+    """Columns whose variance is within the rounding error of computing it.
+
+    The bound is the one scikit-learn's ``StandardScaler`` uses (Chan, Golub and
+    LeVeque's error bound for the two-pass variance): a column of n copies of m
+    has a computed variance up to (n m eps)^2 above zero, so 14.62 repeated 12
+    times gives a standard deviation of 3.6e-15 rather than 0.
+    """
+    var = np.square(scale)
+    constant: Mask = var <= n * _EPS * var + np.square(n * shift * _EPS)
+    return constant
+
+
+def _constant_by_range(n: int, shift: Array, scale: Array) -> Mask:
+    """Columns whose range is below ten rounding units (``MinMaxScaler``'s rule)."""
+    return scale < 10 * _EPS
+
+
+def _mean_std(x: Array) -> tuple[Array, Array]:
+    return x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)
+
+
+def _min_range(x: Array) -> tuple[Array, Array]:
+    low = x.min(axis=0).astype(np.float64)
+    return low, x.max(axis=0).astype(np.float64) - low
+
+
+# method -> (shift and scale of the training columns, which columns count as constant)
+METHODS = {
+    "standardize": (_mean_std, _constant_by_variance),
+    "minmax": (_min_range, _constant_by_range),
+}
+
 
 class Normalizer:
     """x -> (x - shift) / scale, per feature.
 
     ``standardize``: shift = mean, scale = standard deviation.
     ``minmax``: shift = minimum, scale = maximum - minimum (into [0, 1]).
-    A constant feature gets scale 1, so it maps to 0 instead of dividing by zero.
+    A (near-)constant feature gets scale 1, as in scikit-learn's scalers: its
+    training values map to about 0 and a new value moves by its distance from
+    the training value, instead of being multiplied by ~1e15.
     """
 
     def __init__(self, method: str, shift: Array, scale: Array) -> None:
@@ -24,14 +64,16 @@ class Normalizer:
 
     @classmethod
     def fit(cls, method: str, x: Array) -> Normalizer:
-        if method == "standardize":
-            shift, scale = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)
-        elif method == "minmax":
-            shift = x.min(axis=0).astype(np.float64)
-            scale = x.max(axis=0).astype(np.float64) - shift
-        else:
+        """Shift and scale of each column of ``x`` (samples x features).
+
+        Raises ValueError for a method not in ``METHODS`` (the spec parser
+        refuses those first).
+        """
+        if method not in METHODS:
             raise ValueError(f"unknown normalization {method!r}")
-        scale = np.where(scale > 0, scale, 1.0)
+        moments, is_constant = METHODS[method]
+        shift, scale = moments(x)
+        scale = np.where(is_constant(x.shape[0], shift, scale), 1.0, scale)
         return cls(method, shift, scale)
 
     def apply(self, x: Array, dtype: np.dtype[Any] | type | None = None) -> Array:

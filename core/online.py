@@ -12,62 +12,33 @@ checkpoints, resume and evaluation work unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from operator import mul
 from typing import Any
 
 import numpy as np
 
 from ._types import Array
-from .activations import LEAKY_SLOPE
+from .activations import ACTIVATIONS, ScalarDerivative, ScalarForward
+from .losses import LOSSES
 from .network import Network
 from .optimizers import SGD
 
 # Beyond this many weights and biases the NumPy path is as fast.
 MAX_WEIGHTS = 128
-LOSSES = frozenset({"squared_error", "mse", "binary_crossentropy"})
-
-
-def _sigmoid(z: float) -> float:
-    try:
-        return 1.0 / (1.0 + math.exp(-z))
-    except OverflowError:  # exp(-z) beyond float range: the limit is 0
-        return 0.0
-
-
-def _gaussian(z: float) -> float:
-    return math.exp(-(z * z))
-
-
-ACTIVATIONS: dict[str, Callable[[float], float]] = {
-    "identity": float,
-    "sigmoid": _sigmoid,
-    "tanh": math.tanh,
-    "relu": lambda z: z if z > 0.0 else 0.0,
-    "leaky_relu": lambda z: z if z > 0.0 else z * LEAKY_SLOPE,
-    "gaussian": _gaussian,
-}
-
-# da/dz from (z, a), as in core.activations
-DERIVATIVES: dict[str, Callable[[float, float], float]] = {
-    "identity": lambda z, a: 1.0,
-    "sigmoid": lambda z, a: a * (1.0 - a),
-    "tanh": lambda z, a: 1.0 - a * a,
-    "relu": lambda z, a: 1.0 if a > 0.0 else 0.0,
-    "leaky_relu": lambda z, a: 1.0 if z > 0.0 else LEAKY_SLOPE,
-    "gaussian": lambda z, a: -2.0 * z * a,
-}
 
 
 def eligible(network: Network, loss: str, batch_size: int, optimizer: object) -> bool:
-    """Whether this path applies: online SGD, float64, elementwise activations."""
+    """Whether this path applies: online SGD, float64, one-float forms of the
+    activations and of the loss (see the registries)."""
     n_weights = sum(w.size + b.size for w, b in zip(network.weights, network.biases, strict=True))
+    record = LOSSES[loss]
     return (
         batch_size == 1
         and isinstance(optimizer, SGD)
         and network.dtype == np.float64
-        and loss in LOSSES
-        and all(name in ACTIVATIONS for name in network.activation_names)
+        and record.sample_value is not None
+        and (record.sample_grad is not None or network.activation_names[-1] in record.cancels)
+        and all(ACTIVATIONS[name].scalar is not None for name in network.activation_names)
         and n_weights <= MAX_WEIGHTS
     )
 
@@ -93,8 +64,16 @@ class OnlineSGD:
         self.train_bias = train_bias
         self.xs: list[list[float]] = x.tolist()
         self.ts: list[list[float]] = t.tolist()
-        self.forward = [ACTIVATIONS[name] for name in network.activation_names]
-        self.derivative = [DERIVATIVES[name] for name in network.activation_names]
+        records = [ACTIVATIONS[name] for name in network.activation_names]
+        self.forward: list[ScalarForward] = [r.scalar for r in records if r.scalar is not None]
+        self.derivative: list[ScalarDerivative] = [
+            r.scalar_derivative for r in records if r.scalar_derivative is not None
+        ]
+        record = LOSSES[loss]
+        assert record.sample_value is not None and len(self.forward) == len(records)
+        self.sample_value = record.sample_value
+        # None: the loss and the output activation cancel, and dE/dz = a - t.
+        self.sample_grad = None if records[-1].name in record.cancels else record.sample_grad
 
     def _velocities(self) -> tuple[list[Any], list[Any]]:
         velocities = self.optimizer.velocities
@@ -127,7 +106,7 @@ class OnlineSGD:
         nesterov, l2, train_bias = self.optimizer.nesterov, self.l2, self.train_bias
         forward, derivative = self.forward, self.derivative
         layers = range(len(weights) - 1, -1, -1)
-        loss_name = self.loss
+        sample_value, sample_grad = self.sample_value, self.sample_grad
         last_index = len(order) - 1
         loss_sum = 0.0
         grad_norm = 0.0
@@ -144,22 +123,15 @@ class OnlineSGD:
                     activations.append(a)
 
                 # Output delta dE/dz, and the loss seen before the update.
-                if loss_name == "binary_crossentropy":  # sigmoid output, fused: a - t
-                    z = zs[-1]
-                    for zj, tj in zip(z, target, strict=True):
-                        loss_sum += math.log1p(math.exp(-abs(zj))) + max(zj, 0.0) - zj * tj
+                loss_sum += sample_value(zs[-1], a, target)
+                if sample_grad is None:
                     delta = [aj - tj for aj, tj in zip(a, target, strict=True)]
                 else:
-                    diff = [aj - tj for aj, tj in zip(a, target, strict=True)]
-                    squares = sum(d * d for d in diff)
-                    if loss_name == "squared_error":
-                        loss_sum += 0.5 * squares
-                        grad = diff
-                    else:  # mse
-                        loss_sum += squares / len(diff)
-                        grad = [d * (2.0 / len(diff)) for d in diff]
                     fprime = derivative[-1]
-                    delta = [g * fprime(zj, aj) for g, zj, aj in zip(grad, zs[-1], a, strict=True)]
+                    delta = [
+                        g * fprime(zj, aj)
+                        for g, zj, aj in zip(sample_grad(a, target), zs[-1], a, strict=True)
+                    ]
 
                 if step == last_index:
                     grad_norm = self._grad_norm(weights, activations, zs, delta)

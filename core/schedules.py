@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .spec import ScheduleConfig
+if TYPE_CHECKING:  # spec imports this module for the names
+    from .spec import ScheduleConfig
+
+# constant: the base rate; invscaling: base / epoch**power; plateau: lowered by
+# ``factor`` after ``patience`` epochs without improvement.
+SCHEDULES = ("constant", "invscaling", "plateau")
 
 
 class Schedule:

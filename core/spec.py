@@ -14,15 +14,14 @@ from typing import Any
 import numpy as np
 
 from ._types import Array
-from .activations import ACTIVATIONS, OUTPUT_ONLY
+from .activations import ACTIVATIONS
 from .errors import SpecError
 from .losses import LOSSES
+from .normalize import METHODS as NORMALIZATIONS
+from .optimizers import OPTIMIZERS
+from .schedules import SCHEDULES
 
-OPTIMIZERS = ("sgd", "rmsprop", "adam")
-SCHEDULES = ("constant", "invscaling", "plateau")
-NORMALIZERS = ("standardize", "minmax")
 DTYPES = ("float64", "float32")
-DEFAULT_LEARNING_RATE = {"sgd": 0.01, "rmsprop": 0.001, "adam": 0.001}
 
 
 # --- small checkers -----------------------------------------------------------
@@ -207,7 +206,7 @@ def parse_network(value: Any) -> NetworkSpec:
         activation = _choice(
             layer.get("activation", "sigmoid"), tuple(ACTIVATIONS), f"{path}.activation"
         )
-        if activation in OUTPUT_ONLY and index != len(raw_layers) - 1:
+        if ACTIVATIONS[activation].distribution and index != len(raw_layers) - 1:
             raise SpecError(
                 f"{path}.activation", f"{activation} is allowed only in the output layer"
             )
@@ -300,9 +299,9 @@ def _parse_optimizer(value: Any, path: str) -> OptimizerConfig:
         value = {"name": value}
     raw = _mapping(value, path)
     _no_unknown(raw, tuple(OptimizerConfig.__dataclass_fields__), path)
-    name = _choice(raw.get("name", "sgd"), OPTIMIZERS, _join(path, "name"))
+    name = _choice(raw.get("name", "sgd"), tuple(OPTIMIZERS), _join(path, "name"))
     lr = _number(
-        raw.get("learning_rate", DEFAULT_LEARNING_RATE[name]),
+        raw.get("learning_rate", OPTIMIZERS[name].default_learning_rate),
         _join(path, "learning_rate"),
         minimum=0.0,
         exclusive_minimum=True,
@@ -381,7 +380,7 @@ def parse_training(value: Any) -> TrainingConfig:
     batch_size = None if batch in (None, "full") else _int(batch, "batch_size", minimum=1)
     normalize = raw.get("normalize")
     if normalize is not None:
-        normalize = _choice(normalize, NORMALIZERS, "normalize")
+        normalize = _choice(normalize, tuple(NORMALIZATIONS), "normalize")
     target_loss = raw.get("target_loss")
     time_limit = raw.get("time_limit")
     return TrainingConfig(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from ._types import Array
 from .data import check_dataset, split
 from .errors import SpecError
-from .losses import CLASSIFICATION_LOSSES, LOSSES, count_correct
+from .losses import LOSSES, count_correct, is_classifier
 from .model import Model
 from .network import Backprop, Network
 from .normalize import Normalizer
@@ -32,14 +33,35 @@ from .spec import NetworkSpec, TrainingConfig, parse_network, parse_training, re
 
 CHECKPOINT_FORMAT = 1
 
-# Why a run ended.
-MAX_EPOCHS = "max_epochs"
-TARGET_LOSS = "target_loss"
-ALL_CORRECT = "all_correct"
-EARLY_STOPPING = "early_stopping"
-TIME_LIMIT = "time_limit"
-STOP_REQUESTED = "stop_requested"
-NON_FINITE = "non_finite_loss"
+
+class StopReason(StrEnum):
+    """Why a job ended: the values of the ``jobs.stop_reason`` column and of the API.
+
+    A training run ends with one of the first seven. The service records the
+    others for jobs that ended outside a run's rules.
+    """
+
+    MAX_EPOCHS = "max_epochs"
+    TARGET_LOSS = "target_loss"
+    ALL_CORRECT = "all_correct"
+    EARLY_STOPPING = "early_stopping"
+    TIME_LIMIT = "time_limit"
+    STOP_REQUESTED = "stop_requested"  # should_stop() said so; the service's cancel
+    NON_FINITE_LOSS = "non_finite_loss"  # diverged: the run has no model
+
+    CANCELLED = "cancelled"  # cancelled by the user, while queued or running
+    NOT_QUEUED = "not_queued"  # the job could not be handed to the broker
+    INVALID = "invalid"  # the engine refused the job's spec or dataset
+    ERROR = "error"  # training raised
+    WORKER_LOST = "worker_lost"  # attempts ran out on lost leases
+
+
+# Inputs or targets beyond this magnitude saturate sigmoid and tanh units and scale
+# squared-error gradients up by as much: a likely cause when training diverges.
+LARGE_VALUE = 10.0
+
+# The name the worker imports.
+STOP_REQUESTED = StopReason.STOP_REQUESTED
 
 
 @dataclass(frozen=True)
@@ -59,13 +81,16 @@ class EpochStats:
 class TrainResult:
     model: Model | None  # None when training diverged
     epochs_completed: int
-    stop_reason: str
+    stop_reason: StopReason
     message: str
-    last: EpochStats | None
+    last: EpochStats | None  # the last epoch trained
+    # The epoch whose weights the model holds: the best one under early stopping,
+    # else the last. Report the model's losses from here, not from ``last``.
+    kept: EpochStats | None
 
     @property
     def succeeded(self) -> bool:
-        return self.stop_reason != NON_FINITE
+        return self.stop_reason != StopReason.NON_FINITE_LOSS
 
 
 OnEpoch = Callable[[EpochStats], None]
@@ -88,11 +113,15 @@ class Trainer:
         self.config = cfg = parse_training(training)
         self.loss = resolve_loss(self.spec, cfg)
         dtype = np.dtype(cfg.dtype)
-        x, t = check_dataset(inputs, targets, self.spec, self.loss, dtype)
-        if classes is not None:
-            expected = 2 if self.spec.output_dim == 1 else self.spec.output_dim
-            if len(classes) != expected:
-                raise SpecError("classes", f"expected {expected} class names, got {len(classes)}")
+        x, t = check_dataset(
+            inputs,
+            targets,
+            self.spec,
+            self.loss,
+            dtype,
+            classes=classes,
+            validation_split=cfg.validation_split,
+        )
         self.classes = classes
         self.n_samples, self.n_features = x.shape
 
@@ -118,15 +147,17 @@ class Trainer:
                 self.network, self.loss, self.optimizer, x, t, l2=cfg.l2, train_bias=cfg.train_bias
             )
         self.schedule = Schedule(cfg.optimizer.learning_rate, cfg.schedule)
-        self.is_classifier = classes is not None or self.loss in CLASSIFICATION_LOSSES
+        self.is_classifier = is_classifier(self.loss, classes)
 
         self.epoch = 0
         self.elapsed = 0.0
         self.last_finite_loss: float | None = None
         self.best_monitored = math.inf
+        self.best_epoch = 0
         self.epochs_without_improvement = 0
         self.best_network: Network | None = None
-        self.stop_reason: str | None = None
+        self.best_stats: EpochStats | None = None
+        self.stop_reason: StopReason | None = None
         self.stop_message = ""
         self.last: EpochStats | None = None
 
@@ -138,10 +169,14 @@ class Trainer:
         """Train until a stopping rule fires; ``on_epoch`` sees every epoch's stats."""
         while self.stop_reason is None:
             if self.epoch >= self.config.epochs:
-                self._stop(MAX_EPOCHS, f"trained the requested {self.config.epochs} epochs")
+                self._stop(
+                    StopReason.MAX_EPOCHS, f"trained the requested {self.config.epochs} epochs"
+                )
                 break
             if should_stop is not None and should_stop():
-                self._stop(STOP_REQUESTED, f"stopped on request after epoch {self.epoch}")
+                self._stop(
+                    StopReason.STOP_REQUESTED, f"stopped on request after epoch {self.epoch}"
+                )
                 break
             stats = self._epoch()
             if stats is None:
@@ -164,9 +199,9 @@ class Trainer:
                 else "no epoch had a finite loss"
             )
             self._stop(
-                NON_FINITE,
+                StopReason.NON_FINITE_LOSS,
                 f"training diverged: the loss became {loss} at epoch {epoch}; {last}. "
-                f"Lower the learning rate (it was {lr:g}) or normalize the inputs.",
+                f"{self._divergence_hint(lr)}",
             )
             return None
         self.last_finite_loss = loss
@@ -185,7 +220,29 @@ class Trainer:
             epoch, loss, val_loss, val_accuracy, lr, grad_norm, time.perf_counter() - started
         )
         self.last = stats
+        if self.best_epoch == epoch:
+            self.best_stats = stats
         return stats
+
+    def _divergence_hint(self, lr: float) -> str:
+        """What to change, from what is known of this run: its inputs as trained on,
+        its targets and its learning rate."""
+        hints = []
+        inputs = float(np.abs(self.x).max())
+        if self.normalizer is None and inputs > LARGE_VALUE:
+            hints.append(
+                f"normalize the inputs, which reach {inputs:.4g} (training.normalize: standardize)"
+            )
+        targets = float(np.abs(self.t).max())
+        if targets > LARGE_VALUE:
+            hints.append(
+                f"scale the targets down, which reach {targets:.4g} (the loss and its "
+                "gradients grow with them)"
+            )
+        hints.append(f"lower the learning rate, which was {lr:g} (training.optimizer)")
+        if len(hints) > 1:
+            hints[-1] = "or " + hints[-1]
+        return "Try: " + "; ".join(hints) + "."
 
     def _train_pass(self) -> tuple[float, float]:
         """One pass over the training set; returns the mean loss and last gradient norm."""
@@ -239,44 +296,61 @@ class Trainer:
         if cfg.early_stopping is not None:
             if monitored < self.best_monitored - cfg.early_stopping.min_delta:
                 self.best_monitored = monitored
+                self.best_epoch = self.epoch
                 self.epochs_without_improvement = 0
                 self.best_network = self.network.copy()
             else:
                 self.epochs_without_improvement += 1
         if cfg.target_loss is not None and loss <= cfg.target_loss:
             self._stop(
-                TARGET_LOSS, f"training loss {loss:.6g} reached the target {cfg.target_loss:g}"
+                StopReason.TARGET_LOSS,
+                f"training loss {loss:.6g} reached the target {cfg.target_loss:g}",
             )
         elif cfg.stop_when_all_correct and self.evaluate(self.x, self.t)[1] == len(self.x):
             self._stop(
-                ALL_CORRECT, f"every training example classified correctly at epoch {self.epoch}"
+                StopReason.ALL_CORRECT,
+                f"every training example classified correctly at epoch {self.epoch}",
             )
         elif (
             cfg.early_stopping is not None
             and self.epochs_without_improvement >= cfg.early_stopping.patience
         ):
-            watched = "validation" if self.x_val is not None else "training"
             self._stop(
-                EARLY_STOPPING,
-                f"{watched} loss did not improve for {cfg.early_stopping.patience} epochs; "
-                f"kept the weights of its best value {self.best_monitored:.6g}",
+                StopReason.EARLY_STOPPING,
+                f"{self._watched} loss did not improve for {cfg.early_stopping.patience} epochs",
             )
         elif cfg.time_limit is not None and self.elapsed >= cfg.time_limit:
-            self._stop(TIME_LIMIT, f"reached the time limit of {cfg.time_limit:g} s")
+            self._stop(StopReason.TIME_LIMIT, f"reached the time limit of {cfg.time_limit:g} s")
 
-    def _stop(self, reason: str, message: str) -> None:
+    def _stop(self, reason: StopReason, message: str) -> None:
         self.stop_reason = reason
         self.stop_message = message
 
+    @property
+    def _watched(self) -> str:
+        return "validation" if self.x_val is not None else "training"
+
     def _result(self) -> TrainResult:
+        """The run's outcome; with early stopping configured, the best epoch's weights.
+
+        The best weights are kept whatever rule ended the run: a run that runs
+        out of epochs (or time, or reaches its target) while the monitored loss
+        is rising would otherwise hand back worse weights than it had seen.
+        """
         assert self.stop_reason is not None
-        if self.stop_reason == NON_FINITE:
-            return TrainResult(None, self.epoch, self.stop_reason, self.stop_message, self.last)
-        network = self.network
-        if self.stop_reason == EARLY_STOPPING and self.best_network is not None:
-            network = self.best_network
+        if self.stop_reason == StopReason.NON_FINITE_LOSS:
+            return TrainResult(
+                None, self.epoch, self.stop_reason, self.stop_message, self.last, None
+            )
+        network, message, kept = self.network, self.stop_message, self.last
+        if self.best_network is not None:
+            network, kept = self.best_network, self.best_stats
+            message += (
+                f"; kept the weights of epoch {self.best_epoch}, the best {self._watched} "
+                f"loss {self.best_monitored:.6g}"
+            )
         model = Model(network.copy(), self.loss, self.normalizer, self.classes)
-        return TrainResult(model, self.epoch, self.stop_reason, self.stop_message, self.last)
+        return TrainResult(model, self.epoch, self.stop_reason, message, self.last, kept)
 
     # --- checkpoints ---------------------------------------------------------
 
@@ -306,6 +380,8 @@ class Trainer:
             "schedule": _finite_or_none(self.schedule.state()),
             "last_finite_loss": self.last_finite_loss,
             "best_monitored": None if math.isinf(self.best_monitored) else self.best_monitored,
+            "best_epoch": self.best_epoch,
+            "best_stats": None if self.best_stats is None else asdict(self.best_stats),
             "epochs_without_improvement": self.epochs_without_improvement,
             "stop_reason": self.stop_reason,
             "stop_message": self.stop_message,
@@ -343,8 +419,13 @@ class Trainer:
         trainer.last_finite_loss = meta["last_finite_loss"]
         best = meta["best_monitored"]
         trainer.best_monitored = math.inf if best is None else best
+        trainer.best_epoch = meta.get("best_epoch", 0)
+        if meta.get("best_stats") is not None:
+            trainer.best_stats = EpochStats(**meta["best_stats"])
         trainer.epochs_without_improvement = meta["epochs_without_improvement"]
-        trainer.stop_reason = meta["stop_reason"]
+        trainer.stop_reason = (
+            None if meta["stop_reason"] is None else StopReason(meta["stop_reason"])
+        )
         trainer.stop_message = meta["stop_message"]
         return trainer
 

@@ -9,10 +9,11 @@ from store import queries as q
 
 from ..auth import owner
 from ..decorators import CsvBody, body, query, responds
-from ..errors import conflict, not_found
+from ..errors import conflict
 from ..schemas import DatasetCreate, DatasetCsvQuery, DatasetList, DatasetOut, PageQuery
 from ..services import state
 from ..uploads import Table, from_csv, from_json, store
+from .rows import mine, one_page
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
 
@@ -41,8 +42,7 @@ def list_datasets(params: PageQuery) -> DatasetList:
     """Datasets, newest first; pass `next_after` as `after` for the next page."""
     with Session.begin() as session:
         rows = q.list_datasets(session, owner=owner(), after=params.after, limit=params.limit + 1)
-        page = [DatasetOut.model_validate(row) for row in rows[: params.limit]]
-    next_after = page[-1].id if len(rows) > params.limit else None
+        page, next_after = one_page(rows, params.limit, DatasetOut.model_validate)
     return DatasetList(datasets=page, next_after=next_after)
 
 
@@ -51,10 +51,7 @@ def list_datasets(params: PageQuery) -> DatasetList:
 def get_dataset(dataset_id: int) -> DatasetOut:
     """One dataset's description (not its data)."""
     with Session.begin() as session:
-        dataset = q.get_dataset(session, dataset_id, owner=owner())
-        if dataset is None:
-            raise not_found("dataset", dataset_id)
-        return DatasetOut.model_validate(dataset)
+        return DatasetOut.model_validate(mine(session, "dataset", dataset_id, q.get_dataset))
 
 
 @bp.delete("/<id:dataset_id>")
@@ -62,9 +59,7 @@ def get_dataset(dataset_id: int) -> DatasetOut:
 def delete_dataset(dataset_id: int) -> None:
     """Delete a dataset; refused while a queued or running job uses it."""
     with Session.begin() as session:
-        dataset = q.get_dataset(session, dataset_id, owner=owner())
-        if dataset is None:
-            raise not_found("dataset", dataset_id)
+        dataset = mine(session, "dataset", dataset_id, q.get_dataset)
         try:
             q.delete_dataset(session, dataset)
         except q.InUse as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 
 from flask import Blueprint, Response, request, stream_with_context
 
@@ -23,10 +24,11 @@ from store import queries as q
 
 from ..auth import owner
 from ..decorators import responds
-from ..errors import invalid, not_found
-from ..schemas import EpochOut
+from ..errors import invalid
+from ..schemas import epoch_out
 from ..services import state
 from .jobs import job_out
+from .rows import mine
 
 bp = Blueprint("events", __name__)
 
@@ -54,8 +56,7 @@ def job_events(job_id: int) -> Response:
     after = _last_event_id()
     who = owner()
     with Session.begin() as session:
-        if q.get_job(session, job_id, owner=who) is None:
-            raise not_found("job", job_id)
+        mine(session, "job", job_id, q.get_job)
     limit = state().settings.sse_seconds
 
     def stream() -> Iterator[str]:
@@ -70,7 +71,7 @@ def job_events(job_id: int) -> Response:
                 if job is None:  # deleted meanwhile
                     return
                 rows = q.list_epochs(session, job_id, after=after, limit=PAGE)
-                epochs = [EpochOut.model_validate(row).model_dump(mode="json") for row in rows]
+                epochs = [asdict(epoch_out(row)) for row in rows]
                 current = job_out(session, job).model_dump(mode="json")
             if epochs:
                 after = epochs[-1]["epoch"]

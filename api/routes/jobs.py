@@ -13,19 +13,20 @@ from store import queries as q
 from .. import admission
 from ..auth import owner
 from ..decorators import body, query, responds
-from ..errors import ApiError, conflict, not_found
+from ..errors import ApiError, conflict
 from ..schemas import (
     EpochList,
-    EpochOut,
     EpochQuery,
     JobCreate,
     JobList,
     JobListQuery,
     JobOut,
     JobSpec,
+    epoch_out,
 )
 from ..services import state
 from ..uploads import store
+from .rows import mine, one_page
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ def list_jobs(params: JobListQuery) -> JobList:
         rows = q.list_jobs(
             session, owner=owner(), status=params.status, after=params.after, limit=params.limit + 1
         )
-        page = [job_out(session, job) for job in rows[: params.limit]]
-    next_after = page[-1].id if len(rows) > params.limit else None
+        page, next_after = one_page(rows, params.limit, lambda job: job_out(session, job))
     return JobList(jobs=page, next_after=next_after)
 
 
@@ -106,10 +106,7 @@ def list_jobs(params: JobListQuery) -> JobList:
 def get_job(job_id: int) -> JobOut:
     """A job's status and progress."""
     with Session.begin() as session:
-        job = q.get_job(session, job_id, owner=owner())
-        if job is None:
-            raise not_found("job", job_id)
-        return job_out(session, job)
+        return job_out(session, mine(session, "job", job_id, q.get_job))
 
 
 @bp.get("/<id:job_id>/spec")
@@ -117,9 +114,7 @@ def get_job(job_id: int) -> JobOut:
 def get_spec(job_id: int) -> JobSpec:
     """The network spec and training config the job was submitted with."""
     with Session.begin() as session:
-        job = q.get_job(session, job_id, owner=owner())
-        if job is None:
-            raise not_found("job", job_id)
+        job = mine(session, "job", job_id, q.get_job)
         return JobSpec(network=job.network, training=job.training)
 
 
@@ -129,11 +124,9 @@ def get_spec(job_id: int) -> JobSpec:
 def list_epochs(job_id: int, params: EpochQuery) -> EpochList:
     """The job's epochs in order, after epoch `after`."""
     with Session.begin() as session:
-        if q.get_job(session, job_id, owner=owner()) is None:
-            raise not_found("job", job_id)
+        mine(session, "job", job_id, q.get_job)
         rows = q.list_epochs(session, job_id, after=params.after, limit=params.limit + 1)
-        page = [EpochOut.model_validate(row) for row in rows[: params.limit]]
-    next_after = page[-1].epoch if len(rows) > params.limit else None
+        page, next_after = one_page(rows, params.limit, epoch_out, "epoch")
     return EpochList(epochs=page, next_after=next_after)
 
 
@@ -142,9 +135,7 @@ def list_epochs(job_id: int, params: EpochQuery) -> EpochList:
 def cancel_job(job_id: int) -> JobOut:
     """Cancel a job: a queued one at once, a running one at its next epoch boundary."""
     with Session.begin() as session:
-        job = q.get_job(session, job_id, for_update=True, owner=owner())
-        if job is None:
-            raise not_found("job", job_id)
+        job = mine(session, "job", job_id, q.get_job, for_update=True)
         if job.status.finished:
             raise conflict(f"job {job_id} has already finished ({job.status.value})")
         q.request_cancel(session, job)

@@ -24,11 +24,14 @@ from ..schemas import DOC_MODELS, MAX_ID, ErrorOut
 bp = Blueprint("openapi", __name__)
 
 REF = "#/components/schemas/{model}"
+MEDIA_EXTENSION = "x-body-media-type"
 PATH_ARGUMENT = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 ARGUMENT_SCHEMAS: dict[str, dict[str, Any]] = {
     "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     "int": {"type": "integer"},
 }
+# The first of each kind a new service makes, which is what its examples refer to.
+ARGUMENT_EXAMPLES: dict[str, Any] = {"id": 1}
 
 
 class OpenApiDocument(RootModel[dict[str, Any]]):
@@ -81,28 +84,45 @@ def _path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
     parameters = []
     for converter, name in PATH_ARGUMENT.findall(rule.rule):
         schema = ARGUMENT_SCHEMAS.get(converter, {"type": "string"})
-        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+        parameter = {"name": name, "in": "path", "required": True, "schema": schema}
+        if converter in ARGUMENT_EXAMPLES:
+            parameter["example"] = ARGUMENT_EXAMPLES[converter]
+        parameters.append(parameter)
     return PATH_ARGUMENT.sub(r"{\2}", rule.rule), parameters
 
 
-def _query_parameters(schema: dict[str, Any], note: str | None = None) -> list[dict[str, Any]]:
+def _query_parameters(schema: dict[str, Any], media: str | None = None) -> list[dict[str, Any]]:
+    """Parameters from a query model; with ``media``, they go only with a body of that type."""
     required = set(schema.get("required", ()))
     parameters = []
     for name, prop in schema.get("properties", {}).items():
         prop = dict(prop)
         description = prop.pop("description", None)
-        if note:
+        examples = prop.pop("examples", None)
+        if media:
+            note = f"Required with a {media} body." if name in required else f"With a {media} body."
             description = f"{description} {note}" if description else note
         parameter: dict[str, Any] = {
             "name": name,
             "in": "query",
-            "required": name in required and note is None,
+            "required": name in required and media is None,
             "schema": prop,
         }
         if description:
             parameter["description"] = description
+        if examples:
+            parameter["example"] = examples[0]
+        if media:
+            # Read by /docs and its test to send the parameter only with that body.
+            parameter[MEDIA_EXTENSION] = media
         parameters.append(parameter)
     return parameters
+
+
+def _example_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """The media type's ``example``: the first of the model's own examples, if any."""
+    examples = schema.get("examples")
+    return {"example": examples[0]} if examples else {}
 
 
 def _error_response(status: int, schema: dict[str, Any]) -> dict[str, Any]:
@@ -117,8 +137,8 @@ def build_document(app: Flask) -> dict[str, Any]:
     def ref(model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
         return dict(refs[(model, mode)])
 
-    def definition(model: type[BaseModel]) -> dict[str, Any]:
-        return definitions[ref(model, "validation")["$ref"].rsplit("/", 1)[1]]
+    def definition(model: type[BaseModel], mode: JsonSchemaMode = "validation") -> dict[str, Any]:
+        return definitions[ref(model, mode)["$ref"].rsplit("/", 1)[1]]
 
     paths: dict[str, dict[str, Any]] = {}
     for rule, method, contract, doc in routes:
@@ -126,9 +146,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         if contract.query is not None:
             parameters += _query_parameters(definition(contract.query))
         if contract.csv_query is not None:
-            parameters += _query_parameters(
-                definition(contract.csv_query), "Required with a text/csv body."
-            )
+            parameters += _query_parameters(definition(contract.csv_query), CSV)
         operation: dict[str, Any] = {
             "operationId": rule.endpoint.replace(".", "_"),
             "summary": doc.strip().splitlines()[0] if doc.strip() else rule.endpoint,
@@ -137,9 +155,17 @@ def build_document(app: Flask) -> dict[str, Any]:
         if parameters:
             operation["parameters"] = parameters
         if contract.body is not None:
-            content = {JSON: {"schema": ref(contract.body, "validation")}}
+            content = {
+                JSON: {
+                    "schema": ref(contract.body, "validation"),
+                    **_example_of(definition(contract.body)),
+                }
+            }
             if contract.csv_query is not None:
+                csv_example = getattr(contract.csv_query, "body_example", None)
                 content[CSV] = {"schema": {"type": "string"}}
+                if csv_example is not None:
+                    content[CSV]["example"] = csv_example
             if contract.npy:
                 content[NPY] = {"schema": {"type": "string", "format": "binary"}}
             operation["requestBody"] = {"required": True, "content": content}
@@ -147,7 +173,8 @@ def build_document(app: Flask) -> dict[str, Any]:
         success: dict[str, Any] = {"description": HTTPStatus(contract.status).phrase}
         if contract.response is not None:
             schema = ref(contract.response, "serialization")
-            success["content"] = {JSON: {"schema": schema}}
+            example = _example_of(definition(contract.response, "serialization"))
+            success["content"] = {JSON: {"schema": schema, **example}}
         elif contract.media is not None:
             success["content"] = {contract.media: {"schema": {"type": "string"}}}
         if contract.headers:

@@ -9,9 +9,8 @@ from flask import Blueprint, Response
 from store import Session
 from store import queries as q
 
-from ..auth import owner
 from ..decorators import responds
-from ..errors import not_found
+from .rows import mine
 
 bp = Blueprint("plots", __name__)
 
@@ -27,9 +26,7 @@ def loss_png(job_id: int) -> Response:
     from matplotlib.figure import Figure
 
     with Session.begin() as session:
-        job = q.get_job(session, job_id, owner=owner())
-        if job is None:
-            raise not_found("job", job_id)
+        job = mine(session, "job", job_id, q.get_job)
         epochs: list[int] = []
         losses: list[float] = []
         val: list[tuple[int, float]] = []

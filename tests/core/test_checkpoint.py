@@ -121,6 +121,9 @@ def test_resume_is_bit_identical(name: str, k: int) -> None:
     assert [stats_key(s) for s in before] == [stats_key(s) for s in seen[:k]]
     assert [stats_key(s) for s in after] == [stats_key(s) for s in seen[k:]]
     assert_same_model(full, result)
+    # The epoch the model was kept from survives the checkpoint too.
+    assert full.kept is not None and result.kept is not None
+    assert stats_key(result.kept) == stats_key(full.kept)
 
 
 def test_configs_exercise_what_they_claim() -> None:

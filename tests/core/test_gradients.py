@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import core
+from core.activations import ACTIVATIONS
+from core.losses import LOSSES
 from core.network import Backprop, Network, initial_weights
 
 
@@ -46,17 +48,14 @@ def test_vectorized_equations_of_seed_003(seed: int, m: int) -> None:
     assert loss_sum == pytest.approx(expected_loss, rel=1e-12)
 
 
-HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "gaussian"]
+# Every activation a hidden layer may have, and every output activation with every
+# loss that accepts it: the registries say which.
+HIDDEN = [name for name, act in ACTIVATIONS.items() if not act.distribution]
 OUTPUT_LOSS = [
-    ("identity", "squared_error"),
-    ("identity", "mse"),
-    ("sigmoid", "squared_error"),
-    ("sigmoid", "mse"),
-    ("tanh", "squared_error"),
-    ("tanh", "mse"),
-    ("sigmoid", "binary_crossentropy"),
-    ("softmax", "categorical_crossentropy"),
-    ("softmax", "squared_error"),
+    (output, loss)
+    for output in ACTIVATIONS
+    for loss, record in LOSSES.items()
+    if record.requires is None or output in record.requires
 ]
 
 
@@ -68,17 +67,26 @@ def small_network(hidden: str, output: str, seed: int) -> Network:
 
 
 def targets_for(output: str, rng: np.random.Generator, m: int) -> np.ndarray:
-    if output == "softmax":
+    if ACTIVATIONS[output].distribution:
         return np.eye(2)[rng.integers(0, 2, size=m)]
     if output == "sigmoid":
         return rng.random(size=(m, 2))
     return rng.normal(size=(m, 2))
 
 
+KINKED = {"relu", "leaky_relu"}  # not differentiable at z = 0
+
+
 def kink_free(network: Network, x: np.ndarray) -> bool:
-    """True when no hidden pre-activation is near a rectifier's kink."""
-    z = x @ network.weights[0].T + network.biases[0]
-    return bool(np.abs(z).min() > 1e-3)
+    """True when no pre-activation of a rectifier layer is near its kink."""
+    a = x
+    for w, b, name in zip(network.weights, network.biases, network.activation_names, strict=True):
+        z = a @ w.T + b
+        if name in KINKED and np.abs(z).min() <= 1e-3:
+            return False
+        a = z.copy()
+        ACTIVATIONS[name].forward(z, a)
+    return True
 
 
 @pytest.mark.parametrize("hidden", HIDDEN)
@@ -91,11 +99,14 @@ def test_gradient_check(hidden: str, output: str, loss: str) -> None:
         x = rng.normal(size=(5, 3))
         t = targets_for(output, rng, 5)
         # Finite differences straddling a relu kink are not a gradient; skip such draws.
-        if hidden in ("relu", "leaky_relu") and not kink_free(network, x):
+        if not kink_free(network, x):
             continue
-        # eps 1e-5 rather than the default 1e-6: near-saturated sigmoid units give
-        # gradients of ~1e-7 whose central differences at 1e-6 are mostly roundoff.
-        assert core.gradient_check(network, loss, x, t, eps=1e-5) < 1e-6
+        # Central differences carry roundoff ~1e-16 / eps and truncation ~eps^2: near-
+        # saturated sigmoids and leaky_relu's 0.01 slope give gradients small enough that
+        # no one step suits every network, so the check passes at either 1e-5 or 1e-4.
+        # A wrong derivative is off by far more at both (see the test below).
+        error = min(core.gradient_check(network, loss, x, t, eps=eps) for eps in (1e-5, 1e-4))
+        assert error < 1e-6
         checked += 1
         if checked == 2:
             break
@@ -103,12 +114,12 @@ def test_gradient_check(hidden: str, output: str, loss: str) -> None:
 
 
 def test_gradient_check_notices_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import activations
+    from dataclasses import replace
 
     def wrong(z: np.ndarray, a: np.ndarray, delta: np.ndarray) -> None:
         delta *= a  # missing the (1 - a) factor
 
-    monkeypatch.setitem(activations.DERIVATIVES, "sigmoid", wrong)
+    monkeypatch.setitem(ACTIVATIONS, "sigmoid", replace(ACTIVATIONS["sigmoid"], derivative=wrong))
     network = small_network("sigmoid", "identity", 0)
     rng = np.random.default_rng(5)
     x, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
@@ -132,3 +143,21 @@ def test_gradient_check_on_networks_built_from_a_spec() -> None:
     assert network.weights[0].flags.f_contiguous
     x, t = np.array(worked.INPUTS), np.array(worked.TARGETS)
     assert core.gradient_check(network, "squared_error", x, t, eps=1e-5) < 1e-6
+
+
+ELEMENTWISE = [name for name, act in ACTIVATIONS.items() if act.scalar is not None]
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_one_float_forms_agree_with_the_batch_forms(name: str) -> None:
+    # The online path runs on the one-float forms; backprop on the batch forms.
+    act = ACTIVATIONS[name]
+    assert act.scalar is not None and act.scalar_derivative is not None
+    z = np.array([[-40.0, -2.5, -0.3, 0.2, 1.7, 35.0]])
+    a = np.empty_like(z)
+    act.forward(z, a)
+    delta = np.ones_like(z)
+    act.derivative(z, a, delta)
+    for zi, ai, di in zip(z[0], a[0], delta[0], strict=True):
+        assert act.scalar(float(zi)) == pytest.approx(ai, rel=1e-15, abs=1e-300)
+        assert act.scalar_derivative(float(zi), float(ai)) == pytest.approx(di, rel=1e-15)

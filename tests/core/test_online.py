@@ -9,13 +9,17 @@ import pytest
 
 import core
 from core import online
+from core.activations import ACTIVATIONS
+from core.losses import LOSSES
 
-HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "gaussian"]
+# The activations and losses that have one-float forms, each output with each loss
+# that accepts it.
+HIDDEN = [name for name, act in ACTIVATIONS.items() if act.scalar is not None]
 OUTPUTS = [
-    ("sigmoid", "squared_error"),
-    ("identity", "mse"),
-    ("tanh", "squared_error"),
-    ("sigmoid", "binary_crossentropy"),
+    (output, loss)
+    for output in HIDDEN
+    for loss, record in LOSSES.items()
+    if record.sample_value is not None and (record.requires is None or output in record.requires)
 ]
 OPTIMIZERS = [
     {"name": "sgd", "learning_rate": 0.1},
@@ -141,6 +145,7 @@ def test_only_small_online_sgd_float64_nets_take_it() -> None:
     ):
         assert core.Trainer(small, training, x, t).online is None, training
     softmax = {"input_dim": 3, "layers": [{"units": 2, "activation": "softmax"}]}
-    assert core.Trainer(softmax, {"epochs": 1, "batch_size": 1}, x, t).online is None
+    one_hot = np.eye(2)[t[:, 0].astype(int)]
+    assert core.Trainer(softmax, {"epochs": 1, "batch_size": 1}, x, one_hot).online is None
     wide = {"input_dim": 3, "layers": [{"units": 64, "activation": "tanh"}, {"units": 2}]}
     assert core.Trainer(wide, {"epochs": 1, "batch_size": 1}, x, t).online is None

@@ -201,7 +201,7 @@ DATA_CASES: list[tuple[str, Any, Any, Any, Any, str, str]] = [
         X,
         T[:, :1],
         "network.layers[1].units",
-        "1 columns",
+        "1 target columns",
     ),
     (
         "targets-outside-unit-interval",
@@ -234,7 +234,7 @@ DATA_CASES: list[tuple[str, Any, Any, Any, Any, str, str]] = [
         {"epochs": 1, "validation_split": 0.1},
         X,
         T,
-        "validation_split",
+        "training.validation_split",
         "no validation",
     ),
 ]

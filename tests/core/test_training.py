@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_max_epochs() -> None:
     assert result.stop_reason == "max_epochs"
     assert result.epochs_completed == 7
     assert result.succeeded and result.model is not None
-    assert result.last == seen[-1]
+    assert result.last == seen[-1] == result.kept
 
 
 def test_target_loss() -> None:
@@ -106,7 +107,76 @@ def test_early_stopping_keeps_the_best_weights() -> None:
     outputs = result.model.predict(trainer.x_val)
     model_val_loss = LOSSES["squared_error"].value(outputs, outputs, trainer.t_val)
     assert model_val_loss / len(trainer.x_val) == pytest.approx(best, rel=1e-12)
-    assert "best value" in result.message
+    assert f"kept the weights of epoch {best_epoch}, the best validation loss" in result.message
+
+
+# Breast cancer, 32 relu units: the validation loss is lowest at epoch 8 (0.0433) and
+# climbs to 0.108 by epoch 60 as the network overfits; patience never runs out.
+CANCER_NETWORK = {
+    "input_dim": 30,
+    "layers": [{"units": 32, "activation": "relu"}, {"units": 2, "activation": "softmax"}],
+}
+CANCER_TRAINING = {
+    "epochs": 60,
+    "optimizer": {"name": "adam", "learning_rate": 0.01},
+    "validation_split": 0.3,
+    "normalize": "standardize",
+    "early_stopping": {"patience": 1000},
+}
+
+
+class FakeClock:
+    """perf_counter advancing one second per call: an epoch takes one second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+ENDINGS: dict[str, dict[str, Any]] = {
+    "max_epochs": {},
+    "target_loss": {"target_loss": 0.0025},  # first reached at epoch 32
+    "all_correct": {"stop_when_all_correct": True},  # at epoch 17
+    "time_limit": {"time_limit": 40.0},  # 40 epochs of the fake clock
+    "stop_requested": {},
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_early_stopping_keeps_the_best_weights_whatever_ends_the_run(
+    ending: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.metrics import log_loss
+
+    from core.data import split
+
+    x, y = load_breast_cancer(return_X_y=True)
+    t = np.eye(2)[y]
+    monkeypatch.setattr(core.trainer, "time", FakeClock())
+    trainer = core.Trainer(CANCER_NETWORK, CANCER_TRAINING | ENDINGS[ending], x, t)
+    seen: list[core.EpochStats] = []
+    stop_at_45 = (lambda: trainer.epoch >= 45) if ending == "stop_requested" else None
+    result = trainer.run(on_epoch=seen.append, should_stop=stop_at_45)
+
+    assert result.stop_reason == ending
+    val_losses = [s.val_loss for s in seen if s.val_loss is not None]
+    best = min(val_losses)
+    best_epoch = val_losses.index(best) + 1
+    assert best_epoch < result.epochs_completed
+    assert seen[-1].val_loss is not None and seen[-1].val_loss > 1.2 * best
+
+    # scikit-learn's log loss of the returned model on the validation rows (raw inputs:
+    # the model normalizes them itself) is the best epoch's, not the last one's.
+    _, _, x_val, t_val = split(x, t, CANCER_TRAINING["validation_split"], seed=0)
+    assert result.model is not None and x_val is not None and t_val is not None
+    kept = log_loss(t_val.argmax(axis=1), result.model.predict(x_val))
+    assert kept == pytest.approx(best, rel=1e-9)
+    assert f"kept the weights of epoch {best_epoch}" in result.message
+    assert result.kept == seen[best_epoch - 1] and result.last == seen[-1]
 
 
 def test_time_limit_stops_after_one_epoch() -> None:
@@ -145,6 +215,62 @@ def test_divergence_reports_the_epoch_and_the_last_finite_loss() -> None:
     assert f"{seen[-1].loss:.6g}" in result.message
     assert "learning rate" in result.message
     assert all(math.isfinite(s.loss) for s in seen)
+
+
+LINEAR_3 = {"input_dim": 3, "layers": [{"units": 1, "activation": "identity"}]}
+# Issue case c14: house prices around 5e5 from area (up to 241) and rooms.
+C14 = np.loadtxt(
+    Path(__file__).parent / "cases" / "c14_large_targets.csv", delimiter=",", skiprows=1
+)
+RELU_2 = {
+    "input_dim": 2,
+    "layers": [{"units": 8, "activation": "relu"}, {"units": 1, "activation": "identity"}],
+}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(
+    ("network", "training", "data", "hint"),
+    [
+        (
+            LINEAR_3,
+            {"epochs": 100},
+            "inputs x 100",
+            "Try: normalize the inputs, which reach 99.45 (training.normalize: standardize); "
+            "or lower the learning rate, which was 0.01 (training.optimizer).",
+        ),
+        (
+            REGRESSOR,
+            {"epochs": 100, "normalize": "standardize", "optimizer": {"learning_rate": 1e6}},
+            "inputs x 100",
+            "Try: lower the learning rate, which was 1e+06 (training.optimizer).",
+        ),
+        (
+            REGRESSOR,
+            {"epochs": 100, "optimizer": {"learning_rate": 1e6}},
+            "inputs",  # within [-1, 1] already: normalizing would not help
+            "Try: lower the learning rate, which was 1e+06 (training.optimizer).",
+        ),
+        (
+            RELU_2,
+            {"epochs": 100, "normalize": "standardize"},
+            "c14",
+            "Try: scale the targets down, which reach 7.636e+05 (the loss and its gradients "
+            "grow with them); or lower the learning rate, which was 0.01 (training.optimizer).",
+        ),
+    ],
+)
+def test_divergence_hint_follows_the_facts(
+    network: dict[str, Any], training: dict[str, Any], data: str, hint: str
+) -> None:
+    if data == "c14":
+        x, t = C14[:, :2], C14[:, 2:]
+    else:
+        x, t = regression()
+        x = x * 100 if data == "inputs x 100" else x
+    result = core.train(network, training | {"batch_size": "full"}, x, t)
+    assert result.stop_reason == "non_finite_loss"
+    assert result.message.endswith(". " + hint)
 
 
 # --- per-epoch callback ------------------------------------------------------------

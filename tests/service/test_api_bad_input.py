@@ -208,6 +208,29 @@ CASES = {
     "predict-flat-row": Case(
         "POST", "/models/{model}/predict", 422, "inputs[0]", json={"inputs": [1, 2]}
     ),
+    "predict-instance-true": Case(
+        "POST", "/models/{model}/predict", 422, "instances[0].x", json={"instances": [{"x": True}]}
+    ),
+    "predict-instance-null": Case(
+        "POST", "/models/{model}/predict", 422, "instances[0].x", json={"instances": [{"x": None}]}
+    ),
+    # --- predict with a CSV body (the model takes 2 unnamed inputs)
+    "predict-csv-empty": csv("/models/{model}/predict", "\n\n", 422, "body"),
+    "predict-csv-header-mixes-numbers-and-names": csv(
+        "/models/{model}/predict", "1,b\n0,1\n", 422, "header"
+    ),
+    "predict-csv-header-without-rows": csv("/models/{model}/predict", "a,b\n", 422, "body"),
+    "predict-csv-header-too-wide": csv("/models/{model}/predict", "a,b,c\n1,2,3\n", 422, "body"),
+    "predict-csv-ragged-row": csv("/models/{model}/predict", "1,1\n0\n", 422, "body"),
+    "predict-csv-text-cell": csv("/models/{model}/predict", "1,1\n0,one\n", 422, "body"),
+    "predict-csv-infinite-cell": csv("/models/{model}/predict", "1,1\n0,inf\n", 422, "body"),
+    "predict-csv-header-absent-but-names": csv(
+        "/models/{model}/predict?header=absent", "a,b\n1,1\n", 422, "body"
+    ),
+    "predict-csv-unknown-header-rule": csv(
+        "/models/{model}/predict?header=maybe", "1,1\n", 422, "header"
+    ),
+    "predict-csv-unknown-parameter": csv("/models/{model}/predict?sep=;", "1,1\n", 422, "sep"),
 }
 
 

@@ -111,6 +111,51 @@ def test_csv_with_a_byte_order_mark_and_crlf_line_ends(client: FlaskClient) -> N
     assert response.json["classes"] == ["no", "yes"]
 
 
+def test_a_headerless_csv_upload_is_told_it_needs_a_header(client: FlaskClient) -> None:
+    response = client.post(
+        "/datasets?name=h&target=y", data="1,2,0\n0,1,1\n", content_type="text/csv"
+    )
+    assert response.status_code == 422
+    assert response.json["error"] == {
+        "code": "validation_error",
+        "message": "no column 'y'; the columns are ['1', '2', '0'] "
+        "(line 1 holds numbers: the CSV needs a header row first)",
+        "field": "target",
+    }
+
+
+def test_blank_lines_before_the_header_are_skipped(client: FlaskClient) -> None:
+    response = client.post(
+        "/datasets?name=b&target=y", data="\nx,y\n1,2\n\noops,3\n", content_type="text/csv"
+    )
+    assert response.status_code == 422
+    # The line number counts the blank lines too.
+    assert response.json["error"]["message"] == "line 5: expected a number, got 'oops'"
+    assert response.json["error"]["field"] == "x"
+
+
+def test_a_name_given_twice_is_refused(client: FlaskClient) -> None:
+    # Predictions take columns by name: two features of one name would get one value.
+    twice = client.post("/datasets", json={**XOR, "name": "n", "feature_names": ["a", "a"]})
+    assert twice.status_code == 422
+    assert twice.json["error"] == {
+        "code": "validation_error",
+        "message": "'a' is named twice",
+        "field": "feature_names",
+    }
+    both = {"inputs": [[0], [1]], "targets": [[0, 1], [1, 0]], "target_names": ["t", "t"]}
+    inline = client.post(
+        "/jobs",
+        json={
+            "dataset": both,
+            "network": {"input_dim": 1, "layers": [{"units": 2}]},
+            "training": {"epochs": 1},
+        },
+    )
+    assert inline.status_code == 422
+    assert inline.json["error"]["field"] == "dataset.target_names"
+
+
 def test_get_and_404(client: FlaskClient) -> None:
     created = post_dataset(client)
     response = client.get(f"/datasets/{created['id']}")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 import core
 from store.settings import Settings
@@ -22,11 +23,20 @@ from .api_helpers import (
     stored_model,
     train_in_process,
 )
+from .processes import ROOT
 
 IRIS_NET = {
     "input_dim": 4,
     "layers": [{"units": 6, "activation": "tanh"}, {"units": 3, "activation": "softmax"}],
 }
+IRIS_TRAINING = {
+    "epochs": 300,
+    "optimizer": {"name": "adam", "learning_rate": 0.05},
+    "normalize": "standardize",
+    "batch_size": "full",
+}
+# Small files from issue reports (the cases list), copied so CI needs nothing beside the clone.
+CASES = ROOT / "tests" / "data" / "cases"
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +45,20 @@ def client(service_settings: Settings) -> Iterator[FlaskClient]:
         yield client
 
 
+def _iris_classifier(client: FlaskClient, name: str, text: str) -> dict[str, int]:
+    """A softmax classifier trained on standardized inputs of an iris CSV (target `species`)."""
+    response = client.post(
+        f"/datasets?name={name}&target=species", data=text, content_type="text/csv"
+    )
+    assert response.status_code == 201, response.json
+    dataset = response.json["id"]
+    job = post_job(client, dataset_id=dataset, network=IRIS_NET, training=IRIS_TRAINING)
+    return {"model": train_in_process(job["id"]), "job": job["id"], "dataset": dataset}
+
+
 @pytest.fixture(scope="module")
 def iris_model(client: FlaskClient) -> dict[str, int]:
-    """A softmax classifier trained on standardized inputs."""
-    response = client.post(
-        "/datasets?name=iris&target=species", data=IRIS_LIKE, content_type="text/csv"
-    )
-    dataset = response.json
-    job = post_job(
-        client,
-        dataset_id=dataset["id"],
-        network=IRIS_NET,
-        training={
-            "epochs": 300,
-            "optimizer": {"name": "adam", "learning_rate": 0.05},
-            "normalize": "standardize",
-            "batch_size": "full",
-        },
-    )
-    return {"model": train_in_process(job["id"]), "job": job["id"], "dataset": dataset["id"]}
+    return _iris_classifier(client, "iris", IRIS_LIKE)
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +279,139 @@ def test_predict_needs_exactly_one_of_inputs_and_instances(
     neither = client.post(url, json={})
     for response in (both, neither):
         assert response.status_code == 422 and response.json["error"]["field"] == "inputs"
+
+
+# --- CSV bodies: the first row is a header only when it names columns ------------
+
+
+@pytest.fixture(scope="module")
+def iris12_model(client: FlaskClient) -> int:
+    """The classifier trained on the cases' iris12.csv."""
+    return _iris_classifier(client, "iris12", (CASES / "iris12.csv").read_text())["model"]
+
+
+def _predict_csv(client: FlaskClient, model_id: int, text: str, query: str = "") -> TestResponse:
+    return client.post(f"/models/{model_id}/predict{query}", data=text, content_type="text/csv")
+
+
+def test_a_headerless_csv_keeps_its_first_row(client: FlaskClient, regressor_id: int) -> None:
+    # c03: a model trained from JSON has no feature names; all three rows are data.
+    text = (CASES / "c03_headerless.csv").read_text()
+    assert text == "1,1\n0,1\n2,2\n"
+    answer = _predict_csv(client, regressor_id, text)
+    assert answer.status_code == 200, answer.json
+    expected = client.post(
+        f"/models/{regressor_id}/predict", json={"inputs": [[1, 1], [0, 1], [2, 2]]}
+    ).json
+    assert len(answer.json["outputs"]) == 3
+    assert answer.json == expected
+
+
+def test_a_header_of_names_on_a_model_without_names(client: FlaskClient, regressor_id: int) -> None:
+    # Names the model cannot check: a header row, the columns taken in input order.
+    answer = _predict_csv(client, regressor_id, "a,b\n1,1\n0,1\n")
+    expected = client.post(f"/models/{regressor_id}/predict", json={"inputs": [[1, 1], [0, 1]]})
+    assert answer.status_code == 200, answer.json
+    assert answer.json == expected.json
+
+
+def test_the_header_query_flag_overrides_the_guess(client: FlaskClient, regressor_id: int) -> None:
+    url = f"/models/{regressor_id}/predict"
+    # Columns named by numbers: with header=present the first row is their names.
+    present = _predict_csv(client, regressor_id, "1,2\n0,1\n2,2\n", "?header=present")
+    assert present.status_code == 200, present.json
+    assert present.json == client.post(url, json={"inputs": [[0, 1], [2, 2]]}).json
+    absent = _predict_csv(client, regressor_id, "1,2\n0,1\n", "?header=absent")
+    assert absent.json == client.post(url, json={"inputs": [[1, 2], [0, 1]]}).json
+    names = _predict_csv(client, regressor_id, "a,b\n0,1\n", "?header=absent")
+    assert names.status_code == 422
+    assert names.json["error"]["message"] == "line 1, column 1: expected a number, got 'a'"
+
+
+def test_a_first_row_that_mixes_numbers_and_names_is_refused(
+    client: FlaskClient, regressor_id: int
+) -> None:
+    answer = _predict_csv(client, regressor_id, "1,b\n0,1\n")
+    assert answer.status_code == 422
+    assert answer.json["error"]["field"] == "header"
+    assert "line 1" in answer.json["error"]["message"]
+    assert "header=present" in answer.json["error"]["message"]
+
+
+def test_a_headerless_csv_on_a_model_with_names(client: FlaskClient, iris12_model: int) -> None:
+    # Rows of numbers only: data in the model's input order, none dropped.
+    text = "6.4,3.2,4.5,1.5\n5.1,3.5,1.4,0.2\n"
+    answer = _predict_csv(client, iris12_model, text)
+    assert answer.status_code == 200, answer.json
+    rows = [[6.4, 3.2, 4.5, 1.5], [5.1, 3.5, 1.4, 0.2]]
+    expected = client.post(f"/models/{iris12_model}/predict", json={"inputs": rows})
+    assert answer.json == expected.json
+    assert answer.json["labels"] == ["versicolor", "setosa"]
+    narrow = _predict_csv(client, iris12_model, "6.4,3.2,4.5\n")
+    assert narrow.status_code == 422
+    assert narrow.json["error"] == {
+        "code": "validation_error",
+        "message": "line 1: expected 4 values, got 3",
+        "field": "body",
+    }
+
+
+def test_the_training_csv_with_its_target_column_predicts(
+    client: FlaskClient, iris12_model: int
+) -> None:
+    # c16: the target column of the training data is ignored, wherever it stands.
+    answer = _predict_csv(client, iris12_model, (CASES / "c16_with_target.csv").read_text())
+    assert answer.status_code == 200, answer.json
+    row = [6.4, 3.2, 4.5, 1.5]
+    expected = client.post(f"/models/{iris12_model}/predict", json={"inputs": [row]})
+    assert answer.json == expected.json
+    assert answer.json["labels"] == ["versicolor"]
+    first = _predict_csv(
+        client,
+        iris12_model,
+        "species,sepal_length,sepal_width,petal_length,petal_width\nsetosa,6.4,3.2,4.5,1.5\n",
+    )
+    assert first.json == expected.json
+
+
+def test_another_extra_column_is_refused_by_name(client: FlaskClient, iris12_model: int) -> None:
+    answer = _predict_csv(client, iris12_model, (CASES / "c16_extra_column.csv").read_text())
+    assert answer.status_code == 400
+    assert answer.json["error"]["code"] == "feature_mismatch"
+    assert answer.json["error"]["field"] == "id"
+
+
+def test_a_bad_cell_is_named_by_line_and_column(client: FlaskClient, iris12_model: int) -> None:
+    text = "petal_width,petal_length,sepal_width,sepal_length\n0.2,1.4,3.5,5.1\n1.5,x,3.2,6.4\n"
+    answer = _predict_csv(client, iris12_model, text)
+    assert answer.status_code == 422
+    assert answer.json["error"] == {
+        "code": "validation_error",
+        "message": "line 3, column 2: expected a number, got 'x'",
+        "field": "petal_length",
+    }
+    twice = _predict_csv(
+        client,
+        iris12_model,
+        "sepal_length,sepal_length,sepal_width,petal_length,petal_width\n1,1,2,3,4\n",
+    )
+    assert twice.status_code == 422 and twice.json["error"]["field"] == "sepal_length"
+
+
+def test_an_instance_may_carry_its_target(client: FlaskClient, iris12_model: int) -> None:
+    # As in CSV: a record of the training data, label included, predicts.
+    url = f"/models/{iris12_model}/predict"
+    flower = {"sepal_length": 6.4, "sepal_width": 3.2, "petal_length": 4.5, "petal_width": 1.5}
+    answer = client.post(url, json={"instances": [{**flower, "species": "setosa"}]})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["labels"] == ["versicolor"]
+    assert answer.json == client.post(url, json={"instances": [flower]}).json
+    other = client.post(url, json={"instances": [{**flower, "id": 7}]})
+    assert other.status_code == 400 and other.json["error"]["field"] == "instances[0].id"
+    word = client.post(url, json={"instances": [{**flower, "sepal_length": "long"}]})
+    assert word.status_code == 422
+    assert word.json["error"] == {
+        "code": "validation_error",
+        "message": "expected a number, got 'long'",
+        "field": "instances[0].sepal_length",
+    }

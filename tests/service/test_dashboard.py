@@ -1,18 +1,21 @@
 """The dashboard in a real browser (headless Chromium driven by Playwright): a job's
-loss curve gains points while a real worker trains it, and the final status shows.
+loss curve gains points while a real worker trains it, and the final status shows;
+a wrong key is explained; the job page shows the model and can cancel.
 With BACKPROP_UPDATE_SCREENSHOT=1 it also refreshes the README's docs/dashboard.png;
 otherwise the screenshot goes to the test's temporary folder, leaving the checkout clean."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.service.http import call
+from tests.service.http import call, finished_job
 from tests.service.processes import ROOT, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,8 +53,6 @@ def test_the_loss_curve_grows_while_the_job_trains(
         method="POST",
         headers={"Content-Type": "text/csv", "Authorization": f"Bearer {key}"},
     )
-    import json
-
     with urllib.request.urlopen(upload) as response:
         dataset = json.loads(response.read())
     status, job = call(
@@ -85,10 +86,20 @@ def test_the_loss_curve_grows_while_the_job_trains(
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{base}/")
+        # A wrong key first: the key form comes back saying what the API said.
+        page.fill("input[name=key]", "bp_wrong")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#key-error")
+        assert page.locator("#key-error").text_content() == (
+            "The API refused this key (401 unauthorized): the API key is unknown or revoked. "
+            "Paste a valid key."
+        )
         page.fill("input[name=key]", key)
         page.click("button[type=submit]")
         page.wait_for_selector(f"tr[data-job='{job['id']}']")
+        assert page.locator("#key-error").count() == 0
         page.goto(f"{base}/#/jobs/{job['id']}")
+        page.wait_for_selector("#cancel", state="visible")
         chart = page.locator("#chart")
 
         def points() -> int:
@@ -102,7 +113,21 @@ def test_the_loss_curve_grows_while_the_job_trains(
         )
         assert points() == 4000
         assert page.locator("#reason").text_content() == "stopped: max_epochs"
+        assert not page.locator("#cancel").is_visible()
+        done = call(base, "GET", f"/jobs/{job['id']}", key=key)[1]
+        assert page.locator("#model-id").text_content() == f"#{done['model_id']}"
+        last = call(base, "GET", f"/jobs/{job['id']}/epochs?after=3999", key=key)[1]["epochs"]
+        shown = page.locator("#val-accuracy").text_content()
+        assert last[0]["val_accuracy"] is not None
+        assert float(shown or "nan") == pytest.approx(last[0]["val_accuracy"], rel=1e-5)
         page.wait_for_selector("#predict-input")
+        # The form starts with one row of the model's named features.
+        start = page.input_value("#predict-input")
+        assert start == ('[{"sepal_length":0,"sepal_width":0,"petal_length":0,"petal_width":0}]')
+        page.click("#predict button[type=submit]")
+        page.wait_for_function(
+            "document.getElementById('predict-output').textContent.includes('labels')"
+        )
         page.fill("#predict-input", "[[5.1, 3.5, 1.4, 0.2]]")
         page.click("#predict button[type=submit]")
         page.wait_for_function(
@@ -131,8 +156,78 @@ def test_the_loss_curve_grows_while_the_job_trains(
         browser.close()
 
 
+def _open_dashboard(p: Any, base: str, key: str) -> tuple[Any, Any, list[str]]:
+    """A browser on the dashboard, signed in with ``key``, and its page's errors."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/")
+    page.fill("input[name=key]", key)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#jobs")
+    return browser, page, errors
+
+
+def test_the_predict_form_is_as_wide_as_an_unnamed_model(live_api: tuple[str, str]) -> None:
+    base, key = live_api
+    # Three unnamed inputs (a JSON dataset without feature_names).
+    dataset = {
+        "name": "three",
+        "inputs": [[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 1]],
+        "targets": [[0], [1], [1], [0]],
+    }
+    network = {"input_dim": 3, "layers": [{"units": 1, "activation": "sigmoid"}]}
+    status, job = call(
+        base,
+        "POST",
+        "/jobs",
+        {"dataset": dataset, "network": network, "training": {"epochs": 5}},
+        key,
+    )
+    assert status == 202, job
+    assert finished_job(base, job["id"], key)["status"] == "succeeded"
+    with playwright.sync_playwright() as p:
+        browser, page, errors = _open_dashboard(p, base, key)
+        page.goto(f"{base}/#/jobs/{job['id']}")
+        page.wait_for_selector("#predict-input")
+        assert page.input_value("#predict-input") == "[[0,0,0]]"
+        page.click("#predict button[type=submit]")
+        page.wait_for_function(
+            "document.getElementById('predict-output').textContent.includes('outputs')"
+        )
+        # Not a classifier with a validation split: no accuracy to show.
+        assert page.locator("#val-accuracy").text_content() == "–"
+        assert errors == []
+        browser.close()
+
+
+def test_the_cancel_button_cancels_a_running_job(live_api: tuple[str, str]) -> None:
+    base, key = live_api
+    dataset = {"name": "xor", "inputs": [[0, 0], [0, 1], [1, 0], [1, 1]], "targets": [0, 1, 1, 0]}
+    network = {"input_dim": 2, "layers": [{"units": 1, "activation": "sigmoid"}]}
+    training = {"epochs": 1_000_000, "batch_size": 1}
+    body = {"dataset": dataset, "network": network, "training": training}
+    status, job = call(base, "POST", "/jobs", body, key)
+    assert status == 202, job
+    with playwright.sync_playwright() as p:
+        browser, page, errors = _open_dashboard(p, base, key)
+        page.goto(f"{base}/#/jobs/{job['id']}")
+        page.wait_for_selector("#cancel", state="visible")
+        page.click("#cancel")
+        page.wait_for_function(
+            "document.getElementById('status').textContent === 'cancelled'", timeout=30_000
+        )
+        assert not page.locator("#cancel").is_visible()
+        assert page.locator("#reason").text_content() == "stopped: cancelled"
+        assert page.locator("#model-id").text_content() == "–"
+        assert errors == []
+        browser.close()
+    assert call(base, "GET", f"/jobs/{job['id']}", key=key)[1]["status"] == "cancelled"
+
+
 def test_docs_page_renders_every_operation(live_api: tuple[str, str]) -> None:
-    base, _ = live_api
+    base, key = live_api
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page()
@@ -141,10 +236,26 @@ def test_docs_page_renders_every_operation(live_api: tuple[str, str]) -> None:
         status, document = call(base, "GET", "/openapi.json")
         operations = sum(len(methods) for methods in document["paths"].values())
         assert page.locator("details.op").count() == operations
-        assert page.locator("pre.example").count() == operations
+        # One example per operation, and one more for each that also takes CSV.
+        assert page.locator("pre.example").count() == operations + 2
         example = page.locator(
             "details[data-operation='jobs_create_job'] pre.example"
         ).text_content()
-        assert "curl -X POST" in example and "Authorization: Bearer" in example
+        assert example.startswith(f"curl -X POST '{base}/jobs'")
+        assert "Authorization: Bearer $KEY" in example
+        # The commands as a user copies them, run by a shell: quoting and the CSV
+        # here-document must survive the paste.
+        uploads = page.locator("details[data-operation='datasets_create_dataset'] pre.example")
+        commands = [example, *uploads.all_text_contents()]
         browser.close()
-    assert shutil.which("chromium")
+    assert len(commands) == 3
+    for command in commands:
+        done = subprocess.run(
+            ["bash", "-c", 'curl() { command curl --silent --fail-with-body "$@"; }\n' + command],
+            env={**os.environ, "KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        assert json.loads(done.stdout)["id"] >= 1

@@ -6,13 +6,26 @@
 
 const view = document.getElementById("view");
 let stopCurrent = () => {};
+// Why the last key was refused, shown above the key form.
+let keyProblem = null;
+const FINISHED = ["succeeded", "failed", "cancelled"];
 
 function key() { return localStorage.getItem("backprop-key"); }
+
+// A 401 means the key itself is wrong: forget it and ask again, saying why.
+async function refused(response) {
+  const body = await response.json().catch(() => null);
+  keyProblem = `The API refused this key (401 ${body?.error?.code || "unauthorized"}): `
+    + `${body?.error?.message || response.statusText}. Paste a valid key.`;
+  localStorage.removeItem("backprop-key");
+  route();
+  return new Error("unauthorized");
+}
 
 async function api(path, options = {}) {
   const headers = { Authorization: `Bearer ${key()}`, ...(options.headers || {}) };
   const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) { localStorage.removeItem("backprop-key"); route(); throw new Error("unauthorized"); }
+  if (response.status === 401) throw await refused(response);
   const body = response.headers.get("Content-Type")?.includes("json") ? await response.json() : null;
   if (!response.ok) throw new Error(body?.error?.message || response.statusText);
   return body;
@@ -29,8 +42,11 @@ function fmt(value) { return value === null || value === undefined ? "–" : Num
 
 function askForKey() {
   view.replaceChildren(document.getElementById("key-form").content.cloneNode(true));
-  document.getElementById("key").addEventListener("submit", (event) => {
+  const form = document.getElementById("key");
+  if (keyProblem) form.append(el("p", { id: "key-error", class: "error", role: "alert" }, keyProblem));
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
+    keyProblem = null;
     localStorage.setItem("backprop-key", new FormData(event.target).get("key").trim());
     route();
   });
@@ -60,6 +76,7 @@ async function* events(path, signal) {
   let lastId = "0";
   while (!signal.aborted) {
     const response = await fetch(path, { signal, headers: { Authorization: `Bearer ${key()}`, "Last-Event-ID": lastId } });
+    if (response.status === 401) throw await refused(response);
     if (!response.ok) throw new Error(`stream answered ${response.status}`);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "", ended = false;
@@ -79,7 +96,7 @@ async function* events(path, signal) {
         if (event.id) lastId = event.id;
         if (event.event) {
           const data = JSON.parse(event.data);
-          if (event.event === "status" && ["succeeded", "failed", "cancelled"].includes(data.status)) ended = true;
+          if (event.event === "status" && FINISHED.includes(data.status)) ended = true;
           yield { type: event.event, data };
         }
       }
@@ -92,12 +109,16 @@ async function jobPage(id) {
   const job = await api(`/jobs/${id}`);
   const spec = await api(`/jobs/${id}/spec`);
   const status = el("span", { id: "status", class: `status ${job.status}` }, job.status);
+  const cancel = el("button", { id: "cancel", type: "button" }, "Cancel job");
   const reason = el("p", { id: "reason" });
+  const modelId = el("span", { id: "model-id" }, "–");
+  const accuracy = el("span", { id: "val-accuracy" }, "–");
   const chartBox = el("div", { id: "chart", "data-points": "0" });
   const predictBox = el("div", { id: "predict" });
   view.replaceChildren(
-    el("h1", {}, `Job #${id} `, status),
+    el("h1", {}, `Job #${id} `, status, " ", cancel),
     reason,
+    el("p", { id: "facts" }, "model ", modelId, " · validation accuracy ", accuracy),
     el("div", { class: "card" }, el("h2", {}, "Loss"), chartBox),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("h2", {}, "Network"), el("pre", {}, JSON.stringify(spec.network, null, 2))),
@@ -117,8 +138,20 @@ async function jobPage(id) {
     status.className = `status ${state.status}`;
     reason.textContent = state.error || (state.stop_reason ? `stopped: ${state.stop_reason}` : "");
     reason.className = state.error ? "error" : "";
+    cancel.hidden = FINISHED.includes(state.status);
+    cancel.disabled = state.cancel_requested;
+    if (state.cancel_requested && !cancel.hidden) cancel.textContent = "Cancelling…";
+    if (state.model_id) modelId.textContent = `#${state.model_id}`;
     if (state.model_id && !predictBox.hasChildNodes()) predictForm(state.model_id, predictBox);
   }
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try { show(await api(`/jobs/${id}/cancel`, { method: "POST" })); } catch (error) {
+      reason.textContent = `could not cancel: ${error.message}`;
+      reason.className = "error";
+      cancel.disabled = false;
+    }
+  });
   show(job);
   const controller = new AbortController();
   stopCurrent = () => controller.abort();
@@ -126,6 +159,9 @@ async function jobPage(id) {
     for await (const event of events(`/jobs/${id}/events`, controller.signal)) {
       if (event.type === "epochs") {
         for (const e of event.data.epochs) { epochs.push(e.epoch); loss.push(e.loss); valLoss.push(e.val_loss); }
+        const last = event.data.epochs.at(-1);
+        // Only classifiers with a validation split have one.
+        if (last && last.val_accuracy !== null) accuracy.textContent = fmt(last.val_accuracy);
         chart.setData([epochs, loss, valLoss]);
         chartBox.dataset.points = String(epochs.length);
       } else if (event.type === "status") {
@@ -137,19 +173,31 @@ async function jobPage(id) {
   }
 }
 
-function predictForm(modelId, box) {
-  const input = el("textarea", { rows: "4", id: "predict-input" });
-  input.value = "[[0, 0]]";
+// Starts with one row as wide as the model's input: an object keyed by feature
+// name when the model has names, else a list. Lists go as `inputs`, objects as
+// `instances`.
+async function predictForm(modelId, box) {
+  box.replaceChildren(el("p", {}, `Loading model #${modelId}…`));
+  const { spec } = await api(`/models/${modelId}`);
+  const names = spec.feature_names;
+  const row = names ? Object.fromEntries(names.map((name) => [name, 0])) : Array(spec.input_dim).fill(0);
+  const input = el("textarea", { rows: "4", id: "predict-input", "data-width": String(spec.input_dim) });
+  input.value = JSON.stringify([row]);
   const output = el("pre", { id: "predict-output" });
   const button = el("button", { type: "submit" }, "Predict");
+  const help = names
+    ? `Rows as JSON: objects keyed by ${names.join(", ")}, or lists of ${spec.input_dim} numbers in that order.`
+    : `Rows as JSON: lists of ${spec.input_dim} numbers.`;
   const form = el("form", { class: "card" }, el("h2", {}, `Predict with model #${modelId}`),
-    el("p", {}, "Rows of inputs as JSON, e.g. [[5.1, 3.5, 1.4, 0.2]]"), input, button, output);
+    el("p", {}, help), input, button, output);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
+      const rows = JSON.parse(input.value);
+      const named = Array.isArray(rows) && rows.some((r) => r !== null && typeof r === "object" && !Array.isArray(r));
       const answer = await api(`/models/${modelId}/predict`, {
         method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ inputs: JSON.parse(input.value) }) });
+        body: JSON.stringify(named ? { instances: rows } : { inputs: rows }) });
       output.textContent = JSON.stringify(answer, null, 2);
     } catch (error) { output.textContent = error.message; }
   });

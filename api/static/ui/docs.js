@@ -1,5 +1,6 @@
 // Renders /openapi.json as a browsable page: operations by tag, their
-// parameters, bodies and answers, and a curl example built from the schemas.
+// parameters, bodies and answers, and a curl command for each of the document's
+// examples. Set KEY to an API key in the shell before pasting one.
 "use strict";
 
 const root = document.getElementById("docs");
@@ -17,48 +18,52 @@ function resolve(schema) {
   return schema || {};
 }
 
-// A plausible value for a schema: its own example when it has one.
-function example(schema, depth = 0) {
-  schema = resolve(schema);
-  if (schema.example !== undefined) return schema.example;
-  if (schema.examples?.length) return schema.examples[0];
-  if (schema.default !== undefined && schema.default !== null) return schema.default;
-  const options = schema.anyOf || schema.oneOf;
-  if (options) return example(options.find((s) => resolve(s).type !== "null") || options[0], depth);
-  if (schema.enum) return schema.enum[0];
-  if (depth > 6) return null;
-  switch (schema.type) {
-    case "object": {
-      const out = {};
-      const required = new Set(schema.required || []);
-      for (const [name, prop] of Object.entries(schema.properties || {})) {
-        if (required.has(name) || depth === 0) out[name] = example(prop, depth + 1);
-      }
-      return out;
+// Single-quoted for a POSIX shell: a ' inside becomes '\''.
+function quoted(text) { return `'${String(text).replace(/'/g, "'\\''")}'`; }
+
+// The requests of an operation's examples, exactly as the document gives them:
+// one per body media type that has an example (one without a body if the
+// operation takes none). tests/service/test_docs_examples.py sends the same ones.
+function examples(path, operation) {
+  const content = operation.requestBody?.content;
+  const bodies = content
+    ? Object.entries(content).filter(([, media]) => media.example !== undefined).map(([type, media]) => [type, media.example])
+    : [[null, undefined]];
+  return bodies.map(([type, body]) => {
+    const query = new URLSearchParams();
+    let url = path;
+    for (const p of operation.parameters || []) {
+      if (p.example === undefined) continue;
+      if (p.in === "path") url = url.replace(`{${p.name}}`, encodeURIComponent(p.example));
+      else if (p.in === "query" && (!p["x-body-media-type"] || p["x-body-media-type"] === type)) query.set(p.name, p.example);
     }
-    case "array": return [example(schema.items || {}, depth + 1)];
-    case "integer": return Math.max(1, schema.minimum ?? 1);
-    case "number": return 0.5;
-    case "boolean": return true;
-    case "string": return schema.format === "binary" ? "<bytes>" : "text";
-    default: return null;
-  }
+    const search = query.toString();
+    return { url: search ? `${url}?${search}` : url, type, body };
+  });
 }
 
-function curl(method, path, operation) {
-  const url = "http://127.0.0.1:8000" + path.replace(/\{(\w+)\}/g, "1");
-  const parts = [`curl -X ${method.toUpperCase()} '${url}'`];
+function curl(method, operation, { url, type, body }) {
+  const parts = [`curl -X ${method.toUpperCase()} ${quoted(location.origin + url)}`];
+  const answer = operation.responses?.[Object.keys(operation.responses || {}).find((s) => s.startsWith("2"))];
+  const media = Object.keys(answer?.content || {})[0];
+  if (media === "text/event-stream") parts.push("-N");
+  if (media === "image/png") parts.push("-o answer.png");
   if (operation.security) parts.push(`-H "Authorization: Bearer $KEY"`);
-  const json = operation.requestBody?.content?.["application/json"];
-  if (json) {
-    parts.push(`-H 'Content-Type: application/json'`);
-    parts.push(`-d '${JSON.stringify(example(json.schema))}'`);
+  if (type === null) return parts.join(" \\\n     ");
+  parts.push(`-H ${quoted(`Content-Type: ${type}`)}`);
+  if (type === "application/json") {
+    parts.push(`-d ${quoted(JSON.stringify(body))}`);
+    return parts.join(" \\\n     ");
   }
-  return parts.join(" \\\n     ");
+  // Text bodies (CSV) go through a here-document, so they paste line for line.
+  parts.push("--data-binary @- <<'BODY'");
+  return `${parts.join(" \\\n     ")}\n${String(body).replace(/\n$/, "")}\nBODY`;
 }
 
+// The schema without its examples, which the example blocks show.
 function schemaBlock(title, schema) {
-  return el("div", {}, el("h4", {}, title), el("pre", {}, JSON.stringify(resolve(schema), null, 2)));
+  const { examples: _, ...shown } = resolve(schema);
+  return el("div", {}, el("h4", {}, title), el("pre", {}, JSON.stringify(shown, null, 2)));
 }
 
 function render(document_) {
@@ -70,7 +75,10 @@ function render(document_) {
     }
   }
   root.replaceChildren(el("h1", {}, `${document_.info.title} ${document_.info.version}`),
-    el("p", {}, document_.info.description || ""));
+    el("p", {}, document_.info.description || ""),
+    el("p", { id: "examples-note" }, "The examples work as shown on a new service, in order: ",
+      "set ", el("code", {}, "KEY=bp_..."), " (from ", el("code", {}, "backprop keys create --owner NAME"),
+      ") first; an id of 1 is the first dataset, job or model you made."));
   for (const [tag, operations] of Object.entries(byTag)) {
     root.append(el("h2", {}, tag));
     for (const [method, path, operation] of operations) {
@@ -84,8 +92,14 @@ function render(document_) {
         const media = Object.values(answer.content || {})[0];
         body.append(el("p", {}, el("strong", {}, status), " ", answer.description || ""));
         if (media && status.startsWith("2")) body.append(schemaBlock(`Answer ${status}`, media.schema));
+        if (media?.example !== undefined) {
+          body.append(el("h4", {}, `Example answer ${status}`), el("pre", { class: "answer" }, JSON.stringify(media.example, null, 2)));
+        }
       }
-      body.append(el("h4", {}, "Example"), el("pre", { class: "example" }, curl(method, path, operation)));
+      body.append(el("h4", {}, "Example"));
+      for (const request of examples(path, operation)) {
+        body.append(el("pre", { class: "example", "data-content-type": request.type || "" }, curl(method, operation, request)));
+      }
       root.append(el("details", { class: "op", "data-operation": operation.operationId },
         el("summary", {}, el("span", { class: `method ${method}` }, method.toUpperCase()), " ",
           el("code", { class: "path" }, path), " — ", operation.summary || ""), body));
