@@ -17,7 +17,7 @@ from tests.service.cli_process import BACKPROP, one_line_error
 from tests.service.http import free_port
 from tests.service.processes import ROOT, wait_for
 
-DATA = ROOT / "tests" / "data"
+CASES = ROOT / "tests" / "data" / "cases"
 SPEC = {
     "network": {
         "input_dim": 4,
@@ -131,14 +131,14 @@ def predicted(done: subprocess.CompletedProcess[str]) -> tuple[list[list[float]]
     return [[float(v) for v in row[:-1]] for row in rows], [row[-1] for row in rows]
 
 
-# Rows of tests/data/c04_*.csv in the model's feature order, and their species.
+# Rows of tests/data/cases/c04_*.csv in the model's feature order, and their species.
 C04_ROWS = [[6.4, 3.2, 4.5, 1.5], [5.1, 3.5, 1.4, 0.2]]
 C04_LABELS = ["versicolor", "setosa"]
 
 
 def test_predict_matches_columns_by_name(service: dict[str, str], iris_model: int) -> None:
     """Columns in another order than the training file's are matched by their names."""
-    path = DATA / "c04_reordered.csv"
+    path = CASES / "c04_reordered.csv"
     assert path.read_text().splitlines()[0] != "sepal_length,sepal_width,petal_length,petal_width"
     outputs, labels = predicted(backprop(service, "predict", str(iris_model), str(path)))
     assert labels == C04_LABELS
@@ -158,7 +158,7 @@ def test_predict_the_readme_rows(service: dict[str, str], iris_model: int) -> No
 def test_a_headerless_file_is_refused_not_shortened(
     service: dict[str, str], iris_model: int
 ) -> None:
-    done = backprop(service, "predict", str(iris_model), str(DATA / "c04_headerless_cli.csv"))
+    done = backprop(service, "predict", str(iris_model), str(CASES / "c04_headerless_cli.csv"))
     assert "the first row holds numbers, not column names" in one_line_error(done)
     assert "--no-header" in done.stderr and done.stdout == ""
 
@@ -166,7 +166,7 @@ def test_a_headerless_file_is_refused_not_shortened(
 def test_no_header_takes_every_row_in_the_model_order(
     service: dict[str, str], iris_model: int
 ) -> None:
-    path = DATA / "c04_headerless_cli.csv"
+    path = CASES / "c04_headerless_cli.csv"
     outputs, labels = predicted(
         backprop(service, "predict", str(iris_model), "--no-header", str(path))
     )
