@@ -13,13 +13,13 @@ import io
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .client import Client
+from .client import Client, ClientError
 from .errors import Failure
 
 # Where `backprop up` listens unless told otherwise.
@@ -187,65 +187,29 @@ def jobs_cancel(job_id: int, client: Client) -> None:
     click.echo(json.dumps(client.cancel(job_id)))
 
 
-def records(data: bytes) -> Iterator[tuple[int, list[str]]]:
-    """The non-empty rows of CSV data, each with the line it ends on."""
-    reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace")))
-    for row in reader:
-        if row:
-            yield reader.line_num, row
-
-
-def is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def starts_with_data(data: bytes) -> bool:
-    """Whether the first row of a CSV holds numbers where a header would name columns."""
-    first = next(records(data), None)
-    return first is not None and all(is_number(value) for value in first[1])
-
-
-def numeric_rows(data: bytes, name: str) -> list[list[float]]:
-    """Every row of a headerless CSV, as numbers."""
-    rows = []
-    for line, row in records(data):
-        if not all(is_number(value) for value in row):
-            raise Failure(f"{name} line {line}: every value must be a number (--no-header)")
-        rows.append([float(value) for value in row])
-    return rows
-
-
 @click.command()
 @click.argument("model_id", type=int)
 @click.argument("source", type=click.File("rb"))
 @click.option(
-    "--no-header",
-    is_flag=True,
-    help="the file has no header row; its columns are in the model's feature order",
+    "--header",
+    default=None,
+    help="present or absent: whether the first row names the columns, when the service "
+    "cannot tell (by default a first row of names is a header, one of numbers is data)",
 )
 @with_client
-def predict(model_id: int, source: io.BufferedReader, no_header: bool, client: Client) -> None:
+def predict(model_id: int, source: io.BufferedReader, header: str | None, client: Client) -> None:
     """Predict the rows of a CSV file (- reads stdin); prints outputs and labels as CSV.
 
-    The header row names the columns, and the service matches them to the
-    model's features by name, in any order. A file without a header needs
-    --no-header; a first row of numbers is refused rather than guessed at.
+    The file goes to the service as it is: a header row's columns are matched to the
+    model's features by name, in any order; rows without a header are taken in the
+    model's feature order. Every row gets an answer, or the command fails.
     """
-    data = source.read()
-    name = "stdin" if source.name == "<stdin>" else source.name
-    if no_header:
-        answer = client.predict(model_id, numeric_rows(data, name))
-    elif starts_with_data(data):
-        raise Failure(
-            f"{name}: the first row holds numbers, not column names; add a header row naming "
-            "the columns, or pass --no-header if they are in the model's feature order"
-        )
-    else:
-        answer = client.predict_csv(model_id, data)
+    try:
+        answer = client.predict_csv(model_id, source.read(), header=header)
+    except ClientError as error:
+        if error.field != "header":
+            raise
+        raise Failure(f"{error}; tell it with --header present or --header absent") from None
     writer = csv.writer(sys.stdout)
     width = len(answer["outputs"][0]) if answer["outputs"] else 0
     labels = answer.get("labels")

@@ -155,31 +155,31 @@ def test_predict_the_readme_rows(service: dict[str, str], iris_model: int) -> No
     assert labels == ["setosa", "virginica"]
 
 
-def test_a_headerless_file_is_refused_not_shortened(
-    service: dict[str, str], iris_model: int
-) -> None:
-    done = backprop(service, "predict", str(iris_model), str(CASES / "c04_headerless_cli.csv"))
-    assert "the first row holds numbers, not column names" in one_line_error(done)
-    assert "--no-header" in done.stderr and done.stdout == ""
-
-
-def test_no_header_takes_every_row_in_the_model_order(
-    service: dict[str, str], iris_model: int
-) -> None:
+def test_a_headerless_file_keeps_every_row(service: dict[str, str], iris_model: int) -> None:
+    """A first row of numbers is data, in the model's feature order, as the API has it."""
     path = CASES / "c04_headerless_cli.csv"
-    outputs, labels = predicted(
-        backprop(service, "predict", str(iris_model), "--no-header", str(path))
-    )
-    assert labels == C04_LABELS and len(outputs) == 2
+    outputs, labels = predicted(backprop(service, "predict", str(iris_model), str(path)))
+    assert labels == C04_LABELS
+    client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
+    assert outputs == client.predict(iris_model, C04_ROWS)["outputs"]
 
 
-def test_no_header_names_a_row_that_is_not_numbers(
+def test_header_option_reaches_the_api(service: dict[str, str], iris_model: int) -> None:
+    """Told the first row is a header, the service reads 6.4 as a column name."""
+    path = CASES / "c04_headerless_cli.csv"
+    done = backprop(service, "predict", str(iris_model), "--header", "present", str(path))
+    assert "400 feature_mismatch: unknown column" in one_line_error(done)
+    assert "(6.4)" in done.stderr and done.stdout == ""
+
+
+def test_a_first_row_of_names_and_numbers_asks_for_header(
     service: dict[str, str], iris_model: int, tmp_path: Path
 ) -> None:
-    path = tmp_path / "rows.csv"
-    path.write_text("6.4,3.2,4.5,1.5\n\n5.1,3.5,x,0.2\n")
-    done = backprop(service, "predict", str(iris_model), "--no-header", str(path))
-    assert f"{path} line 3: every value must be a number" in one_line_error(done)
+    path = tmp_path / "mixed.csv"
+    path.write_text("sepal_length,3.2,4.5,1.5\n6.4,3.2,4.5,1.5\n")
+    done = backprop(service, "predict", str(iris_model), str(path))
+    assert "--header present or --header absent" in one_line_error(done)
+    assert done.stdout == ""
 
 
 def test_predict_passes_the_api_refusal_through(
