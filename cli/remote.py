@@ -94,10 +94,15 @@ def train(spec: Path, dataset_id: int, follow: bool, as_json: bool, client: Clie
     if not follow:
         click.echo(json.dumps(job))
         return
-    if as_json:
-        final = _follow_json(client, job)
-    else:
-        final = _follow_bar(client, job)
+    try:
+        final = _follow_json(client, job) if as_json else _follow_bar(client, job)
+    except KeyboardInterrupt:
+        # Ctrl-C stops the watching, not the training: say so, and how to stop that too.
+        raise Failure(
+            f"stopped following job {job['id']}, which goes on; "
+            f"`backprop jobs cancel {job['id']}` stops it"
+        ) from None
+    if not as_json:
         click.echo(json.dumps(final))
     if final["status"] != "succeeded":
         reason = final.get("error") or final.get("stop_reason")

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -110,8 +111,39 @@ def test_a_cancelled_job_exits_non_zero_with_its_reason(
     wait_for(lambda: client.job(job["id"])["epochs_completed"] > 5, 30)
     client.cancel(job["id"])
     out, err = follow.communicate(timeout=60)
-    assert follow.returncode != 0
-    assert "cancelled" in err
+    assert follow.returncode == 1
+    assert err.splitlines()[-1].startswith(f"backprop: job {job['id']} cancelled")
+    assert json.loads(out.splitlines()[-1])["job"]["status"] == "cancelled"
+
+
+def test_ctrl_c_stops_following_not_training(
+    service: dict[str, str], iris_id: int, tmp_path: Path
+) -> None:
+    spec = tmp_path / "long.json"
+    spec.write_text(json.dumps({**SPEC, "training": {**SPEC["training"], "epochs": 1_000_000}}))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
+    follow = subprocess.Popen(
+        [BACKPROP, "train", str(spec), "--dataset", str(iris_id), "--follow"],
+        env={**clean, **service},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
+    job = wait_for(lambda: next((j for j in client.jobs(status="running")), None), 30)
+    wait_for(lambda: client.job(job["id"])["epochs_completed"] > 5, 30)
+    follow.send_signal(signal.SIGINT)
+    out, err = follow.communicate(timeout=60)
+    try:
+        assert follow.returncode == 1 and out == ""
+        assert err.splitlines()[-1] == (
+            f"backprop: stopped following job {job['id']}, which goes on; "
+            f"`backprop jobs cancel {job['id']}` stops it"
+        )
+        assert client.job(job["id"])["status"] == "running"
+    finally:
+        client.cancel(job["id"])
+    wait_for(lambda: client.job(job["id"])["status"] == "cancelled", 30)
 
 
 @pytest.fixture(scope="module")
