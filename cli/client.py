@@ -5,6 +5,9 @@ api = Client("http://127.0.0.1:8000", "bp_...")
 job = api.submit(network, {"epochs": 100}, dataset_id=1)
 for event in api.follow(job["id"]):
     ...
+
+An error answer of the API raises ClientError; no answer of the API at all
+raises Unreachable.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class ClientError(Exception):
 
 
 class Unreachable(Exception):
-    """No answer at all: nothing listens at the URL, or the connection broke."""
+    """No answer of the API: nothing listens at the URL, the connection broke, or some
+    other server answered."""
 
 
 class Client:
