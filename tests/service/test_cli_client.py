@@ -4,11 +4,15 @@ a real API process and a real worker on this run's PostgreSQL and Redis."""
 from __future__ import annotations
 
 import csv
+import functools
+import http.server
 import io
 import json
 import os
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -268,3 +272,33 @@ def test_client_errors_carry_the_api_error(service: dict[str, str]) -> None:
     assert wrong_key.returncode == 1 and "401" in wrong_key.stderr
     listed = backprop(service, "jobs", "list")
     assert listed.returncode == 0
+
+
+@pytest.fixture
+def other_server(tmp_path: Path) -> Iterator[str]:
+    """A plain file server, as a user may find on the port they name: its base URL."""
+    (tmp_path / "jobs").write_text("<html>not an API</html>\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["jobs", "list"], "answered, but not with JSON"),
+        (["jobs", "show", "7"], "404 http_error: File not found (not an API error)"),
+    ],
+)
+def test_another_server_on_the_port_is_one_line(
+    other_server: str, arguments: list[str], message: str
+) -> None:
+    done = backprop({"BACKPROP_URL": other_server, "BACKPROP_API_KEY": "bp_unused"}, *arguments)
+    assert message in one_line_error(done)
+    assert done.stdout == ""
