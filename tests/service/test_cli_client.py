@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,14 +98,16 @@ def test_train_follow_json_lines(service: dict[str, str], iris_id: int, tmp_path
     assert lines[-1]["job"]["status"] == "succeeded"
 
 
-def test_a_cancelled_job_exits_non_zero_with_its_reason(
-    service: dict[str, str], iris_id: int, tmp_path: Path
-) -> None:
-    spec = tmp_path / "long.json"
+def following_a_long_job(
+    service: dict[str, str], iris_id: int, folder: Path, *flags: str
+) -> tuple[subprocess.Popen[str], dict[str, Any], Client]:
+    """`backprop train --follow FLAGS` on a job of a million epochs, once it has run a few:
+    (the follower, the job, a client)."""
+    spec = folder / "long.json"
     spec.write_text(json.dumps({**SPEC, "training": {**SPEC["training"], "epochs": 1_000_000}}))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
     follow = subprocess.Popen(
-        [BACKPROP, "train", str(spec), "--dataset", str(iris_id), "--follow", "--json"],
+        [BACKPROP, "train", str(spec), "--dataset", str(iris_id), "--follow", *flags],
         env={**clean, **service},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -113,6 +116,13 @@ def test_a_cancelled_job_exits_non_zero_with_its_reason(
     client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
     job = wait_for(lambda: next((j for j in client.jobs(status="running")), None), 30)
     wait_for(lambda: client.job(job["id"])["epochs_completed"] > 5, 30)
+    return follow, job, client
+
+
+def test_a_cancelled_job_exits_non_zero_with_its_reason(
+    service: dict[str, str], iris_id: int, tmp_path: Path
+) -> None:
+    follow, job, client = following_a_long_job(service, iris_id, tmp_path, "--json")
     client.cancel(job["id"])
     out, err = follow.communicate(timeout=60)
     assert follow.returncode == 1
@@ -123,19 +133,7 @@ def test_a_cancelled_job_exits_non_zero_with_its_reason(
 def test_ctrl_c_stops_following_not_training(
     service: dict[str, str], iris_id: int, tmp_path: Path
 ) -> None:
-    spec = tmp_path / "long.json"
-    spec.write_text(json.dumps({**SPEC, "training": {**SPEC["training"], "epochs": 1_000_000}}))
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
-    follow = subprocess.Popen(
-        [BACKPROP, "train", str(spec), "--dataset", str(iris_id), "--follow"],
-        env={**clean, **service},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
-    job = wait_for(lambda: next((j for j in client.jobs(status="running")), None), 30)
-    wait_for(lambda: client.job(job["id"])["epochs_completed"] > 5, 30)
+    follow, job, client = following_a_long_job(service, iris_id, tmp_path)
     follow.send_signal(signal.SIGINT)
     out, err = follow.communicate(timeout=60)
     try:
