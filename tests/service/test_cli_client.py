@@ -198,32 +198,40 @@ def test_a_headerless_file_keeps_every_row(service: dict[str, str], iris_model: 
     assert outputs == client.predict(iris_model, C04_ROWS)["outputs"]
 
 
-def test_header_option_reaches_the_api(service: dict[str, str], iris_model: int) -> None:
-    """Told the first row is a header, the service reads 6.4 as a column name."""
-    path = CASES / "c04_headerless_cli.csv"
-    done = backprop(service, "predict", str(iris_model), "--header", "present", str(path))
-    assert "400 feature_mismatch: unknown column" in one_line_error(done)
-    assert "(6.4)" in done.stderr and done.stdout == ""
-
-
-def test_a_first_row_of_names_and_numbers_asks_for_header(
-    service: dict[str, str], iris_model: int, tmp_path: Path
+@pytest.mark.parametrize(
+    ("rows", "options", "messages"),
+    [
+        # Told the first row is a header, the service reads 6.4 as a column name.
+        (
+            "6.4,3.2,4.5,1.5\n5.1,3.5,1.4,0.2\n",
+            ["--header", "present"],
+            ["unknown column", "(6.4)"],
+        ),
+        (
+            "sepal_length,3.2,4.5,1.5\n6.4,3.2,4.5,1.5\n",
+            [],
+            ["--header present or --header absent"],
+        ),
+        (
+            "sepal_length,sepal_width,petal_length,leaf_width\n6.4,3.2,4.5,1.5\n",
+            [],
+            ["400 feature_mismatch", "petal_width"],
+        ),
+    ],
+)
+def test_a_refused_csv_is_one_line_and_no_rows(
+    service: dict[str, str],
+    iris_model: int,
+    tmp_path: Path,
+    rows: str,
+    options: list[str],
+    messages: list[str],
 ) -> None:
-    path = tmp_path / "mixed.csv"
-    path.write_text("sepal_length,3.2,4.5,1.5\n6.4,3.2,4.5,1.5\n")
-    done = backprop(service, "predict", str(iris_model), str(path))
-    assert "--header present or --header absent" in one_line_error(done)
-    assert done.stdout == ""
-
-
-def test_predict_passes_the_api_refusal_through(
-    service: dict[str, str], iris_model: int, tmp_path: Path
-) -> None:
-    path = tmp_path / "unknown.csv"
-    path.write_text("sepal_length,sepal_width,petal_length,leaf_width\n6.4,3.2,4.5,1.5\n")
-    done = backprop(service, "predict", str(iris_model), str(path))
+    path = tmp_path / "rows.csv"
+    path.write_text(rows)
+    done = backprop(service, "predict", str(iris_model), *options, str(path))
     message = one_line_error(done)
-    assert "400 feature_mismatch" in message and "petal_width" in message
+    assert all(part in message for part in messages), message
     assert done.stdout == ""
 
 
