@@ -29,7 +29,13 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 def with_client(command: Callable[..., None]) -> Callable[..., None]:
     """Give the command a ``client`` built from --url and --api-key."""
 
-    @click.option("--url", envvar="BACKPROP_URL", default=DEFAULT_URL, show_default=True)
+    @click.option(
+        "--url",
+        envvar="BACKPROP_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="or BACKPROP_URL",
+    )
     @click.option("--api-key", envvar="BACKPROP_API_KEY", help="or BACKPROP_API_KEY")
     @functools.wraps(command)
     def run(*args: Any, url: str, api_key: str | None, **kwargs: Any) -> None:
