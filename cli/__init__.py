@@ -6,6 +6,7 @@ process, so this package never imports ``api``.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -188,16 +189,20 @@ def local_key(settings: Settings) -> str:
     return key
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Whether something listens on host:port already (gunicorn would fail to bind)."""
-    with socket.socket() as probe:
-        # As gunicorn does: a port whose old connections linger in TIME_WAIT is free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line and before anything starts, an address gunicorn could not bind."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family) as probe:
+            # As gunicorn does: a port whose old connections linger in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
-        except OSError:
-            return True
-    return False
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise Failure(
+                f"port {port} on {host} is in use; stop what holds it or pick another --port"
+            ) from None
+        raise Failure(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def activate_hint() -> str | None:
@@ -253,8 +258,7 @@ def _raise_stop(signum: int, _frame: object) -> None:
 @with_data_dir
 def up(host: str, port: int) -> None:
     """Migrate, then run the API and one worker until Ctrl-C or SIGTERM."""
-    if port_in_use(host, port):
-        raise Failure(f"port {port} on {host} is in use; stop what holds it or pick another --port")
+    check_port(host, port)
     settings = load_settings()
     # The children must agree on the data folder whatever directory they resolve it from.
     os.environ["BACKPROP_DATA_DIR"] = str(settings.data_dir)

@@ -5,6 +5,9 @@ api = Client("http://127.0.0.1:8000", "bp_...")
 job = api.submit(network, {"epochs": 100}, dataset_id=1)
 for event in api.follow(job["id"]):
     ...
+
+An error answer of the API raises ClientError; no answer of the API at all
+raises Unreachable.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class ClientError(Exception):
 
 
 class Unreachable(Exception):
-    """No answer at all: nothing listens at the URL, or the connection broke."""
+    """No answer of the API: nothing listens at the URL, the connection broke, or some
+    other server answered."""
 
 
 class Client:
@@ -155,8 +159,12 @@ class Client:
         """Outputs (and labels) for rows given in the model's column order."""
         return self.request("POST", f"/models/{model_id}/predict", {"inputs": inputs})  # type: ignore[no-any-return]
 
-    def predict_csv(self, model_id: int, data: bytes) -> dict[str, Any]:
-        """Outputs (and labels) for a CSV whose header names the columns, in any order."""
+    def predict_csv(self, model_id: int, data: bytes, header: str | None = None) -> dict[str, Any]:
+        """Outputs (and labels) for CSV rows; a header's columns are matched by name.
+
+        ``header`` ("present" or "absent") settles a first row the service cannot tell.
+        """
+        query = "" if header is None else "?" + urllib.parse.urlencode({"header": header})
         return self.request(  # type: ignore[no-any-return]
-            "POST", f"/models/{model_id}/predict", data=data, content_type="text/csv"
+            "POST", f"/models/{model_id}/predict{query}", data=data, content_type="text/csv"
         )

@@ -13,21 +13,28 @@ import io
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .client import Client
+from .client import Client, ClientError
 from .errors import Failure
+
+# Where `backprop up` listens unless told otherwise.
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def with_client(command: Callable[..., None]) -> Callable[..., None]:
     """Give the command a ``client`` built from --url and --api-key."""
 
     @click.option(
-        "--url", envvar="BACKPROP_URL", default="http://127.0.0.1:8000", show_default=True
+        "--url",
+        envvar="BACKPROP_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="or BACKPROP_URL",
     )
     @click.option("--api-key", envvar="BACKPROP_API_KEY", help="or BACKPROP_API_KEY")
     @functools.wraps(command)
@@ -35,7 +42,7 @@ def with_client(command: Callable[..., None]) -> Callable[..., None]:
         try:
             client = Client(url, api_key)
         except ValueError as error:
-            raise Failure(f"--url or BACKPROP_URL: {error}, e.g. http://127.0.0.1:8000") from None
+            raise Failure(f"--url or BACKPROP_URL: {error}, e.g. {DEFAULT_URL}") from None
         command(*args, client=client, **kwargs)
 
     return run
@@ -93,10 +100,15 @@ def train(spec: Path, dataset_id: int, follow: bool, as_json: bool, client: Clie
     if not follow:
         click.echo(json.dumps(job))
         return
-    if as_json:
-        final = _follow_json(client, job)
-    else:
-        final = _follow_bar(client, job)
+    try:
+        final = _follow_json(client, job) if as_json else _follow_bar(client, job)
+    except KeyboardInterrupt:
+        # Ctrl-C stops the watching, not the training: say so, and how to stop that too.
+        raise Failure(
+            f"stopped following job {job['id']}, which goes on; "
+            f"`backprop jobs cancel {job['id']}` stops it"
+        ) from None
+    if not as_json:
         click.echo(json.dumps(final))
     if final["status"] != "succeeded":
         reason = final.get("error") or final.get("stop_reason")
@@ -186,59 +198,29 @@ def jobs_cancel(job_id: int, client: Client) -> None:
     click.echo(json.dumps(client.cancel(job_id)))
 
 
-def records(data: bytes) -> Iterator[tuple[int, list[str]]]:
-    """The non-empty rows of CSV data, each with the line it ends on."""
-    reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace")))
-    for row in reader:
-        if row:
-            yield reader.line_num, row
-
-
-def is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def numeric_rows(data: bytes, name: str) -> list[list[float]]:
-    """Every row of a headerless CSV, as numbers."""
-    rows = []
-    for line, row in records(data):
-        if not all(is_number(value) for value in row):
-            raise Failure(f"{name} line {line}: every value must be a number (--no-header)")
-        rows.append([float(value) for value in row])
-    return rows
-
-
 @click.command()
 @click.argument("model_id", type=int)
 @click.argument("source", type=click.File("rb"))
 @click.option(
-    "--no-header",
-    is_flag=True,
-    help="the file has no header row; its columns are in the model's feature order",
+    "--header",
+    default=None,
+    help="present or absent: whether the first row names the columns, when the service "
+    "cannot tell (by default a first row of names is a header, one of numbers is data)",
 )
 @with_client
-def predict(model_id: int, source: io.BufferedReader, no_header: bool, client: Client) -> None:
+def predict(model_id: int, source: io.BufferedReader, header: str | None, client: Client) -> None:
     """Predict the rows of a CSV file (- reads stdin); prints outputs and labels as CSV.
 
-    The header row names the columns, and the service matches them to the
-    model's features by name, in any order. A file without a header needs
-    --no-header; a first row of numbers is refused rather than guessed at.
+    The file goes to the service as it is: a header row's columns are matched to the
+    model's features by name, in any order; rows without a header are taken in the
+    model's feature order. Every row gets an answer, or the command fails.
     """
-    data = source.read()
-    name = "stdin" if source.name == "<stdin>" else source.name
-    if no_header:
-        answer = client.predict(model_id, numeric_rows(data, name))
-    elif all(is_number(value) for value in next(records(data), (0, ["header"]))[1]):
-        raise Failure(
-            f"{name}: the first row holds numbers, not column names; add a header row naming "
-            "the columns, or pass --no-header if they are in the model's feature order"
-        )
-    else:
-        answer = client.predict_csv(model_id, data)
+    try:
+        answer = client.predict_csv(model_id, source.read(), header=header)
+    except ClientError as error:
+        if error.field != "header":
+            raise
+        raise Failure(f"{error}; tell it with --header present or --header absent") from None
     writer = csv.writer(sys.stdout)
     width = len(answer["outputs"][0]) if answer["outputs"] else 0
     labels = answer.get("labels")

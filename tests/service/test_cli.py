@@ -180,3 +180,16 @@ def test_a_database_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
         text=True,
     )
     assert "database error: connection failed" in one_line_error(done)
+
+
+def test_up_refuses_a_host_it_cannot_listen_on(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [BACKPROP, "up", "--host", "no-such-host.invalid", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=embedded_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "cannot listen on no-such-host.invalid:" in one_line_error(done)
+    assert not (tmp_path / "data").exists()

@@ -4,11 +4,17 @@ a real API process and a real worker on this run's PostgreSQL and Redis."""
 from __future__ import annotations
 
 import csv
+import functools
+import http.server
 import io
 import json
 import os
+import signal
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +23,7 @@ from tests.service.cli_process import BACKPROP, one_line_error
 from tests.service.http import free_port
 from tests.service.processes import ROOT, wait_for
 
-DATA = ROOT / "tests" / "data"
+CASES = ROOT / "tests" / "data" / "cases"
 SPEC = {
     "network": {
         "input_dim": 4,
@@ -92,14 +98,16 @@ def test_train_follow_json_lines(service: dict[str, str], iris_id: int, tmp_path
     assert lines[-1]["job"]["status"] == "succeeded"
 
 
-def test_a_cancelled_job_exits_non_zero_with_its_reason(
-    service: dict[str, str], iris_id: int, tmp_path: Path
-) -> None:
-    spec = tmp_path / "long.json"
+def following_a_long_job(
+    service: dict[str, str], iris_id: int, folder: Path, *flags: str
+) -> tuple[subprocess.Popen[str], dict[str, Any], Client]:
+    """`backprop train --follow FLAGS` on a job of a million epochs, once it has run a few:
+    (the follower, the job, a client)."""
+    spec = folder / "long.json"
     spec.write_text(json.dumps({**SPEC, "training": {**SPEC["training"], "epochs": 1_000_000}}))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
     follow = subprocess.Popen(
-        [BACKPROP, "train", str(spec), "--dataset", str(iris_id), "--follow", "--json"],
+        [BACKPROP, "train", str(spec), "--dataset", str(iris_id), "--follow", *flags],
         env={**clean, **service},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -108,10 +116,36 @@ def test_a_cancelled_job_exits_non_zero_with_its_reason(
     client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
     job = wait_for(lambda: next((j for j in client.jobs(status="running")), None), 30)
     wait_for(lambda: client.job(job["id"])["epochs_completed"] > 5, 30)
+    return follow, job, client
+
+
+def test_a_cancelled_job_exits_non_zero_with_its_reason(
+    service: dict[str, str], iris_id: int, tmp_path: Path
+) -> None:
+    follow, job, client = following_a_long_job(service, iris_id, tmp_path, "--json")
     client.cancel(job["id"])
     out, err = follow.communicate(timeout=60)
-    assert follow.returncode != 0
-    assert "cancelled" in err
+    assert follow.returncode == 1
+    assert err.splitlines()[-1].startswith(f"backprop: job {job['id']} cancelled")
+    assert json.loads(out.splitlines()[-1])["job"]["status"] == "cancelled"
+
+
+def test_ctrl_c_stops_following_not_training(
+    service: dict[str, str], iris_id: int, tmp_path: Path
+) -> None:
+    follow, job, client = following_a_long_job(service, iris_id, tmp_path)
+    follow.send_signal(signal.SIGINT)
+    out, err = follow.communicate(timeout=60)
+    try:
+        assert follow.returncode == 1 and out == ""
+        assert err.splitlines()[-1] == (
+            f"backprop: stopped following job {job['id']}, which goes on; "
+            f"`backprop jobs cancel {job['id']}` stops it"
+        )
+        assert client.job(job["id"])["status"] == "running"
+    finally:
+        client.cancel(job["id"])
+    wait_for(lambda: client.job(job["id"])["status"] == "cancelled", 30)
 
 
 @pytest.fixture(scope="module")
@@ -131,14 +165,14 @@ def predicted(done: subprocess.CompletedProcess[str]) -> tuple[list[list[float]]
     return [[float(v) for v in row[:-1]] for row in rows], [row[-1] for row in rows]
 
 
-# Rows of tests/data/c04_*.csv in the model's feature order, and their species.
+# Rows of tests/data/cases/c04_*.csv in the model's feature order, and their species.
 C04_ROWS = [[6.4, 3.2, 4.5, 1.5], [5.1, 3.5, 1.4, 0.2]]
 C04_LABELS = ["versicolor", "setosa"]
 
 
 def test_predict_matches_columns_by_name(service: dict[str, str], iris_model: int) -> None:
     """Columns in another order than the training file's are matched by their names."""
-    path = DATA / "c04_reordered.csv"
+    path = CASES / "c04_reordered.csv"
     assert path.read_text().splitlines()[0] != "sepal_length,sepal_width,petal_length,petal_width"
     outputs, labels = predicted(backprop(service, "predict", str(iris_model), str(path)))
     assert labels == C04_LABELS
@@ -155,41 +189,49 @@ def test_predict_the_readme_rows(service: dict[str, str], iris_model: int) -> No
     assert labels == ["setosa", "virginica"]
 
 
-def test_a_headerless_file_is_refused_not_shortened(
-    service: dict[str, str], iris_model: int
-) -> None:
-    done = backprop(service, "predict", str(iris_model), str(DATA / "c04_headerless_cli.csv"))
-    assert "the first row holds numbers, not column names" in one_line_error(done)
-    assert "--no-header" in done.stderr and done.stdout == ""
+def test_a_headerless_file_keeps_every_row(service: dict[str, str], iris_model: int) -> None:
+    """A first row of numbers is data, in the model's feature order, as the API has it."""
+    path = CASES / "c04_headerless_cli.csv"
+    outputs, labels = predicted(backprop(service, "predict", str(iris_model), str(path)))
+    assert labels == C04_LABELS
+    client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
+    assert outputs == client.predict(iris_model, C04_ROWS)["outputs"]
 
 
-def test_no_header_takes_every_row_in_the_model_order(
-    service: dict[str, str], iris_model: int
-) -> None:
-    path = DATA / "c04_headerless_cli.csv"
-    outputs, labels = predicted(
-        backprop(service, "predict", str(iris_model), "--no-header", str(path))
-    )
-    assert labels == C04_LABELS and len(outputs) == 2
-
-
-def test_no_header_names_a_row_that_is_not_numbers(
-    service: dict[str, str], iris_model: int, tmp_path: Path
+@pytest.mark.parametrize(
+    ("rows", "options", "messages"),
+    [
+        # Told the first row is a header, the service reads 6.4 as a column name.
+        (
+            "6.4,3.2,4.5,1.5\n5.1,3.5,1.4,0.2\n",
+            ["--header", "present"],
+            ["unknown column", "(6.4)"],
+        ),
+        (
+            "sepal_length,3.2,4.5,1.5\n6.4,3.2,4.5,1.5\n",
+            [],
+            ["--header present or --header absent"],
+        ),
+        (
+            "sepal_length,sepal_width,petal_length,leaf_width\n6.4,3.2,4.5,1.5\n",
+            [],
+            ["400 feature_mismatch", "petal_width"],
+        ),
+    ],
+)
+def test_a_refused_csv_is_one_line_and_no_rows(
+    service: dict[str, str],
+    iris_model: int,
+    tmp_path: Path,
+    rows: str,
+    options: list[str],
+    messages: list[str],
 ) -> None:
     path = tmp_path / "rows.csv"
-    path.write_text("6.4,3.2,4.5,1.5\n\n5.1,3.5,x,0.2\n")
-    done = backprop(service, "predict", str(iris_model), "--no-header", str(path))
-    assert f"{path} line 3: every value must be a number" in one_line_error(done)
-
-
-def test_predict_passes_the_api_refusal_through(
-    service: dict[str, str], iris_model: int, tmp_path: Path
-) -> None:
-    path = tmp_path / "unknown.csv"
-    path.write_text("sepal_length,sepal_width,petal_length,leaf_width\n6.4,3.2,4.5,1.5\n")
-    done = backprop(service, "predict", str(iris_model), str(path))
+    path.write_text(rows)
+    done = backprop(service, "predict", str(iris_model), *options, str(path))
     message = one_line_error(done)
-    assert "400 feature_mismatch" in message and "petal_width" in message
+    assert all(part in message for part in messages), message
     assert done.stdout == ""
 
 
@@ -236,3 +278,33 @@ def test_client_errors_carry_the_api_error(service: dict[str, str]) -> None:
     assert wrong_key.returncode == 1 and "401" in wrong_key.stderr
     listed = backprop(service, "jobs", "list")
     assert listed.returncode == 0
+
+
+@pytest.fixture
+def other_server(tmp_path: Path) -> Iterator[str]:
+    """A plain file server, as a user may find on the port they name: its base URL."""
+    (tmp_path / "jobs").write_text("<html>not an API</html>\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["jobs", "list"], "answered, but not with JSON"),
+        (["jobs", "show", "7"], "404 http_error: File not found (not an API error)"),
+    ],
+)
+def test_another_server_on_the_port_is_one_line(
+    other_server: str, arguments: list[str], message: str
+) -> None:
+    done = backprop({"BACKPROP_URL": other_server, "BACKPROP_API_KEY": "bp_unused"}, *arguments)
+    assert message in one_line_error(done)
+    assert done.stdout == ""
