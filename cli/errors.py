@@ -2,8 +2,9 @@
 
 Errors the user can act on (a command line that does not parse, a file that
 cannot be opened, an API's error answer, a service that does not answer, a
-database that refuses) become that line; anything else is a bug in this
-program, and its traceback is left intact for the report.
+database that refuses, a setting given a value it cannot take) become that
+line; anything else is a bug in this program, and its traceback is left intact
+for the report.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import IO, Any
 
 import click
 from sqlalchemy.exc import DBAPIError
+
+from store.settings import SettingsError
 
 from .client import ClientError, Unreachable
 
@@ -55,5 +58,7 @@ class Reporting(click.Group):
             raise Failure(
                 f"{error}; is `backprop up` running there? (--url or BACKPROP_URL)"
             ) from None
+        except SettingsError as error:
+            raise Failure(str(error)) from None
         except DBAPIError as error:
             raise Failure(f"database error: {first_line(error.orig)}") from None

@@ -182,6 +182,21 @@ def test_a_database_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     assert "database error: connection failed" in one_line_error(done)
 
 
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["keys", "list"], ["up"]])
+def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, command: list[str]) -> None:
+    done = subprocess.run(
+        [BACKPROP, *command],
+        cwd=tmp_path,
+        env={**embedded_env(), "BACKPROP_LEASE_SECONDS": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    message = "backprop: BACKPROP_LEASE_SECONDS='abc': not a finite number of seconds\n"
+    assert one_line_error(done) == message
+    assert not (tmp_path / "data").exists()  # refused before anything was made
+
+
 def test_up_refuses_a_host_it_cannot_listen_on(tmp_path: Path) -> None:
     done = subprocess.run(
         [BACKPROP, "up", "--host", "no-such-host.invalid", "--port", str(free_port())],
