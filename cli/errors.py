@@ -38,8 +38,23 @@ def first_line(text: object) -> str:
     return lines[0].strip() if lines else ""
 
 
+def bad_command_line(error: click.UsageError, ctx: click.Context) -> BadCommandLine:
+    # Click would print the usage text as well; the pointer to it is enough.
+    where = error.ctx.command_path if error.ctx else ctx.command_path
+    return BadCommandLine(f"{error.format_message()} (see `{where} --help`)")
+
+
 class Reporting(click.Group):
     """A command group whose commands end in a :class:`Failure` rather than a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # The group's own options (``backprop --bogus``) are parsed before any invoke.
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as error:
+            raise bad_command_line(error, ctx) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -47,9 +62,7 @@ class Reporting(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise  # the help text of a group called without a command
         except click.UsageError as error:
-            # Click would print the usage text as well; the pointer to it is enough.
-            where = error.ctx.command_path if error.ctx else ctx.command_path
-            raise BadCommandLine(f"{error.format_message()} (see `{where} --help`)") from None
+            raise bad_command_line(error, ctx) from None
         except click.FileError as error:
             raise Failure(error.format_message()) from None
         except ClientError as error:

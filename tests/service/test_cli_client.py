@@ -245,6 +245,9 @@ def test_a_refused_csv_is_one_line_and_no_rows(
         (["train", "{missing}", "--dataset", "1"], {}, "does not exist", 2),
         (["predict", "1", "{missing}"], {}, "No such file or directory", 2),
         (["train", "{incomplete}"], {}, "Missing option '--dataset'", 2),
+        (["--url", "http://127.0.0.1:{port}", "jobs", "list"], {}, "No such option '--url'", 2),
+        (["jobs", "--bogus"], {}, "No such option '--bogus'. (see `backprop jobs --help`)", 2),
+        (["nosuch"], {}, "No such command 'nosuch'", 2),
     ],
 )
 def test_errors_are_one_line(
