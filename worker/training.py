@@ -77,19 +77,34 @@ class Attempt:
 
     def should_stop(self) -> bool:
         if not (self.cancel or self.lost) and self.should_give_back():
-            self.give_back()
+            # Between epochs, so the checkpoint resumes exactly.
+            self.write(give_back=True)
+            if self.given_back:
+                log.info(
+                    "job %s: attempt %s gave the job back at epoch %s (worker stopping)",
+                    self.job_id,
+                    self.attempt,
+                    self.trainer.epoch if self.trainer else 0,
+                    extra={"job_id": self.job_id},
+                )
         return self.cancel or self.lost or self.given_back
 
     # --- writes ----------------------------------------------------------------
 
-    def write(self, checkpoint: bool = False) -> None:
-        """Flush buffered epochs (and a checkpoint) under the lease."""
+    def write(self, checkpoint: bool = False, give_back: bool = False) -> None:
+        """Flush buffered epochs under the lease, and a checkpoint if asked.
+
+        ``give_back`` also checkpoints and queues the job again (unless it was
+        cancelled meanwhile: then it ends as cancelled); the caller sends the
+        job's message again after this returns with ``given_back`` set.
+        """
         with self._lock:
             try:
                 with Session.begin() as session:
                     self.cancel = q.renew_lease(session, self.job_id, self.attempt)
                     q.record_epochs(session, self.job_id, self.pending)
-                    if checkpoint and self.trainer is not None:
+                    give_back = give_back and not self.cancel
+                    if (checkpoint or give_back) and self.trainer is not None:
                         q.save_checkpoint(
                             session,
                             self.job_id,
@@ -98,6 +113,9 @@ class Attempt:
                             self.trainer.checkpoint(),
                         )
                         self.last_checkpoint = time.monotonic()
+                    if give_back:
+                        q.release_lease(session, self.job_id, self.attempt)
+                self.given_back = give_back
             except q.LeaseLost:
                 log.warning(
                     "job %s: attempt %s lost its lease; stopping", self.job_id, self.attempt
@@ -105,41 +123,6 @@ class Attempt:
                 self.lost = True
             self.pending = []
             self.last_write = time.monotonic()
-
-    def give_back(self) -> None:
-        """Checkpoint and queue the job again, unless it was cancelled meanwhile.
-
-        Called between epochs, so the checkpoint resumes exactly. The caller
-        sends the job's message again after this commits.
-        """
-        assert self.trainer is not None
-        with self._lock:
-            try:
-                with Session.begin() as session:
-                    self.cancel = q.renew_lease(session, self.job_id, self.attempt)
-                    q.record_epochs(session, self.job_id, self.pending)
-                    if not self.cancel:  # a cancelled job ends as cancelled instead
-                        q.save_checkpoint(
-                            session,
-                            self.job_id,
-                            self.attempt,
-                            self.trainer.epoch,
-                            self.trainer.checkpoint(),
-                        )
-                        q.release_lease(session, self.job_id, self.attempt)
-                        self.given_back = True
-            except q.LeaseLost:
-                self.lost = True
-            self.pending = []
-            self.last_write = time.monotonic()
-        if self.given_back:
-            log.info(
-                "job %s: attempt %s gave the job back at epoch %s (worker stopping)",
-                self.job_id,
-                self.attempt,
-                self.trainer.epoch,
-                extra={"job_id": self.job_id},
-            )
 
     def _beat(self) -> None:
         interval = self.settings.lease_seconds / 3

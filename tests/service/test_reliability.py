@@ -37,6 +37,7 @@ from tests.service.http import call, finished_job
 from tests.service.processes import ROOT, ApiProcess, WorkerProcess, wait_for
 from worker.app import make_celery
 from worker.queue import enqueue_training
+from worker.training import run_job
 
 FAST_RECOVERY = {
     "BACKPROP_LEASE_SECONDS": "2",
@@ -439,3 +440,77 @@ def test_importing_the_worker_does_no_work(tmp_path: Path) -> None:
         text=True,
     )
     assert entry.returncode != 0 and "not a number" in entry.stderr
+
+
+def polls_until(count: int, then: Any = None) -> Any:
+    """A ``should_give_back`` that answers True from its ``count``-th call on,
+    calling ``then`` once at that moment."""
+    calls = 0
+
+    def poll() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == count and then is not None:
+            then()
+        return calls >= count
+
+    return poll
+
+
+def test_a_job_given_back_resumes_exactly(isolated: tuple[dict[str, str], Settings]) -> None:
+    _, settings = isolated
+    training = {**TRAINING, "epochs": 300}
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, training).id
+
+    # Polled before each epoch: the 101st poll comes after epoch 100.
+    assert run_job(job_id, settings, should_give_back=polls_until(101)) is True
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        checkpoint = q.get_checkpoint(session, job_id)
+        assert job is not None and checkpoint is not None
+        assert (job.status, job.lease_owner, job.attempt, job.given_back) == (
+            JobStatus.QUEUED,
+            None,
+            1,
+            1,
+        )
+        assert (checkpoint.epoch, job.epochs_completed) == (100, 100)
+
+    assert run_job(job_id, settings) is False
+    status, done, attempt = job_state(job_id)
+    assert (status, done, attempt) == (JobStatus.SUCCEEDED, 300, 2)
+    assert epoch_numbers(job_id) == list(range(1, 301))
+    result = core.train(NETWORK, training, x, t)
+    assert result.model is not None
+    reference = result.model.network.weights + result.model.network.biases
+    for served, expected in zip(trained_weights(job_id), reference, strict=True):
+        assert np.array_equal(served, expected)
+
+
+def test_a_job_cancelled_as_it_is_given_back_ends_cancelled(
+    isolated: tuple[dict[str, str], Settings],
+) -> None:
+    _, settings = isolated
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+
+    def cancel() -> None:
+        with Session.begin() as session:
+            job = q.get_job(session, job_id)
+            assert job is not None
+            q.request_cancel(session, job)
+
+    assert run_job(job_id, settings, should_give_back=polls_until(50, then=cancel)) is False
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None
+        assert (job.status, job.stop_reason, job.given_back) == (
+            JobStatus.CANCELLED,
+            "cancelled",
+            0,
+        )
+        assert job.epochs_completed == 49
+        assert q.get_checkpoint(session, job_id) is None
