@@ -175,7 +175,7 @@ def test_ctrl_c_gives_the_job_back_and_the_next_start_finishes_it(
         try:
             # Resumed well within the 30 s lease and the 60 s re-send: by the
             # message the give-back sent.
-            wait_for(lambda: job_row(engine, job_id).attempt == 2, 10, 0.05, "the job to resume")
+            wait_for(lambda: job_row(engine, job_id).attempt == 2, 20, 0.05, "the job to resume")
             done = finished_job(second.base, job_id, key, timeout=180)
             assert done["status"] == "succeeded", done
             assert done["epochs_completed"] == EPOCHS
