@@ -416,9 +416,10 @@ def test_importing_the_worker_does_no_work(tmp_path: Path) -> None:
     code = (
         "import threading, celery._state as s\n"
         "import worker.app, worker.tasks, worker.lifecycle, worker.queue\n"
-        "import worker.reconciler, worker.training, api.broker\n"
+        "import worker.reconciler, worker.training, api.broker, store.db\n"
         "assert threading.active_count() == 1, threading.enumerate()\n"
         "assert not list(s._get_active_apps()), list(s._get_active_apps())\n"
+        "assert not store.db._engines and store.db.Session.kw.get('bind') is None\n"
     )
     env = {
         **os.environ,
