@@ -52,7 +52,7 @@ def prepare_metrics_dir(settings: Settings) -> None:
 
 def worker_command(concurrency: int) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "worker.app", "worker",
+        sys.executable, "-m", "celery", "-A", "worker.make_celery", "worker",
         "--loglevel=INFO", f"--concurrency={concurrency}",
     ]  # fmt: skip
 
@@ -215,28 +215,38 @@ def activate_hint() -> str | None:
 
 
 class Children:
-    """Child processes in their own process groups, stopped together."""
+    """Child processes in their own process groups, stopped together.
+
+    Each is started with the signal that stops it gracefully and quickly, and is
+    given ``STOP_SECONDS`` to exit before its whole group is killed.
+    """
+
+    # A running job is given back at its next epoch boundary, normally within
+    # moments, and an idle worker on the filesystem broker needs about 4 s (its
+    # polling loop); a job whose epoch takes longer than this is killed and
+    # resumes from its last checkpoint once its lease expires.
+    STOP_SECONDS = 10.0
 
     def __init__(self) -> None:
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, tuple[subprocess.Popen[bytes], signal.Signals]] = {}
 
-    def start(self, name: str, command: list[str]) -> None:
-        self.processes[name] = subprocess.Popen(command, start_new_session=True)
+    def start(self, name: str, command: list[str], stop_signal: signal.Signals) -> None:
+        self.processes[name] = (subprocess.Popen(command, start_new_session=True), stop_signal)
 
     def exited(self) -> str | None:
-        for name, process in self.processes.items():
+        for name, (process, _) in self.processes.items():
             if process.poll() is not None:
                 return name
         return None
 
-    def stop(self, timeout: float = 20.0) -> None:
-        # Each main process shuts its own children down (gunicorn's and Celery's
-        # warm shutdowns); the whole group is killed only if that takes too long.
-        for process in self.processes.values():
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        # Each main process shuts its own children down; the whole group is
+        # killed only if that takes too long.
+        for process, stop_signal in self.processes.values():
             if process.poll() is None:
-                process.terminate()
+                process.send_signal(stop_signal)
         deadline = time.monotonic() + timeout
-        for process in self.processes.values():
+        for process, _ in self.processes.values():
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -276,8 +286,11 @@ def up(host: str, port: int) -> None:
     signal.signal(signal.SIGINT, _raise_stop)
     try:
         prepare_metrics_dir(settings)
-        children.start("worker", worker_command(1))
-        children.start("api", api_command(host, port, 2))
+        # Celery's warm shutdown: the running job is checkpointed and queued again.
+        children.start("worker", worker_command(1), signal.SIGTERM)
+        # gunicorn's quick shutdown: requests are short, and event streams would
+        # hold a graceful one for their whole life (clients reconnect).
+        children.start("api", api_command(host, port, 2), signal.SIGINT)
         click.echo(f"backprop: API on http://{host}:{port}  (Ctrl-C stops everything)")
         while True:
             dead = children.exited()

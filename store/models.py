@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Dialect,
     Enum,
     Float,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -27,8 +29,36 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment in time, always read back as a timezone-aware UTC datetime.
+
+    PostgreSQL keeps ``timestamptz`` and answers in the session's time zone;
+    SQLite keeps text without an offset and answers with naive datetimes. Values
+    are converted to UTC on the way in (naive ones are refused: their zone is
+    unknown) and marked UTC on the way out, so comparisons with ``utcnow()``
+    work the same on both.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give the time zone (use utcnow())")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # Only this type writes these columns, and it writes UTC.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    # Every datetime column is a UTCDateTime through its annotation.
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
 
 
 class JobStatus(enum.StrEnum):
@@ -57,8 +87,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # the first characters of the key, to tell keys apart in listings
     prefix: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
 
 
 class Dataset(Base):
@@ -76,7 +106,7 @@ class Dataset(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     # inputs and targets as float64 arrays in one .npz
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Job(Base):
@@ -102,12 +132,15 @@ class Job(Base):
     # The lease of the attempt now running the job. ``attempt`` is the fencing
     # token: a worker writes only while the row still carries its attempt number.
     attempt: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Attempts that handed the job back on a graceful worker stop. They are still
+    # fencing tokens, but do not count toward the service's limit of attempts.
+    given_back: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_owner: Mapped[str | None] = mapped_column(String(200))
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
 
 
 class Epoch(Base):
@@ -132,7 +165,7 @@ class Checkpoint(Base):
     attempt: Mapped[int]
     epoch: Mapped[int]
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TrainedModel(Base):
@@ -151,4 +184,4 @@ class TrainedModel(Base):
     summary: Mapped[dict[str, Any]]
     # core.Model.to_bytes(): .npz, read back with allow_pickle=False
     weights: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -181,13 +180,14 @@ def take_lease(
 
     Returns the attempt number (the fencing token), or None when the job is not
     ours to run: finished, cancelled, out of attempts, or leased by a live worker.
+    Attempts given back on a graceful stop do not count toward ``max_attempts``.
     """
     now = utcnow()
     result = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
-            Job.attempt < max_attempts,
+            Job.attempt - Job.given_back < max_attempts,
             or_(
                 Job.status == JobStatus.QUEUED,
                 and_(
@@ -208,13 +208,6 @@ def take_lease(
     return result.scalar_one_or_none()
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; every time this service writes is UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def renew_lease(session: Session, job_id: int, attempt: int) -> bool:
     """Prove the lease is still ours and extend it; returns the job's cancel flag.
 
@@ -231,6 +224,26 @@ def renew_lease(session: Session, job_id: int, attempt: int) -> bool:
     if row is None:
         raise LeaseLost(f"job {job_id} is no longer held by attempt {attempt}")
     return bool(row[0])
+
+
+def release_lease(session: Session, job_id: int, attempt: int) -> None:
+    """Hand a running job back to the queue: queued again, no lease owner.
+
+    For a worker that stops gracefully after checkpointing; call after
+    :func:`renew_lease` in the same transaction, and send the job's message again
+    after the commit. The attempt does not count toward the limit of attempts.
+    """
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
+        .values(
+            status=JobStatus.QUEUED,
+            lease_owner=None,
+            heartbeat_at=None,
+            enqueued_at=utcnow(),
+            given_back=Job.given_back + 1,
+        )
+    )
 
 
 def save_checkpoint(session: Session, job_id: int, attempt: int, epoch: int, data: bytes) -> None:
@@ -277,13 +290,14 @@ def jobs_to_requeue(
     )
     resend = []
     for job in candidates:
-        if job.status == JobStatus.RUNNING and job.attempt >= max_attempts:
+        counted = job.attempt - job.given_back
+        if job.status == JobStatus.RUNNING and counted >= max_attempts:
             finish_job(
                 session,
                 job,
                 JobStatus.FAILED,
                 stop_reason="worker_lost",
-                error=f"the worker running this job was lost {job.attempt} times; "
+                error=f"the worker running this job was lost {counted} times; "
                 f"gave up after {max_attempts} attempts",
             )
             continue
@@ -326,22 +340,16 @@ def finish_job(
     session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
 
 
-@dataclass(frozen=True)
-class EpochRow:
-    epoch: int
-    loss: float
-    val_loss: float | None
-    val_accuracy: float | None
-    learning_rate: float
-    grad_norm: float
-    seconds: float
+def record_epochs(session: Session, job_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert epoch rows (a repeated epoch is ignored) and update the job's progress.
 
-
-def record_epochs(session: Session, job_id: int, rows: Sequence[EpochRow]) -> None:
-    """Insert epoch rows (a repeated epoch is ignored) and update the job's progress."""
+    Each row maps the ``epochs`` table's columns other than ``job_id`` (the fields
+    of ``core.EpochStats``, as ``dataclasses.asdict`` gives them) to values;
+    rows are in epoch order.
+    """
     if not rows:
         return
-    values = [{"job_id": job_id, **row.__dict__} for row in rows]
+    values = [{**row, "job_id": job_id} for row in rows]
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     # executemany of one small statement: compiling a many-row VALUES clause is slow.
@@ -350,7 +358,7 @@ def record_epochs(session: Session, job_id: int, rows: Sequence[EpochRow]) -> No
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(epochs_completed=last.epoch, loss=last.loss, val_loss=last.val_loss)
+        .values(epochs_completed=last["epoch"], loss=last["loss"], val_loss=last["val_loss"])
     )
 
 

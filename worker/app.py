@@ -1,7 +1,9 @@
-"""The Celery app, configured from the same settings as the API.
+"""The Celery app factory, configured from the same settings as the API.
 
-``celery -A worker.app worker`` starts a worker; the API only sends messages
-through :func:`worker.queue.enqueue_training` and never imports the tasks.
+``make_celery(settings)`` builds an app with the training task and the worker's
+lifecycle attached; nothing is built when this module is imported. Workers start
+from the thin entry module: ``celery -A worker.make_celery worker``. The API
+builds its own app from its settings and only sends messages through it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from typing import Any
 
 from celery import Celery
 
-from store.settings import Settings, load_settings
+from store.settings import Settings
 
-TRAIN_TASK = "backprop.train"
+from .lifecycle import Lifecycle
+from .tasks import register_tasks
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -33,6 +36,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings) -> Celery:
+    """A Celery app for ``settings``: broker, queue, the training task and, when
+    a worker runs it, the worker's lifecycle (see :mod:`worker.lifecycle`)."""
     app = Celery("backprop", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -40,14 +45,19 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue=settings.queue,
         worker_prefetch_multiplier=1,
+        # Tasks run in threads of the worker's main process, where Celery's stop
+        # signal handler runs: a running job sees the stop at its next epoch and
+        # gives itself back (a prefork child is never told; the warm shutdown
+        # would wait for the whole job).
+        worker_pool="threads",
+        # The filesystem broker's worker waits for its timer thread when it stops;
+        # the thread sleeps up to this long (default 1 s) between checks.
+        worker_timer_precision=0.1,
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_options(settings),
         worker_hijack_root_logger=False,
     )
+    lifecycle = Lifecycle(settings, app)
+    app.steps["worker"].add(lifecycle.bootstep())
+    register_tasks(app, settings, lifecycle)
     return app
-
-
-settings = load_settings()
-celery_app = make_celery(settings)
-# Import the tasks when a worker loads this module (`celery -A worker.app`).
-celery_app.conf.imports = ("worker.tasks",)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from celery import Celery
 
-from .app import TRAIN_TASK, celery_app
+# The name the training task is registered and sent under.
+TRAIN_TASK = "backprop.train"
 
 
-def enqueue_training(job_id: int, app: Celery | None = None) -> None:
-    """Queue a committed job; call only after the transaction that created it commits.
+def enqueue_training(job_id: int, app: Celery) -> None:
+    """Queue a committed job through ``app``; call only after the transaction commits.
 
-    ``app`` is the Celery app to send through; by default the one configured from
-    the environment. The API passes its own, made from the settings it was created
-    with, so that it sends where its settings say even if they differ from the
-    environment this module was first imported under.
+    ``app`` comes from :func:`worker.app.make_celery`, made from the caller's own
+    settings, so a message goes where those settings say.
     """
-    (app or celery_app).send_task(TRAIN_TASK, args=[job_id])
+    app.send_task(TRAIN_TASK, args=[job_id])

@@ -1,15 +1,17 @@
 """Finds jobs whose message or worker was lost and sends them again.
 
-Runs as a thread in every worker's main process (``celery -A worker.app worker``
-or ``backprop worker``), so a deployment needs no separate beat process. Several
-workers reconciling at once is safe: rows are locked while they are marked, and
-a duplicate message cannot start a second attempt.
+Runs as a thread in every worker's main process (started by
+:class:`worker.lifecycle.Lifecycle`), so a deployment needs no separate beat
+process. Several workers reconciling at once is safe: rows are locked while
+they are marked, and a duplicate message cannot start a second attempt.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+
+from celery import Celery
 
 from store import Session
 from store import queries as q
@@ -20,8 +22,8 @@ from .queue import enqueue_training
 log = logging.getLogger(__name__)
 
 
-def reconcile_once(settings: Settings) -> list[int]:
-    """One sweep; returns the ids sent again."""
+def reconcile_once(settings: Settings, app: Celery) -> list[int]:
+    """One sweep, sending through ``app``; returns the ids sent again."""
     with Session.begin() as session:
         ids = q.jobs_to_requeue(
             session,
@@ -30,22 +32,23 @@ def reconcile_once(settings: Settings) -> list[int]:
             max_attempts=settings.max_attempts,
         )
     for job_id in ids:  # after the commit, as with every message
-        enqueue_training(job_id)
+        enqueue_training(job_id, app)
     if ids:
         log.info("reconciler sent jobs again: %s", ids)
     return ids
 
 
 class Reconciler(threading.Thread):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, app: Celery) -> None:
         super().__init__(name="backprop-reconciler", daemon=True)
         self.settings = settings
+        self.app = app
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.settings.reconcile_seconds):
             try:
-                reconcile_once(self.settings)
+                reconcile_once(self.settings, self.app)
             except Exception:  # a database or broker outage must not end the thread
                 log.exception("reconciler sweep failed; will try again")
 

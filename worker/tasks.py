@@ -1,44 +1,25 @@
-"""Celery tasks. They take ids and re-read everything from the database."""
+"""The Celery task. It takes a job id and re-reads everything from the database."""
 
 from __future__ import annotations
 
-from typing import Any
+from celery import Celery
 
-from celery.signals import setup_logging, worker_process_init, worker_ready, worker_shutdown
+from store.settings import Settings
 
-from store import configure
-from store.logs import configure_logging
-
-from .app import TRAIN_TASK, celery_app, settings
-from .reconciler import Reconciler
+from .lifecycle import Lifecycle
+from .queue import TRAIN_TASK, enqueue_training
 from .training import run_job
 
-engine = configure(settings.database_url)
-reconciler = Reconciler(settings)
 
+def register_tasks(app: Celery, settings: Settings, lifecycle: Lifecycle) -> None:
+    """Register the training task on ``app``; it runs jobs under ``settings``."""
 
-@setup_logging.connect
-def _logging(**_: Any) -> None:
-    # Connected, this replaces Celery's own logging set-up with the service's format.
-    configure_logging(settings.log_format)
-
-
-@worker_process_init.connect
-def _fresh_connections(**_: Any) -> None:
-    # A forked child must not share the parent's pooled connections.
-    engine.dispose(close=False)
-
-
-@worker_ready.connect
-def _start_reconciler(**_: Any) -> None:
-    reconciler.start()
-
-
-@worker_shutdown.connect
-def _stop_reconciler(**_: Any) -> None:
-    reconciler.stop()
-
-
-@celery_app.task(name=TRAIN_TASK)
-def train(job_id: int) -> None:
-    run_job(job_id, settings)
+    @app.task(name=TRAIN_TASK)
+    def train(job_id: int) -> None:
+        if lifecycle.stopping.is_set():
+            # Delivered while this worker stops: do not start it, leave it to the next.
+            enqueue_training(job_id, app)
+            return
+        if run_job(job_id, settings, should_give_back=lifecycle.stopping.is_set):
+            # Given back and committed: send it again so the next worker starts it at once.
+            enqueue_training(job_id, app)

@@ -4,7 +4,9 @@ The database owns the job's state. An attempt starts by taking the job's lease
 (its attempt number is the fencing token), resumes from the job's checkpoint if
 an earlier attempt left one, and makes every write -- epochs, checkpoints, the
 final model -- in a transaction that first proves the lease is still its own.
-A worker that lost its lease stops without writing anything more.
+A worker that lost its lease stops without writing anything more. A worker
+told to stop gives the job back at the next epoch boundary: a checkpoint, then
+the job queued again, in one fenced transaction.
 
 Kept apart from Celery so the same function runs under any task runner.
 """
@@ -16,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from core import EpochStats, SpecError, Trainer, TrainResult
@@ -36,14 +39,23 @@ class Attempt:
     to do it, so a long epoch does not look like a dead worker.
     """
 
-    def __init__(self, job_id: int, attempt: int, settings: Settings) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        attempt: int,
+        settings: Settings,
+        should_give_back: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.job_id = job_id
         self.attempt = attempt
         self.settings = settings
+        self.should_give_back = should_give_back
         self.trainer: Trainer | None = None
-        self.pending: list[q.EpochRow] = []
+        # core.EpochStats as mappings of the epochs table's columns
+        self.pending: list[dict[str, Any]] = []
         self.cancel = False
         self.lost = False
+        self.given_back = False
         now = time.monotonic()
         self.last_write = now
         self.last_checkpoint = now
@@ -54,17 +66,10 @@ class Attempt:
     # --- called by the trainer -------------------------------------------------
 
     def on_epoch(self, stats: EpochStats) -> None:
-        self.pending.append(
-            q.EpochRow(
-                stats.epoch,
-                stats.loss,
-                stats.val_loss,
-                stats.val_accuracy,
-                stats.learning_rate,
-                stats.grad_norm,
-                stats.seconds,
-            )
-        )
+        # The stats' fields as a mapping: vars() shares the frozen dataclass's own
+        # dict, where asdict() deep-copies it (about 6 us, as much as a whole epoch
+        # of a tiny network trained online).
+        self.pending.append(vars(stats))
         now = time.monotonic()
         if now - self.last_checkpoint >= self.settings.checkpoint_seconds:
             self.write(checkpoint=True)
@@ -72,18 +77,35 @@ class Attempt:
             self.write()
 
     def should_stop(self) -> bool:
-        return self.cancel or self.lost
+        if not (self.cancel or self.lost) and self.should_give_back():
+            # Between epochs, so the checkpoint resumes exactly.
+            self.write(give_back=True)
+            if self.given_back:
+                log.info(
+                    "job %s: attempt %s gave the job back at epoch %s (worker stopping)",
+                    self.job_id,
+                    self.attempt,
+                    self.trainer.epoch if self.trainer else 0,
+                    extra={"job_id": self.job_id},
+                )
+        return self.cancel or self.lost or self.given_back
 
     # --- writes ----------------------------------------------------------------
 
-    def write(self, checkpoint: bool = False) -> None:
-        """Flush buffered epochs (and a checkpoint) under the lease."""
+    def write(self, checkpoint: bool = False, give_back: bool = False) -> None:
+        """Flush buffered epochs under the lease, and a checkpoint if asked.
+
+        ``give_back`` also checkpoints and queues the job again (unless it was
+        cancelled meanwhile: then it ends as cancelled); the caller sends the
+        job's message again after this returns with ``given_back`` set.
+        """
         with self._lock:
             try:
                 with Session.begin() as session:
                     self.cancel = q.renew_lease(session, self.job_id, self.attempt)
                     q.record_epochs(session, self.job_id, self.pending)
-                    if checkpoint and self.trainer is not None:
+                    give_back = give_back and not self.cancel
+                    if (checkpoint or give_back) and self.trainer is not None:
                         q.save_checkpoint(
                             session,
                             self.job_id,
@@ -92,6 +114,9 @@ class Attempt:
                             self.trainer.checkpoint(),
                         )
                         self.last_checkpoint = time.monotonic()
+                    if give_back:
+                        q.release_lease(session, self.job_id, self.attempt)
+                self.given_back = give_back
             except q.LeaseLost:
                 log.warning(
                     "job %s: attempt %s lost its lease; stopping", self.job_id, self.attempt
@@ -103,7 +128,7 @@ class Attempt:
     def _beat(self) -> None:
         interval = self.settings.lease_seconds / 3
         while not self._done.wait(interval):
-            if time.monotonic() - self.last_write < interval:
+            if self.given_back or time.monotonic() - self.last_write < interval:
                 continue
             with self._lock:
                 try:
@@ -168,8 +193,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_job(job_id: int, settings: Settings) -> None:
-    """Run (or resume) job ``job_id`` if it is ours to run; a no-op otherwise."""
+def run_job(
+    job_id: int, settings: Settings, should_give_back: Callable[[], bool] = lambda: False
+) -> bool:
+    """Run (or resume) job ``job_id`` if it is ours to run; a no-op otherwise.
+
+    ``should_give_back`` is polled between epochs; once it returns True the job
+    is checkpointed and queued again. Returns True when the job was given back:
+    the caller must then send its message again (the queue state is committed).
+    """
     with Session.begin() as session:
         attempt = q.take_lease(
             session,
@@ -184,7 +216,7 @@ def run_job(job_id: int, settings: Settings) -> None:
                 job_id,
                 extra={"job_id": job_id},
             )
-            return
+            return False
         job = q.get_job(session, job_id)
         assert job is not None
         dataset = (
@@ -199,10 +231,10 @@ def run_job(job_id: int, settings: Settings) -> None:
             inputs, targets = q.unpack_arrays(dataset.data)
             classes, feature_names = dataset.classes, dataset.feature_names
 
-    run = Attempt(job_id, attempt, settings)
+    run = Attempt(job_id, attempt, settings, should_give_back)
     if dataset is None:
         run.finish(JobStatus.FAILED, error="the job's dataset was deleted")
-        return
+        return False
     try:
         if saved is not None:
             log.info(
@@ -219,7 +251,7 @@ def run_job(job_id: int, settings: Settings) -> None:
         result = run.train(trainer)
     except SpecError as exc:
         run.finish(JobStatus.FAILED, stop_reason="invalid", error=f"invalid job: {exc}")
-        return
+        return False
     except Exception as exc:  # the job must end with a reason whatever went wrong
         log.exception("job %s crashed", job_id, extra={"job_id": job_id})
         run.finish(
@@ -227,10 +259,12 @@ def run_job(job_id: int, settings: Settings) -> None:
             stop_reason="error",
             error=f"training crashed: {type(exc).__name__}: {exc}",
         )
-        return
+        return False
 
+    if run.given_back:
+        return True
     if run.lost:
-        return
+        return False
     if result.stop_reason == STOP_REQUESTED:
         run.finish(JobStatus.CANCELLED, stop_reason="cancelled")
     elif result.model is None:
@@ -248,3 +282,4 @@ def run_job(job_id: int, settings: Settings) -> None:
         result.model.feature_names = feature_names
         model = (result.model.describe(), summary, result.model.to_bytes())
         run.finish(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)
+    return False

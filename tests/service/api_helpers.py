@@ -1,8 +1,7 @@
 """Shared pieces of the API tests: an in-process client, datasets, a trained model.
 
-The API is imported inside :func:`client_for`, after the ``service_settings``
-fixture has set the environment, because importing the worker's queue module
-reads settings from the environment once.
+The API is created inside :func:`client_for` from the settings of the
+``service_settings`` fixture.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -110,22 +109,7 @@ def train_in_process(job_id: int) -> int:
             on_epoch=epochs.append,
         )
         assert result.model is not None
-        q.record_epochs(
-            session,
-            job_id,
-            [
-                q.EpochRow(
-                    e.epoch,
-                    e.loss,
-                    e.val_loss,
-                    e.val_accuracy,
-                    e.learning_rate,
-                    e.grad_norm,
-                    e.seconds,
-                )
-                for e in epochs
-            ],
-        )
+        q.record_epochs(session, job_id, [asdict(e) for e in epochs])
         summary = {"stop_reason": result.stop_reason, "epochs_completed": result.epochs_completed}
         result.model.feature_names = dataset.feature_names  # as the worker does
         model = q.add_model(

@@ -72,11 +72,11 @@ class GroupProcess:
 
 
 class WorkerProcess(GroupProcess):
-    """``celery -A worker.app worker``."""
+    """``celery -A worker.make_celery worker``."""
 
     def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int = 1) -> None:
         command = [
-            sys.executable, "-m", "celery", "-A", "worker.app", "worker",
+            sys.executable, "-m", "celery", "-A", "worker.make_celery", "worker",
             "--loglevel=INFO", f"--concurrency={concurrency}",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", f"test-{uuid.uuid4().hex[:6]}@%h",

@@ -1,22 +1,30 @@
 """Jobs survive lost workers, duplicate messages and a broker that forgets.
 
-Real worker processes, real PostgreSQL and Redis; short leases so that a lost
-worker is noticed within seconds.
+Real worker processes with short leases, so that a lost worker is noticed within
+seconds; every scenario runs on both deployments: the embedded defaults (SQLite
+and the filesystem broker) and PostgreSQL + Redis.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import asdict, fields
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import StatementError
 
 import core
 from store import Epoch, JobStatus, Session
 from store import queries as q
+from store.migrate import upgrade
 from store.settings import Settings
 from tests.service.conftest import (
     apply_env,
@@ -26,9 +34,10 @@ from tests.service.conftest import (
     environment,
 )
 from tests.service.http import call, finished_job
-from tests.service.processes import ApiProcess, WorkerProcess, wait_for
+from tests.service.processes import ROOT, ApiProcess, WorkerProcess, wait_for
 from worker.app import make_celery
 from worker.queue import enqueue_training
+from worker.training import run_job
 
 FAST_RECOVERY = {
     "BACKPROP_LEASE_SECONDS": "2",
@@ -59,17 +68,53 @@ def dataset() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     return x, t
 
 
-@pytest.fixture(scope="module")
-def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
-    """A database, queue and Redis prefix of this module's own, with fast recovery."""
+BACKENDS = ["sqlite-filesystem", "postgres-redis"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def isolated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dict[str, str], Settings]]:
+    """A database, broker and queue of this module's own, with fast recovery."""
+    data_dir = tmp_path_factory.mktemp("rel")
+    if request.param == "postgres-redis":
+        url = create_database("reliability")
+        env = environment(url, "reliability", data_dir)
+    else:
+        url = f"sqlite:///{data_dir / 'backprop.db'}"
+        upgrade(url)
+        env = {
+            "BACKPROP_DATA_DIR": str(data_dir),
+            "DATABASE_URL": url,
+            "BROKER_URL": "filesystem://",
+            "BROKER_PREFIX": "",
+            "BACKPROP_QUEUE": "training",
+        }
+    env.update(FAST_RECOVERY)
+    saved = {key: os.environ.get(key) for key in env}
     previous_bind = Session.kw.get("bind")
-    url = create_database("reliability")
-    env = {**environment(url, "reliability", tmp_path_factory.mktemp("rel")), **FAST_RECOVERY}
     settings = apply_env(env)
     yield env, settings
-    delete_redis_keys(env["BROKER_PREFIX"])
     Session.configure(bind=previous_bind)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if settings.broker_is_filesystem:
+        return
+    delete_redis_keys(env["BROKER_PREFIX"])
     drop_database(url)
+
+
+def forget_messages(settings: Settings) -> int:
+    """What a broker restart without persistence does: every queued message gone."""
+    if settings.broker_is_filesystem:
+        messages = list(settings.broker_folder.glob("*.msg"))
+        for path in messages:
+            path.unlink()
+        return len(messages)
+    return delete_redis_keys(settings.broker_prefix)
 
 
 @pytest.fixture
@@ -193,7 +238,7 @@ def test_lost_lease_fences_the_old_attempt(isolated: tuple[dict[str, str], Setti
     assert (first, second) == (1, 2)
     with pytest.raises(q.LeaseLost), Session.begin() as session:
         q.renew_lease(session, job_id, 1)
-        q.record_epochs(session, job_id, [q.EpochRow(1, 0.5, None, None, 0.1, 1.0, 0.01)])
+        q.record_epochs(session, job_id, [asdict(core.EpochStats(1, 0.5, None, None, 0.1, 1.0, 0))])
     assert epoch_numbers(job_id) == []  # the fenced transaction wrote nothing
     with Session.begin() as session:
         assert q.renew_lease(session, job_id, 2) is False
@@ -205,8 +250,7 @@ def test_jobs_queued_when_the_broker_forgets_still_finish(
     env, settings = isolated
     training = {**TRAINING, "epochs": 50}
     job_ids = [submit(settings, NETWORK, training) for _ in range(3)]
-    # What a Redis restart without persistence does to this deployment's keys.
-    assert delete_redis_keys(env["BROKER_PREFIX"]) > 0
+    assert forget_messages(settings) > 0
     worker = WorkerProcess(env, tmp_path)
     workers.append(worker)
     worker.wait_ready()
@@ -289,3 +333,185 @@ def test_restarting_the_api_loses_nothing(
         assert status == 200 and model["job_id"] == job["id"]
     finally:
         api.stop()
+
+
+def test_given_back_attempts_do_not_count(isolated: tuple[dict[str, str], Settings]) -> None:
+    _, settings = isolated
+    cap = settings.max_attempts
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+    for attempt in range(1, cap + 3):  # more give-backs than attempts allowed
+        with Session.begin() as session:
+            assert q.take_lease(session, job_id, "w", lease_seconds=60, max_attempts=cap) == attempt
+            q.renew_lease(session, job_id, attempt)
+            q.release_lease(session, job_id, attempt)
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None
+        assert (job.status, job.lease_owner, job.attempt, job.given_back) == (
+            JobStatus.QUEUED,
+            None,
+            cap + 2,
+            cap + 2,
+        )
+        # A stale attempt cannot give the job back: it no longer holds it.
+        assert q.take_lease(session, job_id, "w", lease_seconds=60, max_attempts=cap) == cap + 3
+        with pytest.raises(q.LeaseLost):
+            q.renew_lease(session, job_id, cap + 2)
+
+
+def test_a_lost_worker_is_noticed_on_this_backend(
+    isolated: tuple[dict[str, str], Settings],
+) -> None:
+    """The reconciler's sweep compares times read back from the database (on SQLite
+    these were naive, and every sweep raised TypeError)."""
+    _, settings = isolated
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+    with Session.begin() as session:
+        assert q.take_lease(session, job_id, "gone", lease_seconds=60, max_attempts=5) == 1
+    with Session.begin() as session:
+        # The lease (0 s) has expired and the job was last sent before it was leased.
+        sent = q.jobs_to_requeue(session, lease_seconds=0, requeue_seconds=60, max_attempts=5)
+    assert job_id in sent
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None and job.enqueued_at is not None and job.heartbeat_at is not None
+        moments = [job.created_at, job.started_at, job.enqueued_at, job.heartbeat_at]
+        assert all(m is not None and m.tzinfo is UTC for m in moments), moments
+        # A live lease is left alone.
+        assert job_id not in q.jobs_to_requeue(
+            session, lease_seconds=3600, requeue_seconds=60, max_attempts=5
+        )
+
+
+def test_datetimes_are_stored_as_utc_instants(isolated: tuple[dict[str, str], Settings]) -> None:
+    x, t = dataset()
+    noon_in_cairo = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    with Session.begin() as session:
+        job = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING)
+        job.finished_at = noon_in_cairo
+        job_id = job.id
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None and job.finished_at is not None
+        assert job.finished_at == datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+        assert job.finished_at.tzinfo is UTC
+    with pytest.raises(StatementError, match="naive datetime"), Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None
+        job.finished_at = datetime(2026, 1, 1, 12, 0)  # no zone: which noon?
+        session.flush()
+
+
+def test_epoch_rows_are_the_engines_epoch_stats() -> None:
+    stats = {field.name for field in fields(core.EpochStats)}
+    assert {column.name for column in Epoch.__table__.columns} == stats | {"job_id"}
+
+
+def test_importing_the_worker_does_no_work(tmp_path: Path) -> None:
+    """Only the entry module builds things; the rest can be imported anywhere."""
+    code = (
+        "import threading, celery._state as s\n"
+        "import worker.app, worker.tasks, worker.lifecycle, worker.queue\n"
+        "import worker.reconciler, worker.training, api.broker, store.db\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+        "assert not list(s._get_active_apps()), list(s._get_active_apps())\n"
+        "assert not store.db._engines and store.db.Session.kw.get('bind') is None\n"
+    )
+    env = {
+        **os.environ,
+        # Reading the settings would fail on this, and make this folder.
+        "BACKPROP_MAX_EPOCHS": "not a number",
+        "BACKPROP_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "data").exists()
+    # The entry module does read them, and fails on the bad value.
+    entry = subprocess.run(
+        [sys.executable, "-c", "import worker.make_celery"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert entry.returncode != 0 and "not a number" in entry.stderr
+
+
+def polls_until(count: int, then: Any = None) -> Any:
+    """A ``should_give_back`` that answers True from its ``count``-th call on,
+    calling ``then`` once at that moment."""
+    calls = 0
+
+    def poll() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == count and then is not None:
+            then()
+        return calls >= count
+
+    return poll
+
+
+def test_a_job_given_back_resumes_exactly(isolated: tuple[dict[str, str], Settings]) -> None:
+    _, settings = isolated
+    training = {**TRAINING, "epochs": 300}
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, training).id
+
+    # Polled before each epoch: the 101st poll comes after epoch 100.
+    assert run_job(job_id, settings, should_give_back=polls_until(101)) is True
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        checkpoint = q.get_checkpoint(session, job_id)
+        assert job is not None and checkpoint is not None
+        assert (job.status, job.lease_owner, job.attempt, job.given_back) == (
+            JobStatus.QUEUED,
+            None,
+            1,
+            1,
+        )
+        assert (checkpoint.epoch, job.epochs_completed) == (100, 100)
+
+    assert run_job(job_id, settings) is False
+    status, done, attempt = job_state(job_id)
+    assert (status, done, attempt) == (JobStatus.SUCCEEDED, 300, 2)
+    assert epoch_numbers(job_id) == list(range(1, 301))
+    result = core.train(NETWORK, training, x, t)
+    assert result.model is not None
+    reference = result.model.network.weights + result.model.network.biases
+    for served, expected in zip(trained_weights(job_id), reference, strict=True):
+        assert np.array_equal(served, expected)
+
+
+def test_a_job_cancelled_as_it_is_given_back_ends_cancelled(
+    isolated: tuple[dict[str, str], Settings],
+) -> None:
+    _, settings = isolated
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+
+    def cancel() -> None:
+        with Session.begin() as session:
+            job = q.get_job(session, job_id)
+            assert job is not None
+            q.request_cancel(session, job)
+
+    assert run_job(job_id, settings, should_give_back=polls_until(50, then=cancel)) is False
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        assert job is not None
+        assert (job.status, job.stop_reason, job.given_back) == (
+            JobStatus.CANCELLED,
+            "cancelled",
+            0,
+        )
+        assert job.epochs_completed == 49
+        assert q.get_checkpoint(session, job_id) is None

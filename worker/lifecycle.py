@@ -1,0 +1,66 @@
+"""What a worker process does around its tasks, from start to stop.
+
+Attached to the Celery app as a worker bootstep, so it runs only in a worker
+(never in the API, which builds the same app to send messages): on start it binds
+the store to the database and starts the reconciler; on a stop signal it tells
+the running jobs to give themselves back.
+
+Celery's warm shutdown (SIGTERM, or the first Ctrl-C) stops consuming and then
+waits for running tasks; by itself it never tells a task. ``worker_shutting_down``
+is sent from the signal handler in the worker's main process, where the threads
+pool runs the tasks, so ``stopping`` is set the moment the signal arrives.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.signals import worker_shutting_down
+
+from store import configure
+from store.settings import Settings
+
+from .reconciler import Reconciler
+
+
+class Lifecycle:
+    """One worker's start-up and stop; ``stopping`` is set once it is told to stop."""
+
+    def __init__(self, settings: Settings, app: Celery) -> None:
+        self.settings = settings
+        self.app = app
+        self.stopping = threading.Event()
+        self.reconciler: Reconciler | None = None
+
+    def start(self) -> None:
+        configure(self.settings.database_url)
+        worker_shutting_down.connect(self._on_stop_signal, weak=False)
+        self.reconciler = Reconciler(self.settings, self.app)
+        self.reconciler.start()
+
+    def stop(self) -> None:
+        # Also reached without a signal (a programmatic stop); before the pool waits.
+        self.stopping.set()
+        worker_shutting_down.disconnect(self._on_stop_signal)
+        if self.reconciler is not None:
+            self.reconciler.stop()
+
+    def _on_stop_signal(self, **_: Any) -> None:
+        self.stopping.set()
+
+    def bootstep(self) -> type[bootsteps.StartStopStep]:
+        """A worker bootstep that starts and stops this lifecycle."""
+        lifecycle = self
+
+        class LifecycleStep(bootsteps.StartStopStep):  # type: ignore[misc]  # Celery is untyped
+            name = "backprop.lifecycle"
+            # Started after the pool, so stopped before it: ``stopping`` is set
+            # before the pool waits for the running tasks.
+            requires = ("celery.worker.components:Pool",)
+
+            def create(self, worker: Any) -> Lifecycle:
+                return lifecycle
+
+        return LifecycleStep
