@@ -30,10 +30,18 @@ from . import remote
 from .errors import Failure, Reporting
 
 
+def address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets as gunicorn and URLs want it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def api_command(host: str, port: int, workers: int) -> list[str]:
     # Threads per worker, so that a few open event streams do not take every worker.
+    # No control socket: gunicorn's default one is shared by every instance on the
+    # host, and closing it costs about a second of every stop.
     return [
-        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{host}:{port}",
+        sys.executable, "-m", "gunicorn", "--workers", str(workers),
+        "--bind", address(host, port), "--no-control-socket",
         "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-",
         "api:create_app()",
     ]  # fmt: skip
@@ -291,7 +299,7 @@ def up(host: str, port: int) -> None:
         # gunicorn's quick shutdown: requests are short, and event streams would
         # hold a graceful one for their whole life (clients reconnect).
         children.start("api", api_command(host, port, 2), signal.SIGINT)
-        click.echo(f"backprop: API on http://{host}:{port}  (Ctrl-C stops everything)")
+        click.echo(f"backprop: API on http://{address(host, port)}  (Ctrl-C stops everything)")
         while True:
             dead = children.exited()
             if dead is not None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli import address
 from tests.service.http import answers, free_port
 from tests.service.processes import wait_for
 
@@ -83,7 +84,8 @@ def running_up(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        running = Up(f"http://127.0.0.1:{port}", port, log_path)
+        host = options[options.index("--host") + 1] if "--host" in options else "127.0.0.1"
+        running = Up(f"http://{address(host, port)}", port, log_path)
         try:
             wait_for(
                 lambda: up.poll() is not None or answers(running.base), 60, 0.1, "`up` to answer"

@@ -55,6 +55,16 @@ def test_up_on_embedded_defaults(tmp_path: Path) -> None:
         assert processes_using(data_dir)  # the API and worker processes
 
 
+def test_up_on_an_ipv6_host(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with running_up(tmp_path, "--host", "::1", env=embedded_env(data_dir)) as up:
+        assert up.base.startswith("http://[::1]:")
+        assert f"API on {up.base}" in up.log()
+        key = (data_dir / "api-key").read_text().strip()
+        status, job = call(up.base, "POST", "/jobs", worked.JOB, key)
+        assert status == 202, job
+
+
 def test_up_shows_the_same_key_on_every_start(tmp_path: Path) -> None:
     """Started again on the same folder (named by --data-dir), `up` prints the saved key,
     and a revoked one is replaced."""
