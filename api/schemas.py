@@ -12,11 +12,10 @@ them; the ``models ``Network`` and ``Training`` below only describe them in the 
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
-    AfterValidator,
     AllowInfNan,
     BaseModel,
     ConfigDict,
@@ -41,16 +40,9 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Number = Annotated[float, Strict(), AllowInfNan(False)]
 Row = Annotated[list[Number], Field(min_length=1)]
 Matrix = Annotated[list[Row], Field(min_length=1)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# No control characters: PostgreSQL cannot store a NUL byte in text, and none belongs in a name.
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
 Label = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything the store writes is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 def _targets_kind(value: Any) -> str:
@@ -336,7 +328,7 @@ class DatasetOut(Out):
     target_names: list[str] | None
     classes: list[str] | None
     sha256: str
-    created_at: Timestamp
+    created_at: datetime
 
 
 class DatasetList(Out):
@@ -375,9 +367,9 @@ class JobOut(Out):
     error: str | None
     stop_reason: str | None
     cancel_requested: bool
-    created_at: Timestamp
-    started_at: Timestamp | None
-    finished_at: Timestamp | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class JobSpec(Out):
@@ -417,7 +409,7 @@ class ModelOut(Out):
     summary: dict[str, Any] = Field(description="Stop reason, epochs and final losses.")
     normalization: dict[str, Any] | None
     classes: list[str] | None
-    created_at: Timestamp
+    created_at: datetime
 
 
 class LayerWeights(Out):

@@ -68,6 +68,8 @@ CASES = {
     "inputs-a-string": Case("POST", "/datasets", 422, "inputs", json=dataset(inputs="1,2")),
     "name-a-number": Case("POST", "/datasets", 422, "name", json=dataset(name=5)),
     "name-too-long": Case("POST", "/datasets", 422, "name", json=dataset(name="n" * 201)),
+    "name-with-nul": Case("POST", "/datasets", 422, "name", json=dataset(name="a\x00b")),
+    "csv-name-with-nul": csv("/datasets?name=a%00b&target=y", "x,y\n1,2\n", 422, "name"),
     "unknown-field": Case("POST", "/datasets", 422, "colour", json=dataset(colour="red")),
     "bool-for-number": Case(
         "POST",
