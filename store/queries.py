@@ -262,6 +262,7 @@ def jobs_to_requeue(
     lease_seconds: float,
     requeue_seconds: float,
     max_attempts: int,
+    lost_reason: str,
 ) -> list[int]:
     """Jobs whose message may be gone; marks them sent and fails the hopeless.
 
@@ -269,7 +270,9 @@ def jobs_to_requeue(
     resumes from the checkpoint) unless they are out of attempts; queued jobs
     still waiting after ``requeue_seconds`` are sent again in case the broker
     lost their message. A duplicate message is harmless: only one attempt can
-    take the lease. The caller sends the messages after committing.
+    take the lease. The caller sends the messages after committing, and names
+    ``lost_reason``, the stop reason of a job out of attempts
+    (``core.StopReason.WORKER_LOST``: the store does not import the engine).
     """
     now = utcnow()
     stale = now - timedelta(seconds=lease_seconds)
@@ -296,7 +299,7 @@ def jobs_to_requeue(
                 session,
                 job,
                 JobStatus.FAILED,
-                stop_reason="worker_lost",
+                stop_reason=lost_reason,
                 error=f"the worker running this job was lost {counted} times; "
                 f"gave up after {max_attempts} attempts",
             )
@@ -312,10 +315,11 @@ def jobs_to_requeue(
     return resend
 
 
-def request_cancel(session: Session, job: Job) -> None:
-    """A queued job is cancelled at once; a running one at its next epoch boundary."""
+def request_cancel(session: Session, job: Job, *, stop_reason: str) -> None:
+    """A queued job is cancelled at once (ending with ``stop_reason``); a running one
+    at its next epoch boundary."""
     if job.status == JobStatus.QUEUED:
-        finish_job(session, job, JobStatus.CANCELLED, stop_reason="cancelled")
+        finish_job(session, job, JobStatus.CANCELLED, stop_reason=stop_reason)
     elif job.status == JobStatus.RUNNING:
         job.cancel_requested = True
 

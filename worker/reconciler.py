@@ -13,6 +13,7 @@ import threading
 
 from celery import Celery
 
+from core import StopReason
 from store import Session
 from store import queries as q
 from store.settings import Settings
@@ -30,6 +31,7 @@ def reconcile_once(settings: Settings, app: Celery) -> list[int]:
             lease_seconds=settings.lease_seconds,
             requeue_seconds=settings.requeue_seconds,
             max_attempts=settings.max_attempts,
+            lost_reason=StopReason.WORKER_LOST,
         )
     for job_id in ids:  # after the commit, as with every message
         enqueue_training(job_id, app)

@@ -21,8 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core import EpochStats, SpecError, Trainer, TrainResult
-from core.trainer import STOP_REQUESTED
+from core import EpochStats, SpecError, StopReason, Trainer, TrainResult
 from store import JobStatus, Session
 from store import queries as q
 from store.settings import Settings
@@ -250,13 +249,13 @@ def run_job(
             )
         result = run.train(trainer)
     except SpecError as exc:
-        run.finish(JobStatus.FAILED, stop_reason="invalid", error=f"invalid job: {exc}")
+        run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=f"invalid job: {exc}")
         return False
     except Exception as exc:  # the job must end with a reason whatever went wrong
         log.exception("job %s crashed", job_id, extra={"job_id": job_id})
         run.finish(
             JobStatus.FAILED,
-            stop_reason="error",
+            stop_reason=StopReason.ERROR,
             error=f"training crashed: {type(exc).__name__}: {exc}",
         )
         return False
@@ -265,19 +264,21 @@ def run_job(
         return True
     if run.lost:
         return False
-    if result.stop_reason == STOP_REQUESTED:
-        run.finish(JobStatus.CANCELLED, stop_reason="cancelled")
+    if result.stop_reason == StopReason.STOP_REQUESTED:
+        run.finish(JobStatus.CANCELLED, stop_reason=StopReason.CANCELLED)
     elif result.model is None:
         run.finish(JobStatus.FAILED, stop_reason=result.stop_reason, error=result.message)
     else:
-        last = result.last
+        # The model's own epoch: under early stopping the best one, not the last.
+        kept = result.kept
         summary = {
             "stop_reason": result.stop_reason,
             "message": result.message,
             "epochs_completed": result.epochs_completed,
-            "loss": last.loss if last else None,
-            "val_loss": last.val_loss if last else None,
-            "val_accuracy": last.val_accuracy if last else None,
+            "epoch": kept.epoch if kept else None,
+            "loss": kept.loss if kept else None,
+            "val_loss": kept.val_loss if kept else None,
+            "val_accuracy": kept.val_accuracy if kept else None,
         }
         result.model.feature_names = feature_names
         model = (result.model.describe(), summary, result.model.to_bytes())

@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint
 from sqlalchemy.orm import Session as OrmSession
 
+from core import StopReason
 from store import Job, JobStatus, Session
 from store import queries as q
 
@@ -80,7 +81,7 @@ def _enqueue(job_id: int) -> None:
                     session,
                     job,
                     JobStatus.FAILED,
-                    stop_reason="not_queued",
+                    stop_reason=StopReason.NOT_QUEUED,
                     error=f"could not be queued: {exc}",
                 )
         raise ApiError(
@@ -138,5 +139,5 @@ def cancel_job(job_id: int) -> JobOut:
         job = mine(session, "job", job_id, q.get_job, for_update=True)
         if job.status.finished:
             raise conflict(f"job {job_id} has already finished ({job.status.value})")
-        q.request_cancel(session, job)
+        q.request_cancel(session, job, stop_reason=StopReason.CANCELLED)
         return job_out(session, job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,8 @@ from flask.testing import FlaskClient
 import core
 from store import JobStatus, Session
 from store import queries as q
-from store.settings import Settings
+from store.settings import Settings, load_settings
+from worker.training import run_job
 
 IRIS_LIKE = """sepal_length,sepal_width,petal_length,petal_width,species
 5.1,3.5,1.4,0.2,setosa
@@ -89,34 +90,15 @@ def queued_messages(settings: Settings) -> list[dict[str, Any]]:
 
 
 def train_in_process(job_id: int) -> int:
-    """Do what a worker does for ``job_id`` (without Celery); return the model id."""
+    """Run the worker's own attempt at ``job_id`` in this process (no Celery, no broker);
+    return the model id."""
+    run_job(job_id, load_settings())
     with Session.begin() as session:
-        attempt = q.take_lease(session, job_id, "test", lease_seconds=60, max_attempts=5)
-        assert attempt is not None, "the job is not queued"
         job = q.get_job(session, job_id)
-        assert job is not None
-        assert job.dataset_id is not None
-        dataset = q.get_dataset(session, job.dataset_id, with_data=True)
-        assert dataset is not None
-        inputs, targets = q.unpack_arrays(dataset.data)
-        epochs: list[core.EpochStats] = []
-        result = core.train(
-            job.network,
-            job.training,
-            inputs,
-            targets,
-            classes=dataset.classes,
-            on_epoch=epochs.append,
-        )
-        assert result.model is not None
-        q.record_epochs(session, job_id, [asdict(e) for e in epochs])
-        summary = {"stop_reason": result.stop_reason, "epochs_completed": result.epochs_completed}
-        result.model.feature_names = dataset.feature_names  # as the worker does
-        model = q.add_model(
-            session, job, dataset, result.model.describe(), summary, result.model.to_bytes()
-        )
-        q.finish_job(session, job, JobStatus.SUCCEEDED, stop_reason=result.stop_reason)
-        return model.id
+        assert job is not None and job.status == JobStatus.SUCCEEDED, job and job.error
+        model_id = q.model_id_for_job(session, job_id)
+    assert model_id is not None
+    return model_id
 
 
 def stored_model(model_id: int) -> core.Model:

@@ -86,6 +86,40 @@ def test_get_model(client: FlaskClient, iris_model: dict[str, int]) -> None:
     assert client.get("/models/2147483647").status_code == 404
 
 
+def test_an_early_stopped_model_reports_its_own_epoch(client: FlaskClient) -> None:
+    """The summary's losses are the epoch whose weights the model holds (the best
+    validation loss), not the last epoch's, when the epochs run out first."""
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    dataset = post_dataset(
+        client, inputs=x.tolist(), targets=[["benign", "malignant"][label] for label in y]
+    )
+    network = {
+        "input_dim": 30,
+        "layers": [{"units": 32, "activation": "relu"}, {"units": 2, "activation": "softmax"}],
+    }
+    training = {
+        "epochs": 60,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "validation_split": 0.3,
+        "normalize": "standardize",
+        "early_stopping": {"patience": 1000},
+    }
+    job = post_job(client, dataset_id=dataset["id"], network=network, training=training)
+    model = client.get(f"/models/{train_in_process(job['id'])}").json
+    epochs = client.get(f"/jobs/{job['id']}/epochs?limit=100").json["epochs"]
+    val_losses = [epoch["val_loss"] for epoch in epochs]
+    best = val_losses.index(min(val_losses))
+    assert len(epochs) == 60 and best + 1 < 60 and val_losses[-1] > 1.2 * val_losses[best]
+    summary = model["summary"]
+    assert summary["stop_reason"] == "max_epochs" and summary["epochs_completed"] == 60
+    assert summary["epoch"] == best + 1
+    assert summary["val_loss"] == val_losses[best]
+    assert summary["val_accuracy"] == epochs[best]["val_accuracy"]
+    assert summary["loss"] == epochs[best]["loss"]
+
+
 def test_weights_are_the_stored_model(client: FlaskClient, iris_model: dict[str, int]) -> None:
     response = client.get(f"/models/{iris_model['model']}/weights")
     assert response.status_code == 200

@@ -39,6 +39,8 @@ from worker.app import make_celery
 from worker.queue import enqueue_training
 from worker.training import run_job
 
+LOST = core.StopReason.WORKER_LOST
+
 FAST_RECOVERY = {
     "BACKPROP_LEASE_SECONDS": "2",
     "BACKPROP_CHECKPOINT_SECONDS": "0.3",
@@ -276,7 +278,11 @@ def test_attempts_are_capped(isolated: tuple[dict[str, str], Settings]) -> None:
             is None
         )
         q.jobs_to_requeue(
-            session, lease_seconds=0, requeue_seconds=0, max_attempts=settings.max_attempts
+            session,
+            lease_seconds=0,
+            requeue_seconds=0,
+            max_attempts=settings.max_attempts,
+            lost_reason=LOST,
         )
     with Session.begin() as session:
         job = q.get_job(session, job_id)
@@ -374,7 +380,9 @@ def test_a_lost_worker_is_noticed_on_this_backend(
         assert q.take_lease(session, job_id, "gone", lease_seconds=60, max_attempts=5) == 1
     with Session.begin() as session:
         # The lease (0 s) has expired and the job was last sent before it was leased.
-        sent = q.jobs_to_requeue(session, lease_seconds=0, requeue_seconds=60, max_attempts=5)
+        sent = q.jobs_to_requeue(
+            session, lease_seconds=0, requeue_seconds=60, max_attempts=5, lost_reason=LOST
+        )
     assert job_id in sent
     with Session.begin() as session:
         job = q.get_job(session, job_id)
@@ -383,7 +391,7 @@ def test_a_lost_worker_is_noticed_on_this_backend(
         assert all(m is not None and m.tzinfo is UTC for m in moments), moments
         # A live lease is left alone.
         assert job_id not in q.jobs_to_requeue(
-            session, lease_seconds=3600, requeue_seconds=60, max_attempts=5
+            session, lease_seconds=3600, requeue_seconds=60, max_attempts=5, lost_reason=LOST
         )
 
 
@@ -502,7 +510,7 @@ def test_a_job_cancelled_as_it_is_given_back_ends_cancelled(
         with Session.begin() as session:
             job = q.get_job(session, job_id)
             assert job is not None
-            q.request_cancel(session, job)
+            q.request_cancel(session, job, stop_reason=core.StopReason.CANCELLED)
 
     assert run_job(job_id, settings, should_give_back=polls_until(50, then=cancel)) is False
     with Session.begin() as session:
