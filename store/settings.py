@@ -206,7 +206,7 @@ class Settings:
         "BACKPROP_MAX_ATTEMPTS",
         "5",
         _count,
-        "runs of one job (first run plus resumes) before it fails",
+        "runs of one job (first run plus resumes after a lost worker) before it fails",
     )
     requeue_seconds: float = setting(
         "BACKPROP_REQUEUE_SECONDS",
