@@ -7,7 +7,7 @@ import io
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import and_, delete, exists, func, or_, select, update
@@ -36,6 +36,22 @@ class InUse(Exception):
 
 class LeaseLost(Exception):
     """Another attempt has taken over the job; this one must stop without writing."""
+
+
+Owned = TypeVar("Owned", Dataset, TrainedModel)
+
+
+def _owned_row(
+    session: Session, table: type[Owned], row_id: int, owner: str | None, heavy: Any = None
+) -> Owned | None:
+    """Row ``row_id`` of ``table``, only if ``owner`` (when given) owns it; ``heavy`` is a
+    deferred column to load with it."""
+    query = select(table).where(table.id == row_id)
+    if owner is not None:
+        query = query.where(table.owner == owner)
+    if heavy is not None:
+        query = query.options(undefer(heavy))
+    return session.scalars(query).one_or_none()
 
 
 # --- datasets -----------------------------------------------------------------
@@ -89,12 +105,7 @@ def get_dataset(
     session: Session, dataset_id: int, *, with_data: bool = False, owner: str | None = None
 ) -> Dataset | None:
     """The dataset; with ``owner``, only if it is theirs (else None, as if missing)."""
-    query = select(Dataset).where(Dataset.id == dataset_id)
-    if owner is not None:
-        query = query.where(Dataset.owner == owner)
-    if with_data:
-        query = query.options(undefer(Dataset.data))
-    return session.scalars(query).one_or_none()
+    return _owned_row(session, Dataset, dataset_id, owner, Dataset.data if with_data else None)
 
 
 def list_datasets(
@@ -405,12 +416,8 @@ def get_model(
     session: Session, model_id: int, *, with_weights: bool = False, owner: str | None = None
 ) -> TrainedModel | None:
     """The model; with ``owner``, only if it is theirs (else None, as if missing)."""
-    query = select(TrainedModel).where(TrainedModel.id == model_id)
-    if owner is not None:
-        query = query.where(TrainedModel.owner == owner)
-    if with_weights:
-        query = query.options(undefer(TrainedModel.weights))
-    return session.scalars(query).one_or_none()
+    heavy = TrainedModel.weights if with_weights else None
+    return _owned_row(session, TrainedModel, model_id, owner, heavy)
 
 
 # --- API keys -----------------------------------------------------------------

@@ -12,6 +12,7 @@ from werkzeug.test import TestResponse
 
 import core
 from store.settings import Settings
+from tests.core.test_training import CANCER_NETWORK, CANCER_TRAINING
 
 from .api_helpers import (
     IRIS_LIKE,
@@ -95,18 +96,9 @@ def test_an_early_stopped_model_reports_its_own_epoch(client: FlaskClient) -> No
     dataset = post_dataset(
         client, inputs=x.tolist(), targets=[["benign", "malignant"][label] for label in y]
     )
-    network = {
-        "input_dim": 30,
-        "layers": [{"units": 32, "activation": "relu"}, {"units": 2, "activation": "softmax"}],
-    }
-    training = {
-        "epochs": 60,
-        "optimizer": {"name": "adam", "learning_rate": 0.01},
-        "validation_split": 0.3,
-        "normalize": "standardize",
-        "early_stopping": {"patience": 1000},
-    }
-    job = post_job(client, dataset_id=dataset["id"], network=network, training=training)
+    job = post_job(
+        client, dataset_id=dataset["id"], network=CANCER_NETWORK, training=CANCER_TRAINING
+    )
     model = client.get(f"/models/{train_in_process(job['id'])}").json
     epochs = client.get(f"/jobs/{job['id']}/epochs?limit=100").json["epochs"]
     val_losses = [epoch["val_loss"] for epoch in epochs]
