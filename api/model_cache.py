@@ -21,8 +21,8 @@ class Served:
 
     model: core.Model
     # The training dataset's target columns: a CSV of the training data still holds
-    # them, and predict ignores them. Empty if the dataset had no names or was deleted
-    # before the model was first loaded.
+    # them, and predict ignores them. Empty if the dataset had no names (or, for a
+    # model stored before models kept them, if the dataset has since been deleted).
     target_names: tuple[str, ...] = ()
 
 
@@ -47,8 +47,11 @@ class ModelCache:
             if row is None:
                 return None
             weights, model_owner = row.weights, row.owner
-            dataset = None if row.dataset_id is None else q.get_dataset(session, row.dataset_id)
-            target_names = tuple(dataset.target_names or ()) if dataset is not None else ()
+            names = row.spec.get("target_names")
+            if names is None and row.dataset_id is not None:
+                dataset = q.get_dataset(session, row.dataset_id)
+                names = dataset.target_names if dataset is not None else None
+            target_names = tuple(names or ())
         # Decoding outside the lock: two threads may both load a model, which is harmless.
         served = Served(core.Model.from_bytes(weights), target_names)
         with self._lock:

@@ -405,7 +405,9 @@ class ModelOut(Out):
     job_id: int
     dataset_id: int | None
     dataset_sha256: str
-    spec: dict[str, Any] = Field(description="Architecture, loss, dtype, normalization, classes.")
+    spec: dict[str, Any] = Field(
+        description="Architecture, loss, dtype, normalization, classes, feature and target names."
+    )
     summary: dict[str, Any] = Field(description="Stop reason, epochs and final losses.")
     normalization: dict[str, Any] | None
     classes: list[str] | None

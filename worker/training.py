@@ -229,6 +229,7 @@ def run_job(
         if dataset is not None:
             inputs, targets = q.unpack_arrays(dataset.data)
             classes, feature_names = dataset.classes, dataset.feature_names
+            target_names = dataset.target_names
 
     run = Attempt(job_id, attempt, settings, should_give_back)
     if dataset is None:
@@ -281,6 +282,9 @@ def run_job(
             "val_accuracy": kept.val_accuracy if kept else None,
         }
         result.model.feature_names = feature_names
-        model = (result.model.describe(), summary, result.model.to_bytes())
+        # The model keeps its dataset's target columns, which predict ignores in a CSV of
+        # the training data, so that they outlive the dataset.
+        spec = {**result.model.describe(), "target_names": target_names}
+        model = (spec, summary, result.model.to_bytes())
         run.finish(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)
     return False

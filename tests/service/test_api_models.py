@@ -400,6 +400,18 @@ def test_the_training_csv_with_its_target_column_predicts(
     assert first.json == expected.json
 
 
+def test_the_target_column_is_known_after_its_dataset_is_deleted(
+    client: FlaskClient, service_settings: Settings
+) -> None:
+    trained = _iris_classifier(client, "iris12-deleted", (CASES / "iris12.csv").read_text())
+    assert client.delete(f"/datasets/{trained['dataset']}").status_code == 204
+    assert client.get(f"/models/{trained['model']}").json["spec"]["target_names"] == ["species"]
+    fresh = client_for(service_settings)  # an app whose model cache has never seen it
+    answer = _predict_csv(fresh, trained["model"], (CASES / "c16_with_target.csv").read_text())
+    assert answer.status_code == 200, answer.json
+    assert answer.json["labels"] == ["versicolor"]
+
+
 def test_another_extra_column_is_refused_by_name(client: FlaskClient, iris12_model: int) -> None:
     answer = _predict_csv(client, iris12_model, (CASES / "c16_extra_column.csv").read_text())
     assert answer.status_code == 400
