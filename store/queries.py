@@ -38,19 +38,27 @@ class LeaseLost(Exception):
     """Another attempt has taken over the job; this one must stop without writing."""
 
 
-Owned = TypeVar("Owned", Dataset, TrainedModel)
+Owned = TypeVar("Owned", Dataset, Job, TrainedModel)
 
 
 def _owned_row(
-    session: Session, table: type[Owned], row_id: int, owner: str | None, heavy: Any = None
+    session: Session,
+    table: type[Owned],
+    row_id: int,
+    owner: str | None,
+    heavy: Any = None,
+    *,
+    lock: bool = False,
 ) -> Owned | None:
     """Row ``row_id`` of ``table``, only if ``owner`` (when given) owns it; ``heavy`` is a
-    deferred column to load with it."""
+    deferred column to load with it, ``lock`` takes the row for update."""
     query = select(table).where(table.id == row_id)
     if owner is not None:
         query = query.where(table.owner == owner)
     if heavy is not None:
         query = query.options(undefer(heavy))
+    if lock:
+        query = query.with_for_update()
     return session.scalars(query).one_or_none()
 
 
@@ -155,12 +163,7 @@ def get_job(
     session: Session, job_id: int, *, for_update: bool = False, owner: str | None = None
 ) -> Job | None:
     """The job; with ``owner``, only if it is theirs (else None, as if missing)."""
-    query = select(Job).where(Job.id == job_id)
-    if owner is not None:
-        query = query.where(Job.owner == owner)
-    if for_update:
-        query = query.with_for_update()
-    return session.scalars(query).one_or_none()
+    return _owned_row(session, Job, job_id, owner, lock=for_update)
 
 
 def list_jobs(
