@@ -6,6 +6,7 @@ process, so this package never imports ``api``.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import shutil
@@ -239,7 +240,10 @@ class Children:
         self.processes: dict[str, tuple[subprocess.Popen[bytes], signal.Signals]] = {}
 
     def start(self, name: str, command: list[str], stop_signal: signal.Signals) -> None:
-        self.processes[name] = (subprocess.Popen(command, start_new_session=True), stop_signal)
+        process = subprocess.Popen(
+            command, start_new_session=True, preexec_fn=_dies_with_parent(stop_signal)
+        )
+        self.processes[name] = (process, stop_signal)
 
     def exited(self) -> str | None:
         for name, (process, _) in self.processes.items():
@@ -262,8 +266,37 @@ class Children:
                 process.wait()
 
 
+# prctl(2): the signal a process gets when the thread that started it dies.
+PR_SET_PDEATHSIG = 1
+
+
+def _dies_with_parent(stop_signal: signal.Signals) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the child sent ``stop_signal`` when `backprop up` dies.
+
+    The children run in sessions of their own (a terminal's Ctrl-C must reach only
+    `up`, which stops them in order), so nothing else would stop them if `up` were
+    killed outright (kill -9) or lost its terminal: they would keep the port and
+    the queue. Linux only; elsewhere the children outlive such a death.
+    """
+    parent = os.getpid()
+
+    def arrange() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(stop_signal))
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # `up` died before prctl took effect
+            os.kill(os.getpid(), stop_signal)
+
+    return arrange
+
+
 class Stop(Exception):
     pass
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _raise_stop(signum: int, _frame: object) -> None:
@@ -275,7 +308,7 @@ def _raise_stop(signum: int, _frame: object) -> None:
 @click.option("--port", type=int, envvar="BACKPROP_PORT", default=8000, show_default=True)
 @with_data_dir
 def up(host: str, port: int) -> None:
-    """Migrate, then run the API and one worker until Ctrl-C or SIGTERM."""
+    """Migrate, then run the API and one worker until Ctrl-C, SIGTERM or SIGHUP."""
     check_port(host, port)
     settings = load_settings()
     # The children must agree on the data folder whatever directory they resolve it from.
@@ -290,8 +323,9 @@ def up(host: str, port: int) -> None:
     if hint is not None:
         click.echo(f"backprop: {hint}")
     children = Children()
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
+    # SIGHUP: the terminal that ran `up` has gone.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _raise_stop)
     try:
         prepare_metrics_dir(settings)
         # Celery's warm shutdown: the running job is checkpointed and queued again.
@@ -309,6 +343,6 @@ def up(host: str, port: int) -> None:
             time.sleep(0.2)
     except Stop as reason:
         click.echo(f"backprop: {reason}; stopping")
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, signal.SIG_IGN)
         children.stop()

@@ -4,6 +4,7 @@ server-less broker), end to end over HTTP, and the API key commands."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from tests.service.cli_process import (
     processes_using,
     running_up,
 )
-from tests.service.http import call, finished_job, free_port
+from tests.service.http import answers, call, finished_job, free_port
+from tests.service.processes import wait_for
 
 SCRIPTS = Path(BACKPROP).parent
 ACTIVATE_HINT = f"`. {SCRIPTS / 'activate'}` puts `backprop` on PATH"
@@ -53,6 +55,32 @@ def test_up_on_embedded_defaults(tmp_path: Path) -> None:
         assert status == 200
         assert out["outputs"][0] == pytest.approx(worked.PREDICTION_AFTER_1, abs=1e-8)
         assert processes_using(data_dir)  # the API and worker processes
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGHUP])
+def test_the_children_stop_when_up_dies_or_loses_its_terminal(
+    tmp_path: Path, how: signal.Signals
+) -> None:
+    """kill -9 gives `up` no chance to stop its children (they run in sessions of their
+    own); they stop by themselves, freeing the port. A hang-up stops `up` as Ctrl-C does."""
+    data_dir, port = tmp_path / "data", free_port()
+    with (tmp_path / "up.log").open("wb") as log:
+        up = subprocess.Popen(
+            [BACKPROP, "up", "--port", str(port)],
+            cwd=tmp_path,
+            env=embedded_env(data_dir),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: answers(base), 60, 0.1, "`up` to answer")
+    children = [pid for pid in processes_using(data_dir) if pid != up.pid]
+    assert len(children) >= 2  # the API and the worker, with their own children
+    up.send_signal(how)
+    code = up.wait(30)
+    assert code == (-signal.SIGKILL if how == signal.SIGKILL else 0)
+    wait_for(lambda: not processes_using(data_dir), 30, 0.2, "the children to exit")
+    assert not answers(base)
 
 
 def test_up_on_an_ipv6_host(tmp_path: Path) -> None:
