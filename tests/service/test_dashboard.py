@@ -236,6 +236,10 @@ def test_docs_page_renders_every_operation(live_api: tuple[str, str]) -> None:
         status, document = call(base, "GET", "/openapi.json")
         operations = sum(len(methods) for methods in document["paths"].values())
         assert page.locator("details.op").count() == operations
+        # Pasted in order, nothing is cancelled or deleted before the examples that use it.
+        shown = page.locator("details.op summary").all_text_contents()
+        ending = [i for i, op in enumerate(shown) if op.startswith("DELETE") or "/cancel" in op]
+        assert len(ending) >= 2 and ending == list(range(len(shown) - len(ending), len(shown)))
         # One example per operation, and one more for each that also takes CSV.
         assert page.locator("pre.example").count() == operations + 2
         example = page.locator(

@@ -69,11 +69,16 @@ function schemaBlock(title, schema) {
 function render(document_) {
   components = document_.components?.schemas || {};
   const byTag = {};
+  const ending = [];
   for (const [path, methods] of Object.entries(document_.paths)) {
     for (const [method, operation] of Object.entries(methods)) {
-      (byTag[operation.tags?.[0] || "other"] ||= []).push([method, path, operation]);
+      // Cancelling and deleting come last: pasted in order, they would otherwise end
+      // the job or dataset that the examples after them use.
+      if (method === "delete" || path.endsWith("/cancel")) ending.push([method, path, operation]);
+      else (byTag[operation.tags?.[0] || "other"] ||= []).push([method, path, operation]);
     }
   }
+  if (ending.length) byTag["cancel and delete"] = ending;
   root.replaceChildren(el("h1", {}, `${document_.info.title} ${document_.info.version}`),
     el("p", {}, document_.info.description || ""),
     el("p", { id: "examples-note" }, "The examples work as shown on a new service, in order: ",
