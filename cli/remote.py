@@ -194,7 +194,7 @@ def jobs_show(job_id: int, client: Client) -> None:
 @click.argument("job_id", type=int)
 @with_client
 def jobs_cancel(job_id: int, client: Client) -> None:
-    """Cancel a job (a running one stops at its next epoch boundary)."""
+    """Cancel a job (a running one stops at an epoch boundary within moments)."""
     click.echo(json.dumps(client.cancel(job_id)))
 
 
