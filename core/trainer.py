@@ -84,8 +84,12 @@ class TrainResult:
     stop_reason: StopReason
     message: str
     last: EpochStats | None  # the last epoch trained
-    # The epoch whose weights the model holds: the best one under early stopping,
-    # else the last. Report the model's losses from here, not from ``last``.
+    # The epoch whose monitored loss is the model's own: the best one under early
+    # stopping, else the last. Report the model's losses from here, not from ``last``.
+    # A validation loss is measured after its epoch's updates, so then the model holds
+    # the weights this epoch ended with; a training loss is measured as its epoch
+    # trains, so when early stopping watches it the model holds the weights this
+    # epoch started from (after ``kept.epoch - 1`` epochs of updates).
     kept: EpochStats | None
 
     @property
@@ -156,6 +160,9 @@ class Trainer:
         self.best_epoch = 0
         self.epochs_without_improvement = 0
         self.best_network: Network | None = None
+        # Early stopping on the training loss keeps the weights an epoch started from:
+        # its loss was measured on them, not on the weights it ends with.
+        self.epoch_start: Network | None = None
         self.best_stats: EpochStats | None = None
         self.stop_reason: StopReason | None = None
         self.stop_message = ""
@@ -191,6 +198,14 @@ class Trainer:
         lr = self.schedule.rate_for(epoch)
         self.optimizer.learning_rate = lr
 
+        if self._keeps_epoch_start:
+            if self.epoch_start is None:
+                self.epoch_start = self.network.copy()
+            else:
+                for kept, current in zip(
+                    self.epoch_start.params(), self.network.params(), strict=True
+                ):
+                    np.copyto(kept, current)
         loss, grad_norm = self._train_pass()
         if not math.isfinite(loss) or not self.network.all_finite():
             last = (
@@ -298,7 +313,11 @@ class Trainer:
                 self.best_monitored = monitored
                 self.best_epoch = self.epoch
                 self.epochs_without_improvement = 0
-                self.best_network = self.network.copy()
+                if self._keeps_epoch_start:
+                    # The best network's arrays become next epoch's start buffer.
+                    self.best_network, self.epoch_start = self.epoch_start, self.best_network
+                else:
+                    self.best_network = self.network.copy()
             else:
                 self.epochs_without_improvement += 1
         if cfg.target_loss is not None and loss <= cfg.target_loss:
@@ -330,6 +349,10 @@ class Trainer:
     def _watched(self) -> str:
         return "validation" if self.x_val is not None else "training"
 
+    @property
+    def _keeps_epoch_start(self) -> bool:
+        return self.config.early_stopping is not None and self.x_val is None
+
     def _result(self) -> TrainResult:
         """The run's outcome; with early stopping configured, the best epoch's weights.
 
@@ -345,10 +368,19 @@ class Trainer:
         network, message, kept = self.network, self.stop_message, self.last
         if self.best_network is not None:
             network, kept = self.best_network, self.best_stats
-            message += (
-                f"; kept the weights of epoch {self.best_epoch}, the best {self._watched} "
-                f"loss {self.best_monitored:.6g}"
-            )
+            best = f"the best {self._watched} loss {self.best_monitored:.6g}"
+            if self._keeps_epoch_start:
+                start = (
+                    "the initial weights"
+                    if self.best_epoch == 1
+                    else f"those after epoch {self.best_epoch - 1}"
+                )
+                message += (
+                    f"; kept the weights epoch {self.best_epoch} started from ({start}), "
+                    f"on which it measured {best}"
+                )
+            else:
+                message += f"; kept the weights of epoch {self.best_epoch}, {best}"
         model = Model(network.copy(), self.loss, self.normalizer, self.classes)
         return TrainResult(model, self.epoch, self.stop_reason, message, self.last, kept)
 

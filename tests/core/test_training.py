@@ -110,6 +110,108 @@ def test_early_stopping_keeps_the_best_weights() -> None:
     assert f"kept the weights of epoch {best_epoch}, the best validation loss" in result.message
 
 
+def sine(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """QA's early-stopping case: x uniform in [-2, 2], y = sin(2x) plus a little noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=(n, 1))
+    return x, np.sin(2 * x) + 0.05 * rng.normal(size=(n, 1))
+
+
+SINE_NETWORK = {
+    "input_dim": 1,
+    "layers": [{"units": 8, "activation": "tanh"}, {"units": 1, "activation": "identity"}],
+}
+
+
+def sine_training(learning_rate: float, **more: Any) -> dict[str, Any]:
+    return {
+        "epochs": 300,
+        "batch_size": "full",
+        "shuffle": False,
+        "optimizer": {"name": "sgd", "learning_rate": learning_rate},
+        "early_stopping": {"patience": 20},
+    } | more
+
+
+@pytest.mark.parametrize(
+    ("learning_rate", "best_epoch", "best_loss"),
+    [
+        # QA's report: the message named 0.332557 (their noise) while the served model
+        # scored epoch 2's loss; here epoch 1 measures 0.362075 and epoch 2 1.53299.
+        (1.2, 1, 0.362075),
+        (0.6, 21, 0.06836),  # the best epoch mid-run, after 20 epochs of updates
+    ],
+)
+def test_early_stopping_on_the_training_loss_keeps_the_weights_it_measured(
+    learning_rate: float, best_epoch: int, best_loss: float
+) -> None:
+    from sklearn.metrics import mean_squared_error
+
+    x, t = sine()
+    result, seen = collect(SINE_NETWORK, sine_training(learning_rate), x, t)
+    assert result.stop_reason == "early_stopping"
+    assert result.epochs_completed == best_epoch + 20
+    losses = [s.loss for s in seen]
+    assert losses.index(min(losses)) + 1 == best_epoch
+    assert min(losses) == pytest.approx(best_loss, rel=1e-5)
+    # Full batch: epoch k's loss is exactly that of the weights it started from; the
+    # weights it ended with score epoch k + 1's loss, worse by far more than the 1e-9
+    # below tolerates.
+    assert seen[best_epoch].loss > min(losses) * (1 + 1e-3)
+
+    assert result.model is not None
+    # squared_error is half the squared error per sample: half scikit-learn's MSE here.
+    served = mean_squared_error(t, result.model.predict(x)) / 2
+    assert served == pytest.approx(min(losses), rel=1e-9)
+    assert result.kept == seen[best_epoch - 1] and result.last == seen[-1]
+    assert f"kept the weights epoch {best_epoch} started from" in result.message
+    assert f"the best training loss {min(losses):.6g}" in result.message
+
+
+def test_early_stopping_on_the_validation_loss_keeps_the_weights_an_epoch_ended_with() -> None:
+    from sklearn.metrics import mean_squared_error
+
+    from core.data import split
+
+    x, t = sine(n=60)
+    training = sine_training(0.6, validation_split=0.25)
+    result, seen = collect(SINE_NETWORK, training, x, t)
+    assert result.stop_reason == "early_stopping"
+    val_losses = [s.val_loss for s in seen if s.val_loss is not None]
+    best = min(val_losses)
+    best_epoch = val_losses.index(best) + 1
+    assert 1 < best_epoch < result.epochs_completed
+    # Measured after the epoch's updates: the weights that epoch started from score
+    # another loss (the previous epoch's), so keeping them would fail below.
+    assert val_losses[best_epoch - 2] > best * (1 + 1e-6)
+
+    _, _, x_val, t_val = split(x, t, 0.25, seed=0)
+    assert result.model is not None and x_val is not None and t_val is not None
+    served = mean_squared_error(t_val, result.model.predict(x_val)) / 2
+    assert served == pytest.approx(best, rel=1e-9)
+    assert result.kept == seen[best_epoch - 1]
+    assert f"kept the weights of epoch {best_epoch}, the best validation loss" in result.message
+
+
+def test_early_stopping_on_a_mini_batch_training_loss_keeps_an_epoch_start() -> None:
+    """With mini-batches an epoch's loss is measured along its steps, from the weights it
+    started from: those are the ones kept, bit for bit."""
+    x, t = sine()
+    training = sine_training(0.6, batch_size=8, shuffle=True)
+    result, seen = collect(SINE_NETWORK, training, x, t)
+    assert result.stop_reason == "early_stopping" and result.kept is not None
+    best_epoch = result.kept.epoch
+    assert best_epoch > 1 and result.kept.loss == min(s.loss for s in seen)
+    plain = {k: v for k, v in training.items() if k != "early_stopping"}
+    before = core.train(SINE_NETWORK, plain | {"epochs": best_epoch - 1}, x, t)
+    assert result.model is not None and before.model is not None
+    for kept, start in zip(
+        result.model.network.params(), before.model.network.params(), strict=True
+    ):
+        np.testing.assert_array_equal(kept, start)
+    assert f"(those after epoch {best_epoch - 1})" in result.message
+
+
 # Breast cancer, 32 relu units: the validation loss is lowest at epoch 8 (0.0433) and
 # climbs to 0.108 by epoch 60 as the network overfits; patience never runs out.
 CANCER_NETWORK = {
@@ -541,10 +643,11 @@ def test_early_stopping_without_validation_watches_the_training_loss() -> None:
     assert result.epochs_completed == 4
     assert "training loss" in result.message
     assert result.model is not None
-    first = core.train(REGRESSOR, {"epochs": 1, "optimizer": {"learning_rate": 0.01}}, x, t)
-    assert first.model is not None
-    # The kept weights are those after epoch 1, not after epoch 4.
-    np.testing.assert_array_equal(result.model.predict(x), first.model.predict(x))
+    # Epoch 1 measured its loss on the initial weights: those are kept, not the weights
+    # after epoch 1 (nor after epoch 4).
+    initial = core.Trainer(REGRESSOR, training, x, t).network
+    np.testing.assert_array_equal(result.model.predict(x), initial.feedforward(x))
+    assert "kept the weights epoch 1 started from (the initial weights)" in result.message
 
 
 def test_one_dimensional_targets_are_one_column() -> None:
