@@ -47,7 +47,10 @@ class StopReason(StrEnum):
     EARLY_STOPPING = "early_stopping"
     TIME_LIMIT = "time_limit"
     STOP_REQUESTED = "stop_requested"  # should_stop() said so; the service's cancel
-    NON_FINITE_LOSS = "non_finite_loss"  # diverged: the run has no model
+    # Diverged, and the run has no model: the loss, the gradient norm or the weights
+    # overflowed. The name predates the last two; stored jobs already use it for any
+    # divergence, so it stays.
+    NON_FINITE_LOSS = "non_finite_loss"
 
     CANCELLED = "cancelled"  # cancelled by the user, while queued or running
     NOT_QUEUED = "not_queued"  # the job could not be handed to the broker
@@ -207,7 +210,7 @@ class Trainer:
                 ):
                     np.copyto(kept, current)
         loss, grad_norm = self._train_pass()
-        if not math.isfinite(loss) or not self.network.all_finite():
+        if not math.isfinite(loss):
             last = (
                 f"the last finite loss was {self.last_finite_loss:.6g} at epoch {epoch - 1}"
                 if self.last_finite_loss is not None
@@ -217,6 +220,14 @@ class Trainer:
                 StopReason.NON_FINITE_LOSS,
                 f"training diverged: the loss became {loss} at epoch {epoch}; {last}. "
                 f"{self._divergence_hint(lr)}",
+            )
+            return None
+        overflow = self._overflow(grad_norm, epoch)
+        if overflow is not None:
+            self._stop(
+                StopReason.NON_FINITE_LOSS,
+                f"training diverged: {overflow}, while the loss was still finite "
+                f"({loss:.6g}). {self._divergence_hint(lr)}",
             )
             return None
         self.last_finite_loss = loss
@@ -238,6 +249,31 @@ class Trainer:
         if self.best_epoch == epoch:
             self.best_stats = stats
         return stats
+
+    def _overflow(self, grad_norm: float, epoch: int) -> str | None:
+        """What overflowed in the epoch just trained, if anything: the weights or the
+        gradient norm.
+
+        A loss can stay finite while training diverges: saturated sigmoid or tanh
+        units hold it near a constant while the weights run off to 1e198, and the
+        model is noise. The line is drawn where the weights' squared norm overflows
+        their dtype (weights near 1.3e154 in float64): a limit of the arithmetic,
+        not a tuning knob, and far beyond any run that is still learning.
+        """
+        largest = float(np.finfo(self.network.dtype).max)
+        params = self.network.weights + self.network.biases
+        squares = sum(float(np.vdot(p, p)) for p in params)
+        if not squares <= largest:  # also NaN
+            if not self.network.all_finite():
+                return f"the weights became NaN or infinite at epoch {epoch}"
+            biggest = max(float(np.abs(p).max()) for p in params)
+            return (
+                f"the weights grew to {biggest:.4g} at epoch {epoch}, too large to square "
+                f"in {self.network.dtype}"
+            )
+        if not math.isfinite(grad_norm):
+            return f"the gradient norm became {grad_norm} at epoch {epoch}"
+        return None
 
     def _divergence_hint(self, lr: float) -> str:
         """What to change, from what is known of this run: its inputs as trained on,
@@ -286,7 +322,7 @@ class Trainer:
                 for w, gw in zip(self.network.weights, backprop.grad_w, strict=True):
                     gw += (l2 * scale) * w
             if start + bs >= n:
-                grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads)) / scale
+                grad_norm = _norm(grads, scale)
             if sgd is not None:
                 sgd.step(params, grads)
             else:
@@ -472,6 +508,20 @@ def _load_network(arrays: dict[str, np.ndarray[Any, Any]], prefix: str, network:
     for i, (w, b) in enumerate(zip(network.weights, network.biases, strict=True)):
         w[...] = arrays[f"{prefix}/weights/{i}"]
         b[...] = arrays[f"{prefix}/bias/{i}"]
+
+
+def _norm(scaled: list[Array], scale: float) -> float:
+    """The L2 norm of gradients held multiplied by ``scale`` (plain SGD's learning rate).
+
+    Squaring the scaled values can overflow (or underflow) where squaring the
+    gradient itself would not: a learning rate of 1e200 times a gradient of 0.1
+    makes an infinite norm of a small gradient. Then the norm is taken again on
+    the gradient itself, so it is infinite only when the gradient's is.
+    """
+    total = sum(float(np.vdot(g, g)) for g in scaled)
+    if scale == 1.0 or (float(np.finfo(scaled[0].dtype).tiny) <= total < math.inf):
+        return math.sqrt(total) / scale
+    return math.sqrt(sum(float(np.vdot(g, g)) for g in (g / scale for g in scaled)))
 
 
 def _finite_or_none(state: dict[str, Any]) -> dict[str, Any]:

@@ -305,18 +305,116 @@ def test_stop_requested() -> None:
 def test_divergence_reports_the_epoch_and_the_last_finite_loss() -> None:
     x, t = regression()
     x = x * 10
+    # ReLU units do not saturate: the outputs, and the loss with them, overflow first.
+    network = {
+        "input_dim": 3,
+        "layers": [{"units": 8, "activation": "relu"}, {"units": 1, "activation": "identity"}],
+    }
     training = {"epochs": 100, "optimizer": {"learning_rate": 1e6}, "batch_size": "full"}
-    result, seen = collect(REGRESSOR, training, x, t)
+    result, seen = collect(network, training, x, t)
     assert result.stop_reason == "non_finite_loss"
     assert not result.succeeded
     assert result.model is None
-    assert result.epochs_completed == len(seen) >= 1
-    failed = len(seen) + 1
-    assert f"at epoch {failed}" in result.message
-    assert "last finite loss" in result.message
-    assert f"{seen[-1].loss:.6g}" in result.message
+    assert result.epochs_completed == len(seen) == 3
+    assert "the loss became inf at epoch 4" in result.message
+    assert f"the last finite loss was {seen[-1].loss:.6g} at epoch 3" in result.message
     assert "learning rate" in result.message
     assert all(math.isfinite(s.loss) for s in seen)
+
+
+XOR = (np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), np.array([[0.0], [1], [1], [0]]))
+XOR_NETWORK = {
+    "input_dim": 2,
+    "layers": [{"units": 2, "activation": "sigmoid"}, {"units": 1, "activation": "sigmoid"}],
+}
+
+
+@pytest.mark.parametrize("batch_size", ["full", 2, 1])
+def test_divergence_with_a_finite_loss_fails(batch_size: int | str) -> None:
+    """QA's case: one step of 1e200 sends the weights to ~1e198 while saturated sigmoids
+    hold the loss finite; the run "succeeded" with that model."""
+    x, t = XOR
+    training = {
+        "epochs": 300,
+        "batch_size": batch_size,
+        "optimizer": {"name": "sgd", "learning_rate": 1e200},
+    }
+    trainer = core.Trainer(XOR_NETWORK, training, x, t)
+    assert (trainer.online is not None) == (batch_size == 1)
+    seen: list[core.EpochStats] = []
+    result = trainer.run(on_epoch=seen.append)
+    assert result.stop_reason == "non_finite_loss"
+    assert not result.succeeded and result.model is None
+    assert result.epochs_completed == 0 and seen == []
+    assert result.message.startswith("training diverged: the weights grew to ")
+    assert "at epoch 1, too large to square in float64, while the loss was still finite (0." in (
+        result.message
+    )
+    assert result.message.endswith(
+        "lower the learning rate, which was 1e+200 (training.optimizer)."
+    )
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # Adam squares the gradient
+def test_an_overflowing_gradient_norm_fails_the_run() -> None:
+    """Adam bounds its steps, so the weights stay small while the gradient norm overflows
+    (inputs of 1e160): the run fails and no epoch reports an infinite norm."""
+    network = {
+        "input_dim": 1,
+        "layers": [{"units": 1, "activation": "identity", "weights": [[1e-160]], "bias": [0.0]}],
+    }
+    training = {
+        "epochs": 5,
+        "batch_size": "full",
+        "optimizer": {"name": "adam", "learning_rate": 0.001},
+    }
+    trainer = core.Trainer(network, training, [[1e160], [-1e160]], [[0.0], [0.0]])
+    seen: list[core.EpochStats] = []
+    result = trainer.run(on_epoch=seen.append)
+    assert result.stop_reason == "non_finite_loss" and result.model is None
+    assert seen == [] and result.epochs_completed == 0
+    assert trainer.network.all_finite()
+    assert result.message.startswith(
+        "training diverged: the gradient norm became inf at epoch 1, while the loss was "
+        "still finite (0.5). Try: normalize the inputs, which reach 1e+160"
+    )
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_weights_that_become_nan_are_named() -> None:
+    """The loss of epoch 24 is finite (it is measured before the epoch's updates), the
+    weights after it are NaN: the message said "the loss became 7.05981e+304"."""
+    x, t = regression()
+    training = {"epochs": 100, "optimizer": {"learning_rate": 1e6}, "batch_size": "full"}
+    result, seen = collect(REGRESSOR, training, x * 10, t)
+    assert result.stop_reason == "non_finite_loss" and result.model is None
+    assert len(seen) == 23
+    assert result.message.startswith(
+        "training diverged: the weights became NaN or infinite at epoch 24, while the loss "
+        "was still finite (7.05981e+304)."
+    )
+
+
+def test_grad_norm_does_not_depend_on_the_learning_rate() -> None:
+    """Plain SGD holds its gradients multiplied by the learning rate; squaring 1e-200 times
+    a gradient of 0.6 underflowed, and epoch 1 reported a gradient norm of 0."""
+    x, t = regression()
+    norms = []
+    for lr in (1e-200, 0.01):
+        training = {"epochs": 1, "batch_size": "full", "optimizer": {"learning_rate": lr}}
+        _, seen = collect(REGRESSOR, training, x, t)
+        norms.append(seen[0].grad_norm)
+    assert norms[0] == pytest.approx(0.597098436880529, rel=1e-12)
+    assert norms[1] == pytest.approx(norms[0], rel=1e-12)
+
+
+def test_grad_norm_of_gradients_scaled_past_overflow() -> None:
+    from core.trainer import _norm
+
+    scaled = [np.array([[3e199]]), np.array([4e199])]
+    assert _norm(scaled, 1e200) == pytest.approx(0.5, rel=1e-15)
+    assert _norm([np.array([3.0, 4.0])], 1.0) == 5.0
+    assert _norm([np.array([np.inf])], 1e200) == math.inf
 
 
 LINEAR_3 = {"input_dim": 3, "layers": [{"units": 1, "activation": "identity"}]}
