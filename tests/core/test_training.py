@@ -193,12 +193,18 @@ def test_early_stopping_on_the_validation_loss_keeps_the_weights_an_epoch_ended_
     assert f"kept the weights of epoch {best_epoch}, the best validation loss" in result.message
 
 
-def test_early_stopping_on_a_mini_batch_training_loss_keeps_an_epoch_start() -> None:
+@pytest.mark.parametrize(("batch_size", "learning_rate"), [(8, 0.6), (1, 0.3)])
+def test_early_stopping_on_a_mini_batch_training_loss_keeps_an_epoch_start(
+    batch_size: int, learning_rate: float
+) -> None:
     """With mini-batches an epoch's loss is measured along its steps, from the weights it
-    started from: those are the ones kept, bit for bit."""
+    started from: those are the ones kept, bit for bit (batches of 1: the online path)."""
     x, t = sine()
-    training = sine_training(0.6, batch_size=8, shuffle=True)
-    result, seen = collect(SINE_NETWORK, training, x, t)
+    training = sine_training(learning_rate, batch_size=batch_size, shuffle=True)
+    trainer = core.Trainer(SINE_NETWORK, training, x, t)
+    assert (trainer.online is not None) == (batch_size == 1)
+    seen: list[core.EpochStats] = []
+    result = trainer.run(on_epoch=seen.append)
     assert result.stop_reason == "early_stopping" and result.kept is not None
     best_epoch = result.kept.epoch
     assert best_epoch > 1 and result.kept.loss == min(s.loss for s in seen)
