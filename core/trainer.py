@@ -47,7 +47,10 @@ class StopReason(StrEnum):
     EARLY_STOPPING = "early_stopping"
     TIME_LIMIT = "time_limit"
     STOP_REQUESTED = "stop_requested"  # should_stop() said so; the service's cancel
-    NON_FINITE_LOSS = "non_finite_loss"  # diverged: the run has no model
+    # Diverged, and the run has no model: the loss, the gradient norm or the weights
+    # overflowed. The name predates the last two; stored jobs already use it for any
+    # divergence, so it stays.
+    NON_FINITE_LOSS = "non_finite_loss"
 
     CANCELLED = "cancelled"  # cancelled by the user, while queued or running
     NOT_QUEUED = "not_queued"  # the job could not be handed to the broker
@@ -84,8 +87,12 @@ class TrainResult:
     stop_reason: StopReason
     message: str
     last: EpochStats | None  # the last epoch trained
-    # The epoch whose weights the model holds: the best one under early stopping,
-    # else the last. Report the model's losses from here, not from ``last``.
+    # The epoch whose monitored loss is the model's own: the best one under early
+    # stopping, else the last. Report the model's losses from here, not from ``last``.
+    # A validation loss is measured after its epoch's updates, so then the model holds
+    # the weights this epoch ended with; a training loss is measured as its epoch
+    # trains, so when early stopping watches it the model holds the weights this
+    # epoch started from (after ``kept.epoch - 1`` epochs of updates).
     kept: EpochStats | None
 
     @property
@@ -156,6 +163,9 @@ class Trainer:
         self.best_epoch = 0
         self.epochs_without_improvement = 0
         self.best_network: Network | None = None
+        # Early stopping on the training loss keeps the weights an epoch started from:
+        # its loss was measured on them, not on the weights it ends with.
+        self.epoch_start: Network | None = None
         self.best_stats: EpochStats | None = None
         self.stop_reason: StopReason | None = None
         self.stop_message = ""
@@ -191,8 +201,16 @@ class Trainer:
         lr = self.schedule.rate_for(epoch)
         self.optimizer.learning_rate = lr
 
+        if self._keeps_epoch_start:
+            if self.epoch_start is None:
+                self.epoch_start = self.network.copy()
+            else:
+                for kept, current in zip(
+                    self.epoch_start.params(), self.network.params(), strict=True
+                ):
+                    np.copyto(kept, current)
         loss, grad_norm = self._train_pass()
-        if not math.isfinite(loss) or not self.network.all_finite():
+        if not math.isfinite(loss):
             last = (
                 f"the last finite loss was {self.last_finite_loss:.6g} at epoch {epoch - 1}"
                 if self.last_finite_loss is not None
@@ -202,6 +220,14 @@ class Trainer:
                 StopReason.NON_FINITE_LOSS,
                 f"training diverged: the loss became {loss} at epoch {epoch}; {last}. "
                 f"{self._divergence_hint(lr)}",
+            )
+            return None
+        overflow = self._overflow(grad_norm, epoch)
+        if overflow is not None:
+            self._stop(
+                StopReason.NON_FINITE_LOSS,
+                f"training diverged: {overflow}, while the loss was still finite "
+                f"({loss:.6g}). {self._divergence_hint(lr)}",
             )
             return None
         self.last_finite_loss = loss
@@ -223,6 +249,31 @@ class Trainer:
         if self.best_epoch == epoch:
             self.best_stats = stats
         return stats
+
+    def _overflow(self, grad_norm: float, epoch: int) -> str | None:
+        """What overflowed in the epoch just trained, if anything: the weights or the
+        gradient norm.
+
+        A loss can stay finite while training diverges: saturated sigmoid or tanh
+        units hold it near a constant while the weights run off to 1e198, and the
+        model is noise. The line is drawn where the weights' squared norm overflows
+        their dtype (weights near 1.3e154 in float64): a limit of the arithmetic,
+        not a tuning knob, and far beyond any run that is still learning.
+        """
+        largest = float(np.finfo(self.network.dtype).max)
+        params = self.network.weights + self.network.biases
+        squares = sum(float(np.vdot(p, p)) for p in params)
+        if not squares <= largest:  # also NaN
+            if not self.network.all_finite():
+                return f"the weights became NaN or infinite at epoch {epoch}"
+            biggest = max(float(np.abs(p).max()) for p in params)
+            return (
+                f"the weights grew to {biggest:.4g} at epoch {epoch}, too large to square "
+                f"in {self.network.dtype}"
+            )
+        if not math.isfinite(grad_norm):
+            return f"the gradient norm became {grad_norm} at epoch {epoch}"
+        return None
 
     def _divergence_hint(self, lr: float) -> str:
         """What to change, from what is known of this run: its inputs as trained on,
@@ -271,7 +322,7 @@ class Trainer:
                 for w, gw in zip(self.network.weights, backprop.grad_w, strict=True):
                     gw += (l2 * scale) * w
             if start + bs >= n:
-                grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads)) / scale
+                grad_norm = _norm(grads, scale)
             if sgd is not None:
                 sgd.step(params, grads)
             else:
@@ -298,7 +349,11 @@ class Trainer:
                 self.best_monitored = monitored
                 self.best_epoch = self.epoch
                 self.epochs_without_improvement = 0
-                self.best_network = self.network.copy()
+                if self._keeps_epoch_start:
+                    # The best network's arrays become next epoch's start buffer.
+                    self.best_network, self.epoch_start = self.epoch_start, self.best_network
+                else:
+                    self.best_network = self.network.copy()
             else:
                 self.epochs_without_improvement += 1
         if cfg.target_loss is not None and loss <= cfg.target_loss:
@@ -330,6 +385,10 @@ class Trainer:
     def _watched(self) -> str:
         return "validation" if self.x_val is not None else "training"
 
+    @property
+    def _keeps_epoch_start(self) -> bool:
+        return self.config.early_stopping is not None and self.x_val is None
+
     def _result(self) -> TrainResult:
         """The run's outcome; with early stopping configured, the best epoch's weights.
 
@@ -345,10 +404,19 @@ class Trainer:
         network, message, kept = self.network, self.stop_message, self.last
         if self.best_network is not None:
             network, kept = self.best_network, self.best_stats
-            message += (
-                f"; kept the weights of epoch {self.best_epoch}, the best {self._watched} "
-                f"loss {self.best_monitored:.6g}"
-            )
+            best = f"the best {self._watched} loss {self.best_monitored:.6g}"
+            if self._keeps_epoch_start:
+                start = (
+                    "the initial weights"
+                    if self.best_epoch == 1
+                    else f"those after epoch {self.best_epoch - 1}"
+                )
+                message += (
+                    f"; kept the weights epoch {self.best_epoch} started from ({start}), "
+                    f"on which it measured {best}"
+                )
+            else:
+                message += f"; kept the weights of epoch {self.best_epoch}, {best}"
         model = Model(network.copy(), self.loss, self.normalizer, self.classes)
         return TrainResult(model, self.epoch, self.stop_reason, message, self.last, kept)
 
@@ -440,6 +508,20 @@ def _load_network(arrays: dict[str, np.ndarray[Any, Any]], prefix: str, network:
     for i, (w, b) in enumerate(zip(network.weights, network.biases, strict=True)):
         w[...] = arrays[f"{prefix}/weights/{i}"]
         b[...] = arrays[f"{prefix}/bias/{i}"]
+
+
+def _norm(scaled: list[Array], scale: float) -> float:
+    """The L2 norm of gradients held multiplied by ``scale`` (plain SGD's learning rate).
+
+    Squaring the scaled values can overflow (or underflow) where squaring the
+    gradient itself would not: a learning rate of 1e200 times a gradient of 0.1
+    makes an infinite norm of a small gradient. Then the norm is taken again on
+    the gradient itself, so it is infinite only when the gradient's is.
+    """
+    total = sum(float(np.vdot(g, g)) for g in scaled)
+    if scale == 1.0 or (float(np.finfo(scaled[0].dtype).tiny) <= total < math.inf):
+        return math.sqrt(total) / scale
+    return math.sqrt(sum(float(np.vdot(g, g)) for g in (g / scale for g in scaled)))
 
 
 def _finite_or_none(state: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,14 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "optimizer": {"name": "adam", "learning_rate": 0.02},
         "early_stopping": {"patience": 4},
     },
+    # No validation split: the kept weights are those the best epoch started from.
+    "early-stopping-training-loss": {
+        "epochs": 400,
+        "batch_size": 4,
+        "normalize": "standardize",
+        "optimizer": {"name": "sgd", "learning_rate": 0.5, "momentum": 0.9},
+        "early_stopping": {"patience": 4},
+    },
     "float32-full-batch": {
         "epochs": 20,
         "batch_size": "full",
@@ -129,13 +137,19 @@ def test_resume_is_bit_identical(name: str, k: int) -> None:
 def test_configs_exercise_what_they_claim() -> None:
     result, seen = uninterrupted(CONFIGS["early-stopping"])
     assert result.stop_reason == "early_stopping"
+    result, seen = uninterrupted(CONFIGS["early-stopping-training-loss"])
+    assert result.stop_reason == "early_stopping" and seen[0].val_loss is None
+    # The best epoch (9) comes after the checkpoint of epoch 6 and before the stop (13):
+    # the resumed run replaces the kept network it loaded, then stops on patience.
+    assert result.kept is not None and 6 < result.kept.epoch < result.epochs_completed
     _, seen = uninterrupted(CONFIGS["adam-validation-plateau"])
     assert len({s.learning_rate for s in seen}) > 1
     assert seen[0].val_loss is not None
 
 
-def test_checkpoint_at_the_stopping_epoch() -> None:
-    training = CONFIGS["early-stopping"]
+@pytest.mark.parametrize("name", ["early-stopping", "early-stopping-training-loss"])
+def test_checkpoint_at_the_stopping_epoch(name: str) -> None:
+    training = CONFIGS[name]
     full, seen = uninterrupted(training)
     x, t = data()
     trainer = core.Trainer(NETWORK, training, x, t)

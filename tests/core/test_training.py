@@ -110,6 +110,114 @@ def test_early_stopping_keeps_the_best_weights() -> None:
     assert f"kept the weights of epoch {best_epoch}, the best validation loss" in result.message
 
 
+def sine(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """QA's early-stopping case: x uniform in [-2, 2], y = sin(2x) plus a little noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=(n, 1))
+    return x, np.sin(2 * x) + 0.05 * rng.normal(size=(n, 1))
+
+
+SINE_NETWORK = {
+    "input_dim": 1,
+    "layers": [{"units": 8, "activation": "tanh"}, {"units": 1, "activation": "identity"}],
+}
+
+
+def sine_training(learning_rate: float, **more: Any) -> dict[str, Any]:
+    return {
+        "epochs": 300,
+        "batch_size": "full",
+        "shuffle": False,
+        "optimizer": {"name": "sgd", "learning_rate": learning_rate},
+        "early_stopping": {"patience": 20},
+    } | more
+
+
+@pytest.mark.parametrize(
+    ("learning_rate", "best_epoch", "best_loss"),
+    [
+        # QA's report: the message named 0.332557 (their noise) while the served model
+        # scored epoch 2's loss; here epoch 1 measures 0.362075 and epoch 2 1.53299.
+        (1.2, 1, 0.362075),
+        (0.6, 21, 0.06836),  # the best epoch mid-run, after 20 epochs of updates
+    ],
+)
+def test_early_stopping_on_the_training_loss_keeps_the_weights_it_measured(
+    learning_rate: float, best_epoch: int, best_loss: float
+) -> None:
+    from sklearn.metrics import mean_squared_error
+
+    x, t = sine()
+    result, seen = collect(SINE_NETWORK, sine_training(learning_rate), x, t)
+    assert result.stop_reason == "early_stopping"
+    assert result.epochs_completed == best_epoch + 20
+    losses = [s.loss for s in seen]
+    assert losses.index(min(losses)) + 1 == best_epoch
+    assert min(losses) == pytest.approx(best_loss, rel=1e-5)
+    # Full batch: epoch k's loss is exactly that of the weights it started from; the
+    # weights it ended with score epoch k + 1's loss, worse by far more than the 1e-9
+    # below tolerates.
+    assert seen[best_epoch].loss > min(losses) * (1 + 1e-3)
+
+    assert result.model is not None
+    # squared_error is half the squared error per sample: half scikit-learn's MSE here.
+    served = mean_squared_error(t, result.model.predict(x)) / 2
+    assert served == pytest.approx(min(losses), rel=1e-9)
+    assert result.kept == seen[best_epoch - 1] and result.last == seen[-1]
+    assert f"kept the weights epoch {best_epoch} started from" in result.message
+    assert f"the best training loss {min(losses):.6g}" in result.message
+
+
+def test_early_stopping_on_the_validation_loss_keeps_the_weights_an_epoch_ended_with() -> None:
+    from sklearn.metrics import mean_squared_error
+
+    from core.data import split
+
+    x, t = sine(n=60)
+    training = sine_training(0.6, validation_split=0.25)
+    result, seen = collect(SINE_NETWORK, training, x, t)
+    assert result.stop_reason == "early_stopping"
+    val_losses = [s.val_loss for s in seen if s.val_loss is not None]
+    best = min(val_losses)
+    best_epoch = val_losses.index(best) + 1
+    assert 1 < best_epoch < result.epochs_completed
+    # Measured after the epoch's updates: the weights that epoch started from score
+    # another loss (the previous epoch's), so keeping them would fail below.
+    assert val_losses[best_epoch - 2] > best * (1 + 1e-6)
+
+    _, _, x_val, t_val = split(x, t, 0.25, seed=0)
+    assert result.model is not None and x_val is not None and t_val is not None
+    served = mean_squared_error(t_val, result.model.predict(x_val)) / 2
+    assert served == pytest.approx(best, rel=1e-9)
+    assert result.kept == seen[best_epoch - 1]
+    assert f"kept the weights of epoch {best_epoch}, the best validation loss" in result.message
+
+
+@pytest.mark.parametrize(("batch_size", "learning_rate"), [(8, 0.6), (1, 0.3)])
+def test_early_stopping_on_a_mini_batch_training_loss_keeps_an_epoch_start(
+    batch_size: int, learning_rate: float
+) -> None:
+    """With mini-batches an epoch's loss is measured along its steps, from the weights it
+    started from: those are the ones kept, bit for bit (batches of 1: the online path)."""
+    x, t = sine()
+    training = sine_training(learning_rate, batch_size=batch_size, shuffle=True)
+    trainer = core.Trainer(SINE_NETWORK, training, x, t)
+    assert (trainer.online is not None) == (batch_size == 1)
+    seen: list[core.EpochStats] = []
+    result = trainer.run(on_epoch=seen.append)
+    assert result.stop_reason == "early_stopping" and result.kept is not None
+    best_epoch = result.kept.epoch
+    assert best_epoch > 1 and result.kept.loss == min(s.loss for s in seen)
+    plain = {k: v for k, v in training.items() if k != "early_stopping"}
+    before = core.train(SINE_NETWORK, plain | {"epochs": best_epoch - 1}, x, t)
+    assert result.model is not None and before.model is not None
+    for kept, start in zip(
+        result.model.network.params(), before.model.network.params(), strict=True
+    ):
+        np.testing.assert_array_equal(kept, start)
+    assert f"(those after epoch {best_epoch - 1})" in result.message
+
+
 # Breast cancer, 32 relu units: the validation loss is lowest at epoch 8 (0.0433) and
 # climbs to 0.108 by epoch 60 as the network overfits; patience never runs out.
 CANCER_NETWORK = {
@@ -203,18 +311,116 @@ def test_stop_requested() -> None:
 def test_divergence_reports_the_epoch_and_the_last_finite_loss() -> None:
     x, t = regression()
     x = x * 10
+    # ReLU units do not saturate: the outputs, and the loss with them, overflow first.
+    network = {
+        "input_dim": 3,
+        "layers": [{"units": 8, "activation": "relu"}, {"units": 1, "activation": "identity"}],
+    }
     training = {"epochs": 100, "optimizer": {"learning_rate": 1e6}, "batch_size": "full"}
-    result, seen = collect(REGRESSOR, training, x, t)
+    result, seen = collect(network, training, x, t)
     assert result.stop_reason == "non_finite_loss"
     assert not result.succeeded
     assert result.model is None
-    assert result.epochs_completed == len(seen) >= 1
-    failed = len(seen) + 1
-    assert f"at epoch {failed}" in result.message
-    assert "last finite loss" in result.message
-    assert f"{seen[-1].loss:.6g}" in result.message
+    assert result.epochs_completed == len(seen) == 3
+    assert "the loss became inf at epoch 4" in result.message
+    assert f"the last finite loss was {seen[-1].loss:.6g} at epoch 3" in result.message
     assert "learning rate" in result.message
     assert all(math.isfinite(s.loss) for s in seen)
+
+
+XOR = (np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]), np.array([[0.0], [1], [1], [0]]))
+XOR_NETWORK = {
+    "input_dim": 2,
+    "layers": [{"units": 2, "activation": "sigmoid"}, {"units": 1, "activation": "sigmoid"}],
+}
+
+
+@pytest.mark.parametrize("batch_size", ["full", 2, 1])
+def test_divergence_with_a_finite_loss_fails(batch_size: int | str) -> None:
+    """QA's case: one step of 1e200 sends the weights to ~1e198 while saturated sigmoids
+    hold the loss finite; the run "succeeded" with that model."""
+    x, t = XOR
+    training = {
+        "epochs": 300,
+        "batch_size": batch_size,
+        "optimizer": {"name": "sgd", "learning_rate": 1e200},
+    }
+    trainer = core.Trainer(XOR_NETWORK, training, x, t)
+    assert (trainer.online is not None) == (batch_size == 1)
+    seen: list[core.EpochStats] = []
+    result = trainer.run(on_epoch=seen.append)
+    assert result.stop_reason == "non_finite_loss"
+    assert not result.succeeded and result.model is None
+    assert result.epochs_completed == 0 and seen == []
+    assert result.message.startswith("training diverged: the weights grew to ")
+    assert "at epoch 1, too large to square in float64, while the loss was still finite (0." in (
+        result.message
+    )
+    assert result.message.endswith(
+        "lower the learning rate, which was 1e+200 (training.optimizer)."
+    )
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # Adam squares the gradient
+def test_an_overflowing_gradient_norm_fails_the_run() -> None:
+    """Adam bounds its steps, so the weights stay small while the gradient norm overflows
+    (inputs of 1e160): the run fails and no epoch reports an infinite norm."""
+    network = {
+        "input_dim": 1,
+        "layers": [{"units": 1, "activation": "identity", "weights": [[1e-160]], "bias": [0.0]}],
+    }
+    training = {
+        "epochs": 5,
+        "batch_size": "full",
+        "optimizer": {"name": "adam", "learning_rate": 0.001},
+    }
+    trainer = core.Trainer(network, training, [[1e160], [-1e160]], [[0.0], [0.0]])
+    seen: list[core.EpochStats] = []
+    result = trainer.run(on_epoch=seen.append)
+    assert result.stop_reason == "non_finite_loss" and result.model is None
+    assert seen == [] and result.epochs_completed == 0
+    assert trainer.network.all_finite()
+    assert result.message.startswith(
+        "training diverged: the gradient norm became inf at epoch 1, while the loss was "
+        "still finite (0.5). Try: normalize the inputs, which reach 1e+160"
+    )
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_weights_that_become_nan_are_named() -> None:
+    """The loss of epoch 24 is finite (it is measured before the epoch's updates), the
+    weights after it are NaN: the message said "the loss became 7.05981e+304"."""
+    x, t = regression()
+    training = {"epochs": 100, "optimizer": {"learning_rate": 1e6}, "batch_size": "full"}
+    result, seen = collect(REGRESSOR, training, x * 10, t)
+    assert result.stop_reason == "non_finite_loss" and result.model is None
+    assert len(seen) == 23
+    assert result.message.startswith(
+        "training diverged: the weights became NaN or infinite at epoch 24, while the loss "
+        "was still finite (7.05981e+304)."
+    )
+
+
+def test_grad_norm_does_not_depend_on_the_learning_rate() -> None:
+    """Plain SGD holds its gradients multiplied by the learning rate; squaring 1e-200 times
+    a gradient of 0.6 underflowed, and epoch 1 reported a gradient norm of 0."""
+    x, t = regression()
+    norms = []
+    for lr in (1e-200, 0.01):
+        training = {"epochs": 1, "batch_size": "full", "optimizer": {"learning_rate": lr}}
+        _, seen = collect(REGRESSOR, training, x, t)
+        norms.append(seen[0].grad_norm)
+    assert norms[0] == pytest.approx(0.597098436880529, rel=1e-12)
+    assert norms[1] == pytest.approx(norms[0], rel=1e-12)
+
+
+def test_grad_norm_of_gradients_scaled_past_overflow() -> None:
+    from core.trainer import _norm
+
+    scaled = [np.array([[3e199]]), np.array([4e199])]
+    assert _norm(scaled, 1e200) == pytest.approx(0.5, rel=1e-15)
+    assert _norm([np.array([3.0, 4.0])], 1.0) == 5.0
+    assert _norm([np.array([np.inf])], 1e200) == math.inf
 
 
 LINEAR_3 = {"input_dim": 3, "layers": [{"units": 1, "activation": "identity"}]}
@@ -541,10 +747,11 @@ def test_early_stopping_without_validation_watches_the_training_loss() -> None:
     assert result.epochs_completed == 4
     assert "training loss" in result.message
     assert result.model is not None
-    first = core.train(REGRESSOR, {"epochs": 1, "optimizer": {"learning_rate": 0.01}}, x, t)
-    assert first.model is not None
-    # The kept weights are those after epoch 1, not after epoch 4.
-    np.testing.assert_array_equal(result.model.predict(x), first.model.predict(x))
+    # Epoch 1 measured its loss on the initial weights: those are kept, not the weights
+    # after epoch 1 (nor after epoch 4).
+    initial = core.Trainer(REGRESSOR, training, x, t).network
+    np.testing.assert_array_equal(result.model.predict(x), initial.feedforward(x))
+    assert "kept the weights epoch 1 started from (the initial weights)" in result.message
 
 
 def test_one_dimensional_targets_are_one_column() -> None:
