@@ -420,8 +420,9 @@ def csv_rows(text: str, rule: HeaderRule, model: core.Model, ignored: Collection
     """Rows of a CSV body, in the model's input order; no row is ever dropped.
 
     With a header, a model that has feature names takes its columns by name and
-    skips the ``ignored`` ones (the training targets); a model without names takes
-    the columns as they come. Without a header, every row is data in input order.
+    skips the ``ignored`` ones (the training targets); a model without names
+    cannot tell what a header means and refuses it. Without a header, every row
+    is data in input order.
     """
     records = _records(text)
     first = next(records, None)
@@ -430,14 +431,16 @@ def csv_rows(text: str, rule: HeaderRule, model: core.Model, ignored: Collection
     line, cells = first
     names = model.feature_names
     if _has_header(line, cells, rule):
-        if names is not None:
-            order = _columns_by_name(line, cells, names, ignored)
-        elif len(cells) != model.input_dim:
-            raise invalid(
-                "body", f"line {line}: the model takes {model.input_dim} columns, got {len(cells)}"
+        if names is None:
+            # Taking the columns in order would answer for columns the client may
+            # have ordered by name: the same refusal as for instance objects.
+            raise feature_error(
+                "header",
+                f"line {line} is a header, but this model's dataset had no column names, so "
+                "its columns cannot be matched by name; send rows of numbers in the model's "
+                "input order without a header, or pass ?header=absent if the first row is data",
             )
-        else:
-            order = list(range(model.input_dim))
+        order = _columns_by_name(line, cells, names, ignored)
         rows, lines = _data_rows(records, len(cells))
         if not rows:
             raise invalid("body", f"the CSV body has a header (line {line}) but no rows")

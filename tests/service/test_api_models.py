@@ -333,20 +333,43 @@ def test_a_headerless_csv_keeps_its_first_row(client: FlaskClient, regressor_id:
     assert answer.json == expected
 
 
-def test_a_header_of_names_on_a_model_without_names(client: FlaskClient, regressor_id: int) -> None:
-    # Names the model cannot check: a header row, the columns taken in input order.
-    answer = _predict_csv(client, regressor_id, "a,b\n1,1\n0,1\n")
-    expected = client.post(f"/models/{regressor_id}/predict", json={"inputs": [[1, 1], [0, 1]]})
-    assert answer.status_code == 200, answer.json
-    assert answer.json == expected.json
+def test_a_header_on_a_model_without_names_is_refused(
+    client: FlaskClient, regressor_id: int
+) -> None:
+    # The model was trained from JSON without names: it cannot tell `a,b` from `b,a`,
+    # so taking the columns in order could answer for swapped inputs.
+    for text in ("foo,bar\n0.05,0.1\n", "bar,foo\n0.1,0.05\n"):
+        answer = _predict_csv(client, regressor_id, text)
+        assert answer.status_code == 400
+        assert answer.json["error"] == {
+            "code": "feature_mismatch",
+            "message": "line 1 is a header, but this model's dataset had no column names, so "
+            "its columns cannot be matched by name; send rows of numbers in the model's input "
+            "order without a header, or pass ?header=absent if the first row is data",
+            "field": "header",
+        }
+    told = _predict_csv(client, regressor_id, "1,2\n0,1\n", "?header=present")
+    assert told.status_code == 400 and told.json["error"]["field"] == "header"
 
 
-def test_the_header_query_flag_overrides_the_guess(client: FlaskClient, regressor_id: int) -> None:
-    url = f"/models/{regressor_id}/predict"
-    # Columns named by numbers: with header=present the first row is their names.
-    present = _predict_csv(client, regressor_id, "1,2\n0,1\n2,2\n", "?header=present")
+@pytest.fixture(scope="module")
+def numbered_model(client: FlaskClient) -> int:
+    """A model whose two features are named "1" and "2"."""
+    dataset = post_dataset(client, targets=[[0.1], [0.9], [0.9], [0.1]], feature_names=["1", "2"])
+    job = post_job(client, dataset_id=dataset["id"], network=SMALL_NET, training={"epochs": 5})
+    return train_in_process(job["id"])
+
+
+def test_the_header_query_flag_overrides_the_guess(
+    client: FlaskClient, regressor_id: int, numbered_model: int
+) -> None:
+    # Columns named by numbers: with header=present the first row is their names,
+    # here in the other order.
+    present = _predict_csv(client, numbered_model, "2,1\n0,1\n2,2\n", "?header=present")
     assert present.status_code == 200, present.json
-    assert present.json == client.post(url, json={"inputs": [[0, 1], [2, 2]]}).json
+    url = f"/models/{numbered_model}/predict"
+    assert present.json == client.post(url, json={"inputs": [[1, 0], [2, 2]]}).json
+    url = f"/models/{regressor_id}/predict"
     absent = _predict_csv(client, regressor_id, "1,2\n0,1\n", "?header=absent")
     assert absent.json == client.post(url, json={"inputs": [[1, 2], [0, 1]]}).json
     names = _predict_csv(client, regressor_id, "a,b\n0,1\n", "?header=absent")
