@@ -155,11 +155,18 @@ def _missing(field: str, line: int, column: int, cell: str) -> ApiError:
     return invalid(field, f"line {line}, column {column}: {what}; {NOT_YET}")
 
 
+def _python_float(cell: str) -> float | None:
+    """The cell as Python reads a float (more forms than a number here), or None."""
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
 def _not_a_number(cell: str) -> str:
     """What is wrong with a cell that is neither a number nor missing."""
-    try:
-        value = float(cell)
-    except ValueError:
+    value = _python_float(cell)
+    if value is None:
         return f"expected a number, got {cell!r}"
     if not math.isfinite(value):
         return f"must be finite, got {cell!r}"
@@ -390,8 +397,9 @@ def _has_header(line: int, cells: list[str], rule: HeaderRule) -> bool:
     if not any(numbers):
         return True
     words = [cell for cell, number in zip(cells, numbers, strict=True) if not number]
-    if all(_is_missing(cell) for cell in words):
-        # Numbers and NA-like markers: a row of data with a gap in it.
+    if all(_is_missing(cell) or _python_float(cell) for cell in words):
+        # Numbers beside NA markers or numbers mistyped (1_0, inf): a row of data
+        # whose faulty cells the reader then names.
         return False
     raise invalid(
         "header",

@@ -532,6 +532,13 @@ NOT_YET = "missing values are not supported until a later release"
             "petal_length",
         ),
         (
+            # Not a header with a name `1_0`: a first row of data with a mistyped number.
+            "6.4,1_0,4.5,1.5\n5.1,3.5,1.4,0.2",
+            "line 1, column 2: expected a plain decimal number (digits, a point, an exponent), "
+            "got '1_0'",
+            "sepal_width",
+        ),
+        (
             "6.4,3.2,4.5,1.5\n5.1,infinity,1.4,0.2",
             "line 2, column 2: must be finite, got 'infinity'",
             "sepal_width",
