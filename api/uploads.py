@@ -137,7 +137,8 @@ def from_json(data: DatasetData, max_cells: int, prefix: str = "") -> Table:
 # also takes `1_0`, `infinity`, `nan` and other scripts' digits, which spreadsheets
 # and CSV readers do not take as numbers: such a cell is a typo, not a value.
 NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# Cells that pandas and R read as a missing value (compared in lower case).
+# Cells that mark a missing value, in any case: pandas' and R's usual markers, and
+# the `?` of UCI files.
 MISSING = frozenset({"", "na", "n/a", "null", "nan", "?"})
 NOT_YET = "missing values are not supported until a later release"
 
