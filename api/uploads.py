@@ -398,7 +398,7 @@ def _has_header(line: int, cells: list[str], rule: HeaderRule) -> bool:
     if not any(numbers):
         return True
     words = [cell for cell, number in zip(cells, numbers, strict=True) if not number]
-    if all(_is_missing(cell) or _python_float(cell) for cell in words):
+    if all(_is_missing(cell) or _python_float(cell) is not None for cell in words):
         # Numbers beside NA markers or numbers mistyped (1_0, inf): a row of data
         # whose faulty cells the reader then names.
         return False

@@ -539,6 +539,12 @@ NOT_YET = "missing values are not supported until a later release"
             "sepal_width",
         ),
         (
+            "6.4,3.2,0_0,1.5\n5.1,3.5,1.4,0.2",
+            "line 1, column 3: expected a plain decimal number (digits, a point, an exponent), "
+            "got '0_0'",
+            "petal_length",
+        ),
+        (
             "6.4,3.2,4.5,1.5\n5.1,infinity,1.4,0.2",
             "line 2, column 2: must be finite, got 'infinity'",
             "sepal_width",
