@@ -11,6 +11,7 @@ them; the ``models ``Network`` and ``Training`` below only describe them in the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
@@ -21,9 +22,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Strict,
     Tag,
     WithJsonSchema,
+    field_serializer,
 )
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
@@ -299,8 +302,49 @@ class EpochQuery(Query):
 # --- responses -------------------------------------------------------------------
 
 
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, in lists and dicts too, made None.
+
+    JSON has no NaN or Infinity: Python writes them as bare words that browsers'
+    JSON.parse and most other parsers refuse, so a diverging epoch's loss or
+    gradient norm must reach clients as null.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        if _sums_to_finite(value):
+            return value
+        return [
+            finite_or_null(item) if isinstance(item, float | list | dict) else item
+            for item in value
+        ]
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    return value
+
+
+def _sums_to_finite(values: list[Any]) -> bool:
+    """Whether a list of numbers, or of lists of numbers, has a finite sum.
+
+    If it has, every number in it is finite: a fast path (summed in C) past the
+    item-by-item walk for large answers such as a model's weights. False for
+    anything else, which the walk then handles.
+    """
+    try:
+        if values and isinstance(values[0], list):
+            return math.isfinite(sum(map(sum, values)))
+        return math.isfinite(sum(values))
+    except (TypeError, OverflowError):
+        return False
+
+
+# A response body. As JSON, a number that is not finite is null in every field.
 class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+    @field_serializer("*", mode="wrap", when_used="json")
+    def _standard_json(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        return finite_or_null(handler(value))
 
 
 class DatasetOut(Out):
@@ -361,8 +405,10 @@ class JobOut(Out):
     dataset_id: int | None
     epochs_completed: int
     epochs_total: int
-    loss: float | None = Field(description="Training loss of the latest recorded epoch.")
-    val_loss: float | None
+    loss: float | None = Field(
+        description="Training loss of the latest recorded epoch; null if none or not finite."
+    )
+    val_loss: float | None = Field(description="Its validation loss; null if none or not finite.")
     model_id: int | None = Field(description="Set once the job has succeeded.")
     error: str | None
     stop_reason: str | None
@@ -382,11 +428,22 @@ class JobList(Out):
     next_after: int | None
 
 
+def _nullable_numbers(schema: dict[str, Any]) -> None:
+    # The engine declares its numbers as floats; documents that they may come as null.
+    for prop in schema["properties"].values():
+        if prop.get("type") == "number":
+            prop["anyOf"] = [{"type": prop.pop("type")}, {"type": "null"}]
+
+
 # The engine's own record of an epoch, so its fields are declared once; as a pydantic
 # dataclass it validates stored rows and is documented like the models here.
-@pydantic_dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(json_schema_extra=_nullable_numbers))
 class EpochOut(core.EpochStats):
-    """One epoch: losses, validation accuracy (if measured), learning rate, gradient norm, time."""
+    """One epoch: losses, validation accuracy (if measured), learning rate, gradient norm, time.
+
+    A number that is not finite (the loss or gradient norm of an epoch where
+    training diverged) is null.
+    """
 
 
 def epoch_out(row: object) -> EpochOut:
@@ -400,6 +457,12 @@ class EpochList(Out):
     next_after: int | None
 
 
+class EpochsEvent(Out):
+    """The data of an ``epochs`` event of ``GET /jobs/<id>/events``."""
+
+    epochs: list[EpochOut]
+
+
 class ModelOut(Out):
     id: int
     job_id: int
@@ -408,7 +471,9 @@ class ModelOut(Out):
     spec: dict[str, Any] = Field(
         description="Architecture, loss, dtype, normalization, classes, feature and target names."
     )
-    summary: dict[str, Any] = Field(description="Stop reason, epochs and final losses.")
+    summary: dict[str, Any] = Field(
+        description="Stop reason, epochs and final losses (null where not finite)."
+    )
     normalization: dict[str, Any] | None
     classes: list[str] | None
     created_at: datetime
@@ -432,7 +497,9 @@ class ModelWeights(Out):
     feature_names: list[str] | None = None
 
 
-class PredictOut(Out):
+# Not an Out: the predict view refuses an output that is not finite, so the walk
+# that makes such numbers null would only slow the largest answers (3x at 100k rows).
+class PredictOut(BaseModel):
     model_config = _example({"outputs": [[0.981], [0.024]]})
 
     outputs: list[list[float]]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection, Iterator, Sequence
+import math
+import re
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,51 +133,133 @@ def from_json(data: DatasetData, max_cells: int, prefix: str = "") -> Table:
 
 # --- CSV -------------------------------------------------------------------------
 
+# Plain decimal numbers with an optional exponent, in ASCII digits. Python's float()
+# also takes `1_0`, `infinity`, `nan` and other scripts' digits, which spreadsheets
+# and CSV readers do not take as numbers: such a cell is a typo, not a value.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Cells that mark a missing value, in any case: pandas' and R's usual markers, and
+# the `?` of UCI files.
+MISSING = frozenset({"", "na", "n/a", "null", "nan", "?"})
+NOT_YET = "missing values are not supported until a later release"
+
+
+def _is_number(cell: str) -> bool:
+    return NUMBER.fullmatch(cell) is not None
+
+
+def _is_missing(cell: str) -> bool:
+    return cell.lower() in MISSING
+
+
+def _missing(field: str, line: int, column: int, cell: str) -> ApiError:
+    what = "an empty cell" if cell == "" else f"{cell!r} marks a missing value"
+    return invalid(field, f"line {line}, column {column}: {what}; {NOT_YET}")
+
+
+def _python_float(cell: str) -> float | None:
+    """The cell as Python reads a float (more forms than a number here), or None."""
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _not_a_number(cell: str) -> str:
+    """What is wrong with a cell that is neither a number nor missing."""
+    value = _python_float(cell)
+    if value is None:
+        return f"expected a number, got {cell!r}"
+    if not math.isfinite(value):
+        return f"must be finite, got {cell!r}"
+    return f"expected a plain decimal number (digits, a point, an exponent), got {cell!r}"
+
 
 def _records(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells without surrounding spaces) of each CSV row that is not blank."""
-    reader = csv.reader(io.StringIO(text))
+    """(line number, cells without surrounding spaces) of each CSV record.
+
+    Lines may end in LF, CRLF or CR. A line with nothing on it is skipped, as
+    pandas does; any other line is a record, so a row of empty cells reaches the
+    callers (who refuse it as missing values) instead of silently going.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         for row in reader:
-            if any(cell.strip() for cell in row):
+            if row:
                 yield reader.line_num, [cell.strip() for cell in row]
     except csv.Error as exc:
         raise invalid("body", f"line {reader.line_num}: {exc}") from None
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+def _data_rows(
+    records: Iterable[tuple[int, list[str]]], width: int, max_cells: int | None = None
+) -> tuple[list[list[str]], list[int]]:
+    """The records as rows of ``width`` cells, and their line numbers.
 
-
-def _numbers(cells: list[str], lines: list[int], field: str, where: str = "") -> Array | None:
-    """The column as floats, or None if some cell is not a number.
-
-    ``where`` follows the line number in messages (the column's position).
+    ``max_cells`` stops the reading early instead of holding a body's worth of rows
+    past the limit.
     """
-    try:
-        values = np.array(cells, dtype=np.float64)
-    except ValueError:
-        return None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for line, row in records:
+        if not any(row):
+            # Spaces or bare delimiters: say so, rather than count its cells.
+            raise invalid("body", f"line {line}: a row of empty cells; {NOT_YET}")
+        if len(row) != width:
+            raise invalid("body", f"line {line}: expected {width} values, got {len(row)}")
+        rows.append(row)
+        lines.append(line)
+        if max_cells is not None:
+            check_cells(len(rows), width, max_cells, "body")
+    return rows, lines
+
+
+def _floats(cells: list[str], lines: list[int], field: str, column: int, note: str = "") -> Array:
+    """Column number ``column`` (from 1) as floats; else an error at its first bad cell."""
+    for cell, line in zip(cells, lines, strict=True):
+        if _is_missing(cell):
+            raise _missing(field, line, column, cell)
+        if not _is_number(cell):
+            raise invalid(field, f"line {line}, column {column}: {_not_a_number(cell)}{note}")
+    values = np.array(cells, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        line = lines[int(bad[0])]
-        raise invalid(field, f"line {line}{where}: must be finite, got {cells[int(bad[0])]!r}")
+    if bad.size:  # too large for a float, like 1e999
+        line, cell = lines[int(bad[0])], cells[int(bad[0])]
+        raise invalid(field, f"line {line}, column {column}: must be finite, got {cell!r}")
     return values
 
 
-def _floats(
-    cells: list[str], lines: list[int], field: str, where: str = "", note: str = ""
-) -> Array:
-    """The column as floats; else an error at the first cell that is not a number."""
-    values = _numbers(cells, lines, field, where)
-    if values is None:
-        line, cell = next((ln, c) for c, ln in zip(cells, lines, strict=True) if not _is_number(c))
-        raise invalid(field, f"line {line}{where}: expected a number, got {cell!r}{note}")
-    return values
+def _labels(cells: list[str], lines: list[int], field: str, column: int) -> list[str] | None:
+    """A single target column's class labels, or None when it is a column of numbers.
+
+    A column that mixes numbers and text is refused at its first cell of the rarer
+    kind: a stray word among numbers (or a number among labels) is far more often
+    a slip than a class, and either guess would train on it.
+    """
+    for cell, line in zip(cells, lines, strict=True):
+        if _is_missing(cell):
+            raise _missing(field, line, column, cell)
+    numbers = [_is_number(cell) for cell in cells]
+    if all(numbers):
+        return None
+    if not any(numbers):
+        return cells
+    stray_is_number = sum(numbers) * 2 < len(numbers)
+    index = numbers.index(stray_is_number)
+    kind = "a number among class labels" if stray_is_number else "text in a column of numbers"
+    raise invalid(
+        field,
+        f"line {lines[index]}, column {column}: {cells[index]!r} is {kind}; a target column "
+        "holds either numbers (regression) or class labels (classification)",
+    )
+
+
+def _check_header(line: int, header: list[str]) -> None:
+    """Refuse a header with an empty or a repeated name."""
+    for column, name in enumerate(header, start=1):
+        if not name:
+            raise invalid("body", f"line {line}, column {column}: the header row needs a name here")
+        if header.count(name) > 1:
+            raise invalid(name, f"line {line}: the column name {name!r} appears twice")
 
 
 def from_csv(text: str, params: DatasetCsvQuery, max_cells: int) -> Table:
@@ -185,10 +269,7 @@ def from_csv(text: str, params: DatasetCsvQuery, max_cells: int) -> Table:
     if first is None:
         raise invalid("body", "the CSV body is empty; expected a header row")
     header_line, header = first
-    if any(not name for name in header):
-        raise invalid("body", f"line {header_line}: every column needs a name in the header row")
-    if len(set(header)) != len(header):
-        raise invalid("body", f"line {header_line}: column names must be unique")
+    _check_header(header_line, header)
     target_names = [name.strip() for name in params.target.split(",")]
     for name in target_names:
         if name not in header:
@@ -202,36 +283,28 @@ def from_csv(text: str, params: DatasetCsvQuery, max_cells: int) -> Table:
     if not feature_names:
         raise invalid("target", "every column is a target; at least one must be a feature")
 
-    width = len(header)
-    rows: list[list[str]] = []
-    lines: list[int] = []
-    for line, row in records:
-        if len(row) != width:
-            raise invalid("body", f"line {line}: expected {width} values, got {len(row)}")
-        rows.append(row)
-        lines.append(line)
-        # Stop early instead of holding a body's worth of rows past the limit.
-        check_cells(len(rows), width, max_cells, "body")
+    rows, lines = _data_rows(records, len(header), max_cells)
     if not rows:
         raise invalid("body", "the CSV has a header but no data rows")
 
-    columns = {name: [row[i] for row in rows] for i, name in enumerate(header)}
-    inputs = np.column_stack([_floats(columns[name], lines, name) for name in feature_names])
+    def floats(name: str, note: str = "") -> Array:
+        position = header.index(name)
+        return _floats([row[position] for row in rows], lines, name, position + 1, note)
 
+    inputs = np.column_stack([floats(name) for name in feature_names])
+    labels = None
+    if len(target_names) == 1:
+        position = header.index(target_names[0])
+        cells = [row[position] for row in rows]
+        labels = _labels(cells, lines, target_names[0], position + 1)
     classes = None
-    labels = columns[target_names[0]]
-    if len(target_names) == 1 and _numbers(labels, lines, target_names[0]) is None:
-        if "" in labels:
-            line = lines[labels.index("")]
-            raise invalid(target_names[0], f"line {line}: empty class label")
+    if labels is not None:
         classes = _classes(labels, target_names[0])
         check_cells(len(rows), len(feature_names) + len(classes), max_cells, "body")
         targets = _one_hot(labels, classes)
     else:
         note = " (class labels are allowed only when `target` names a single column)"
-        targets = np.column_stack(
-            [_floats(columns[name], lines, name, note=note) for name in target_names]
-        )
+        targets = np.column_stack([floats(name, note) for name in target_names])
     return Table(inputs, targets, classes, feature_names, target_names)
 
 
@@ -308,15 +381,27 @@ def _has_header(line: int, cells: list[str], rule: HeaderRule) -> bool:
     """Whether the first row names the columns.
 
     Told by ``rule``, or else by the row itself: all numbers is data, all names is a
-    header, and a mix is refused rather than guessed.
+    header, and a mix is refused rather than guessed. An empty cell is neither a
+    name nor a number, so it is reported as itself.
     """
     if rule != "auto":
         return rule == "present"
+    if "" in cells:
+        raise invalid(
+            "body",
+            f"line {line}, column {cells.index('') + 1}: an empty cell, which is neither a "
+            f"column name nor a number ({NOT_YET})",
+        )
     numbers = [_is_number(cell) for cell in cells]
     if all(numbers):
         return False
     if not any(numbers):
         return True
+    words = [cell for cell, number in zip(cells, numbers, strict=True) if not number]
+    if all(_is_missing(cell) or _python_float(cell) is not None for cell in words):
+        # Numbers beside NA markers or numbers mistyped (1_0, inf): a row of data
+        # whose faulty cells the reader then names.
+        return False
     raise invalid(
         "header",
         f"line {line} holds both numbers and names {cells}; say whether it is a header "
@@ -328,14 +413,15 @@ def _columns_by_name(
     line: int, header: list[str], names: list[str], ignored: Collection[str]
 ) -> list[int]:
     """Positions of the model's features in ``header``."""
+    _check_header(line, header)
     for name in header:
-        if header.count(name) > 1:
-            raise invalid(name, f"line {line}: the column {name!r} appears twice")
         if name not in names and name not in ignored:
-            raise feature_error(name, f"unknown column; the model takes {', '.join(names)}")
+            raise feature_error(
+                name, f"line {line}: unknown column {name!r}; the model takes {', '.join(names)}"
+            )
     for name in names:
         if name not in header:
-            raise feature_error(name, "missing feature column")
+            raise feature_error(name, f"line {line}: missing feature column {name!r}")
     return [header.index(name) for name in names]
 
 
@@ -343,8 +429,9 @@ def csv_rows(text: str, rule: HeaderRule, model: core.Model, ignored: Collection
     """Rows of a CSV body, in the model's input order; no row is ever dropped.
 
     With a header, a model that has feature names takes its columns by name and
-    skips the ``ignored`` ones (the training targets); a model without names takes
-    the columns as they come. Without a header, every row is data in input order.
+    skips the ``ignored`` ones (the training targets); a model without names
+    cannot tell what a header means and refuses it. Without a header, every row
+    is data in input order.
     """
     records = _records(text)
     first = next(records, None)
@@ -352,29 +439,25 @@ def csv_rows(text: str, rule: HeaderRule, model: core.Model, ignored: Collection
         raise invalid("body", "the CSV body is empty; expected rows of inputs")
     line, cells = first
     names = model.feature_names
-    width = model.input_dim
     if _has_header(line, cells, rule):
-        data = list(records)
-        if not data:
+        if names is None:
+            # Taking the columns in order would answer for columns the client may
+            # have ordered by name: the same refusal as for instance objects.
+            raise feature_error(
+                "header",
+                f"line {line} is a header, but this model's dataset had no column names, so "
+                "its columns cannot be matched by name; send rows of numbers in the model's "
+                "input order without a header, or pass ?header=absent if the first row is data",
+            )
+        order = _columns_by_name(line, cells, names, ignored)
+        rows, lines = _data_rows(records, len(cells))
+        if not rows:
             raise invalid("body", f"the CSV body has a header (line {line}) but no rows")
-        if names is not None:
-            order = _columns_by_name(line, cells, names, ignored)
-        elif len(cells) != width:
-            raise invalid("body", f"line {line}: the model takes {width} columns, got {len(cells)}")
-        else:
-            order = list(range(width))
-        expected = len(cells)
     else:
-        data = [first, *records]
-        order = list(range(width))
-        expected = width
-    for row_line, row in data:
-        if len(row) != expected:
-            raise invalid("body", f"line {row_line}: expected {expected} values, got {len(row)}")
-    lines = [row_line for row_line, _ in data]
+        order = list(range(model.input_dim))
+        rows, lines = _data_rows([first, *records], model.input_dim)
     columns = []
     for feature, position in enumerate(order):
         field = names[feature] if names is not None else "body"
-        where = f", column {position + 1}"
-        columns.append(_floats([row[position] for _, row in data], lines, field, where))
+        columns.append(_floats([row[position] for row in rows], lines, field, position + 1))
     return np.column_stack(columns)

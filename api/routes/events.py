@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 
 from flask import Blueprint, Response, request, stream_with_context
 
@@ -25,7 +24,7 @@ from store import queries as q
 from ..auth import owner
 from ..decorators import responds
 from ..errors import invalid
-from ..schemas import epoch_out
+from ..schemas import EpochsEvent, epoch_out
 from ..services import state
 from .jobs import job_out
 from .rows import mine
@@ -39,7 +38,10 @@ PAGE = 1000
 
 def _event(kind: str, data: object, ident: int | None = None) -> str:
     head = f"id: {ident}\n" if ident is not None else ""
-    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    # allow_nan=False: a NaN that slipped past the schemas fails here rather than
+    # reaching a client as JSON it cannot parse.
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return f"{head}event: {kind}\ndata: {text}\n\n"
 
 
 def _last_event_id() -> int:
@@ -71,13 +73,13 @@ def job_events(job_id: int) -> Response:
                 if job is None:  # deleted meanwhile
                     return
                 rows = q.list_epochs(session, job_id, after=after, limit=PAGE)
-                epochs = [asdict(epoch_out(row)) for row in rows]
+                epochs = EpochsEvent(epochs=[epoch_out(row) for row in rows])
                 current = job_out(session, job).model_dump(mode="json")
-            if epochs:
-                after = epochs[-1]["epoch"]
-                yield _event("epochs", {"epochs": epochs}, after)
+            if epochs.epochs:
+                after = epochs.epochs[-1].epoch
+                yield _event("epochs", epochs.model_dump(mode="json"), after)
                 last_sent = time.monotonic()
-                if len(epochs) == PAGE:
+                if len(epochs.epochs) == PAGE:
                     continue  # more are waiting
             if current["status"] != status:
                 status = current["status"]

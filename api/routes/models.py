@@ -69,7 +69,7 @@ def predict(model_id: int, payload: PredictRequest | CsvBody | NpyBody) -> Predi
 
     In CSV, a first row of names is a header: a model with feature names takes the
     columns by name (in any order; the training target columns are ignored), one
-    without takes them in order. A first row of numbers is data, in input order.
+    without names refuses a header. A first row of numbers is data, in input order.
     ``?header=present|absent`` settles a first row that is not clearly either.
     """
     served = _loaded(model_id)

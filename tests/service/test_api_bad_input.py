@@ -221,8 +221,16 @@ CASES = {
     "predict-csv-header-mixes-numbers-and-names": csv(
         "/models/{model}/predict", "1,b\n0,1\n", 422, "header"
     ),
-    "predict-csv-header-without-rows": csv("/models/{model}/predict", "a,b\n", 422, "body"),
-    "predict-csv-header-too-wide": csv("/models/{model}/predict", "a,b,c\n1,2,3\n", 422, "body"),
+    # An unnamed model cannot match a header's names to its inputs.
+    "predict-csv-header-on-unnamed-model": csv(
+        "/models/{model}/predict", "a,b\n1,2\n", 400, "header"
+    ),
+    "predict-csv-present-on-unnamed-model": csv(
+        "/models/{model}/predict?header=present", "1,2\n1,2\n", 400, "header"
+    ),
+    "predict-csv-row-of-empty-cells": csv("/models/{model}/predict", "1,1\n,\n0,1\n", 422, "body"),
+    "predict-csv-empty-cell-in-first-row": csv("/models/{model}/predict", "1,\n0,1\n", 422, "body"),
+    "predict-csv-underscore-number": csv("/models/{model}/predict", "1,1\n1_0,1\n", 422, "body"),
     "predict-csv-ragged-row": csv("/models/{model}/predict", "1,1\n0\n", 422, "body"),
     "predict-csv-text-cell": csv("/models/{model}/predict", "1,1\n0,one\n", 422, "body"),
     "predict-csv-infinite-cell": csv("/models/{model}/predict", "1,1\n0,inf\n", 422, "body"),

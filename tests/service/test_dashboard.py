@@ -263,3 +263,27 @@ def test_docs_page_renders_every_operation(live_api: tuple[str, str]) -> None:
         )
         assert done.returncode == 0, (command, done.stdout, done.stderr)
         assert json.loads(done.stdout)["id"] >= 1
+
+
+def test_the_dataset_page_counts_classes_or_targets(live_api: tuple[str, str]) -> None:
+    base, key = live_api
+    labels = {"name": "three-classes", "inputs": [[0], [1], [2]], "targets": ["a", "b", "c"]}
+    numbers = {"name": "two-targets", "inputs": [[0], [1]], "targets": [[0, 1], [1, 0]]}
+    ids = []
+    for dataset in (labels, numbers):
+        status, body = call(base, "POST", "/datasets", dataset, key)
+        assert status == 201, body
+        ids.append(body["id"])
+    with playwright.sync_playwright() as p:
+        browser, page, errors = _open_dashboard(p, base, key)
+        shapes = []
+        for ident in ids:
+            page.goto(f"{base}/#/datasets/{ident}")
+            page.wait_for_selector(f"h1:has-text('Dataset #{ident}')")
+            shapes.append(page.locator("#shape").text_content())
+        assert shapes == [
+            "3 samples × 1 feature → 3 classes",
+            "2 samples × 1 feature → 2 targets",
+        ]
+        assert errors == []
+        browser.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,9 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
+from core import StopReason
+from store import JobStatus, Session
+from store import queries as q
 from store.settings import Settings
 from tests.service.api_helpers import client_for
 from tests.service.processes import WorkerProcess, wait_for
@@ -110,3 +114,47 @@ def test_loss_png(client: FlaskClient, worker: WorkerProcess) -> None:
     assert image.shape[:2] == (400, 700)
     assert np.ptp(image[..., :3]) > 0  # something was drawn
     assert client.get("/jobs/2147483647/loss.png").status_code == 404
+
+
+def strict_json(text: str) -> Any:
+    """``text`` parsed as standard JSON, which has no NaN or Infinity."""
+
+    def refuse(word: str) -> None:
+        raise ValueError(f"not standard JSON: {word}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_numbers_are_null_in_every_answer(service_settings: Settings) -> None:
+    """A diverging epoch's Infinity and NaN reach clients as null, as standard JSON."""
+    nobody = client_for(replace(service_settings, queue="nobody-listens"))
+    job = nobody.post("/jobs", json=JOB).json
+    diverged = {"epoch": 1, "loss": 2.5, "val_loss": 3.0, "val_accuracy": 0.5}
+    diverged |= {"learning_rate": 0.1, "grad_norm": math.inf, "seconds": 0.01}
+    with Session.begin() as session:
+        q.record_epochs(
+            session,
+            job["id"],
+            [diverged, {**diverged, "epoch": 2, "loss": math.inf, "val_loss": math.nan}],
+        )
+        row = q.get_job(session, job["id"])
+        assert row is not None
+        q.finish_job(session, row, JobStatus.FAILED, stop_reason=StopReason.NON_FINITE_LOSS)
+
+    epochs = strict_json(nobody.get(f"/jobs/{job['id']}/epochs").get_data(as_text=True))
+    assert [(e["loss"], e["val_loss"], e["grad_norm"]) for e in epochs["epochs"]] == [
+        (2.5, 3.0, None),
+        (None, None, None),
+    ]
+    current = strict_json(nobody.get(f"/jobs/{job['id']}").get_data(as_text=True))
+    assert (current["loss"], current["val_loss"]) == (None, None)
+    listed = strict_json(nobody.get("/jobs?limit=1").get_data(as_text=True))
+    assert listed["jobs"][0]["id"] == job["id"] and listed["jobs"][0]["loss"] is None
+
+    stream = nobody.get(f"/jobs/{job['id']}/events").get_data(as_text=True)
+    datas = [line[len("data: ") :] for line in stream.splitlines() if line.startswith("data: ")]
+    streamed = [strict_json(data) for data in datas]
+    assert streamed[0]["epochs"] == epochs["epochs"]
+    assert streamed[-1]["status"] == "failed" and streamed[-1]["loss"] is None
+    png = nobody.get(f"/jobs/{job['id']}/loss.png")
+    assert png.status_code == 200 and png.data.startswith(b"\x89PNG")

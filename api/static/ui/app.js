@@ -206,8 +206,11 @@ async function predictForm(modelId, box) {
 
 async function datasetPage(id) {
   const d = await api(`/datasets/${id}`);
+  const count = (n, noun, plural = `${noun}s`) => `${n} ${n === 1 ? noun : plural}`;
+  // A class column is stored one-hot, one target per class: count the classes.
+  const outcome = d.classes ? count(d.classes.length, "class", "classes") : count(d.n_targets, "target");
   view.replaceChildren(el("h1", {}, `Dataset #${d.id}: ${d.name}`), el("div", { class: "card" },
-    el("p", {}, `${d.n_samples} samples × ${d.n_features} features → ${d.n_targets} targets`),
+    el("p", { id: "shape" }, `${count(d.n_samples, "sample")} × ${count(d.n_features, "feature")} → ${outcome}`),
     el("p", {}, `features: ${(d.feature_names || []).join(", ") || "unnamed"}`),
     el("p", {}, `classes: ${(d.classes || []).join(", ") || "none (numeric targets)"}`),
     el("p", {}, `sha256 ${d.sha256}`)));
