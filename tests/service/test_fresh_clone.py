@@ -12,7 +12,6 @@ The clone holds what is committed (HEAD), as CI's clone does.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -27,7 +26,7 @@ from store.settings import ENV_NAMES
 from tests import worked_example as worked
 from tests.service.http import answers, call, finished_job, free_port
 from tests.service.processes import ROOT, wait_for
-from tests.service.test_readme import MARK, shell_blocks
+from tests.service.test_readme import run_blocks
 from tests.service.test_restart import EPOCHS, checkpoint_epoch, database, job_row
 
 pytestmark = pytest.mark.skipif(
@@ -91,26 +90,13 @@ def test_make_run_walk_through_ctrl_c_and_make_run_again(
     first = MakeRun(clone, user_env, port)
     try:
         key = (clone / "data" / "api-key").read_text().strip()
-        script = "set -euo pipefail\n" + "".join(
-            f"echo '{MARK} {index}'\n{block.replace('localhost:8000', f'localhost:{port}')}"
-            for index, block in enumerate(shell_blocks())
-        )
         shell = {
             **user_env,
             "BACKPROP_URL": first.base,
             "PATH": f"{clone / '.venv' / 'bin'}{os.pathsep}{user_env['PATH']}",
         }
-        done = subprocess.run(
-            ["bash", "-c", script],
-            cwd=clone,
-            env=shell,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
-        assert len(re.findall(rf"^{MARK} \d+$", done.stdout, re.M)) == len(shell_blocks())
-        assert '"labels":["setosa","virginica"]' in done.stdout
+        printed = run_blocks(clone, port, shell)
+        assert any('"labels":["setosa","virginica"]' in output for output in printed)
 
         status, job = call(first.base, "POST", "/jobs", worked.job(EPOCHS), key)
         assert status == 202, job

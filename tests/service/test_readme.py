@@ -56,39 +56,41 @@ def the_one(answers: list[Any], *keys: str) -> Any:
     return found[0]
 
 
+def run_blocks(folder: Path, port: int, env: dict[str, str]) -> list[str]:
+    """Run the README's blocks in one bash in ``folder`` against the service on ``port``;
+    returns what each block printed on stdout."""
+    blocks = shell_blocks()
+    # The README names port 8000; the service under test has a free one.
+    script = "set -euo pipefail\n" + "".join(
+        f"echo '{MARK} {index}'\n{block.replace('localhost:8000', f'localhost:{port}')}"
+        for index, block in enumerate(blocks)
+    )
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    printed = re.split(rf"^{MARK} \d+\n", done.stdout, flags=re.M)[1:]
+    assert len(printed) == len(blocks)
+    return printed
+
+
 @pytest.fixture(scope="module")
 def walk_through(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], list[str]]:
     """(the blocks, what each printed on stdout)."""
     folder = tmp_path_factory.mktemp("readme")
     (folder / "examples").symlink_to(ROOT / "examples")
-    blocks = shell_blocks()
     with running_up(folder, env=embedded_env()) as up:
         key = (folder / "data" / "api-key").read_text().strip()
         status, seed = call(up.base, "POST", "/jobs", worked.job(3), key)
         assert status == 202, seed
         assert finished_job(up.base, seed["id"], key)["status"] == "succeeded"
-        # The README names port 8000; this service has a free one.
-        script = "set -euo pipefail\n" + "".join(
-            f"echo '{MARK} {index}'\n{block.replace('localhost:8000', f'localhost:{up.port}')}"
-            for index, block in enumerate(blocks)
-        )
         env = {
             **embedded_env(),
             "BACKPROP_URL": up.base,
             "PATH": f"{Path(BACKPROP).parent}{os.pathsep}{os.environ['PATH']}",
         }
-        done = subprocess.run(
-            ["bash", "-c", script],
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:], up.log()[-3000:])
-    printed = re.split(rf"^{MARK} \d+\n", done.stdout, flags=re.M)[1:]
-    assert len(printed) == len(blocks)
-    return blocks, printed
+        printed = run_blocks(folder, up.port, env)
+    return shell_blocks(), printed
 
 
 def block_with(blocks: list[str], text: str) -> int:
