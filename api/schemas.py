@@ -388,6 +388,7 @@ class JobOut(Out):
             "dataset_id": 1,
             "epochs_completed": 0,
             "epochs_total": 500,
+            "attempt": 0,
             "loss": None,
             "val_loss": None,
             "model_id": None,
@@ -403,8 +404,15 @@ class JobOut(Out):
     id: int
     status: JobStatus
     dataset_id: int | None
-    epochs_completed: int
+    epochs_completed: int = Field(
+        description="Epochs recorded so far; after a resume from a checkpoint it restarts "
+        "from the checkpoint's epoch."
+    )
     epochs_total: int
+    attempt: int = Field(
+        description="Runs a worker has started: 0 while first queued, 1 for the first run, "
+        "one more for each resume (after a lost worker or a stop that gave the job back)."
+    )
     loss: float | None = Field(
         description="Training loss of the latest recorded epoch; null if none or not finite."
     )

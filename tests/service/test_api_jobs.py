@@ -63,7 +63,7 @@ def test_create_job_queues_it_and_sends_its_id(
     assert response.headers["Location"] == f"/jobs/{job['id']}"
     assert job["status"] == "queued"
     assert job["dataset_id"] == xor_id
-    assert (job["epochs_completed"], job["epochs_total"]) == (0, 3)
+    assert (job["epochs_completed"], job["epochs_total"], job["attempt"]) == (0, 3, 0)
     assert job["model_id"] is None and job["loss"] is None and job["finished_at"] is None
     messages = queued_messages(service_settings)
     assert len(messages) == before + 1
@@ -285,6 +285,7 @@ def test_epochs_and_model_of_a_finished_job(client: FlaskClient, xor_id: int) ->
     assert finished["status"] == "succeeded"
     assert finished["model_id"] == model_id
     assert finished["epochs_completed"] == 7
+    assert finished["attempt"] == 1
     assert finished["stop_reason"] == "max_epochs"
     assert finished["finished_at"] is not None
 
