@@ -371,6 +371,8 @@ def npy_rows(array: np.ndarray[Any, Any], width: int) -> Array:
             f"expected a 2-D numeric array with {width} columns, "
             f"got shape {array.shape} of {array.dtype}",
         )
+    if array.shape[0] == 0:  # as a JSON or CSV body without rows is refused
+        raise invalid("inputs", "expected at least one row, got none")
     if not np.isfinite(array).all():
         row = int(np.argwhere(~np.isfinite(array))[0][0])
         raise invalid(f"inputs[{row}]", "must be finite (no NaN or Infinity)")

@@ -233,6 +233,7 @@ def test_predict_with_npy_bodies(client: FlaskClient, iris_model: dict[str, int]
         (_npy(np.zeros((2, 3))), "inputs"),
         (_npy(np.array([["a", "b", "c", "d"]])), "inputs"),
         (_npy(np.array([[1.0, np.nan, 0.0, 0.0]])), "inputs[0]"),
+        (_npy(np.zeros((0, 4))), "inputs"),  # no rows, as JSON {"inputs": []} is refused
     ],
 )
 def test_predict_rejects_bad_npy_bodies(
