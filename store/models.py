@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -141,6 +142,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+    @hybrid_property
+    def counted_attempts(self) -> int:
+        """Attempts that count toward the limit: those not given back on a graceful stop
+        (an expression in queries, a number on a loaded row)."""
+        return self.attempt - self.given_back
 
 
 class Epoch(Base):

@@ -201,7 +201,7 @@ def take_lease(
         update(Job)
         .where(
             Job.id == job_id,
-            Job.attempt - Job.given_back < max_attempts,
+            Job.counted_attempts < max_attempts,
             or_(
                 Job.status == JobStatus.QUEUED,
                 and_(
@@ -307,7 +307,7 @@ def jobs_to_requeue(
     )
     resend = []
     for job in candidates:
-        counted = job.attempt - job.given_back
+        counted = job.counted_attempts
         if job.status == JobStatus.RUNNING and counted >= max_attempts:
             finish_job(
                 session,
