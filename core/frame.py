@@ -77,9 +77,10 @@ class Column:
     @property
     def missing(self) -> np.ndarray[Any, np.dtype[np.bool_]]:
         """Which rows are missing a value."""
-        if self.kind == NUMBER:
-            return np.isnan(self.values)
-        return self.values == MISSING_CODE
+        mask: np.ndarray[Any, np.dtype[np.bool_]] = (
+            np.isnan(self.values) if self.kind == NUMBER else self.values == MISSING_CODE
+        )
+        return mask
 
     def labels(self) -> list[str | None]:
         """A category column's values as text (None = missing)."""
