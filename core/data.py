@@ -13,6 +13,8 @@ from .errors import SpecError
 from .losses import CLASSIFICATION_LOSSES
 from .spec import NetworkSpec
 
+Rows = np.ndarray[Any, np.dtype[np.int64]]
+
 
 def as_matrix(value: Any, field: str, dtype: np.dtype[Any]) -> Array:
     """A finite 2-D array of ``dtype``; a 1-D array becomes one column."""
@@ -177,7 +179,16 @@ def split(
     """
     if fraction <= 0:
         return x, t, None, None
-    n_val = validation_rows(len(x), fraction)
-    order = np.random.default_rng([seed, 1]).permutation(len(x))
-    val, train = order[:n_val], order[n_val:]
+    train, val = split_rows(len(x), fraction, seed)
     return x[train], t[train], x[val], t[val]
+
+
+def split_rows(n_samples: int, fraction: float, seed: int) -> tuple[Rows, Rows]:
+    """(training rows, validation rows) of :func:`split`, as index arrays.
+
+    Preprocessing is fitted on the training rows alone, so it needs them before
+    the Trainer splits the encoded arrays the same way.
+    """
+    n_val = validation_rows(n_samples, fraction) if fraction > 0 else 0
+    order = np.random.default_rng([seed, 1]).permutation(n_samples)
+    return order[n_val:], order[:n_val]

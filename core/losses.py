@@ -160,8 +160,14 @@ def class_index(outputs: Array) -> np.ndarray[Any, np.dtype[np.intp]]:
     return index
 
 
-def count_correct(a: Array, t: Array) -> int:
-    """Samples whose output picks the target's class."""
+def count_correct(a: Array, t: Array, multilabel: bool = False) -> int:
+    """Samples whose output picks the target's class.
+
+    ``multilabel``: each unit is a label of its own, on at 0.5; a sample counts
+    only when every label is right (subset accuracy, as scikit-learn scores it).
+    """
+    if multilabel:
+        return int(np.count_nonzero(((a >= 0.5) == (t >= 0.5)).all(axis=1)))
     return int(np.count_nonzero(class_index(a) == class_index(t)))
 
 

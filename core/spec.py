@@ -22,6 +22,7 @@ from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 
 DTYPES = ("float64", "float32")
+TARGET_SCALINGS = ("auto", "standardize", "none")
 
 
 # --- small checkers -----------------------------------------------------------
@@ -264,6 +265,12 @@ class TrainingConfig:
     train_bias: bool = True
     normalize: str | None = None
     validation_split: float = 0.0
+    # Rows held out before anything is fitted, scored when training ends (the
+    # service's tabular jobs; the Trainer itself trains on the rows it is given).
+    test_split: float = 0.0
+    # Regression targets: "auto" standardizes them under an identity output, the
+    # only output that can reach any value; predictions come back in their units.
+    target_scaling: str = "auto"
     early_stopping: EarlyStoppingConfig | None = None
     target_loss: float | None = None
     stop_when_all_correct: bool = False
@@ -286,6 +293,8 @@ class TrainingConfig:
             "train_bias": self.train_bias,
             "normalize": self.normalize,
             "validation_split": self.validation_split,
+            "test_split": self.test_split,
+            "target_scaling": self.target_scaling,
             "early_stopping": plain(self.early_stopping),
             "target_loss": self.target_loss,
             "stop_when_all_correct": self.stop_when_all_correct,
@@ -400,6 +409,16 @@ def parse_training(value: Any) -> TrainingConfig:
             minimum=0.0,
             maximum=1.0,
             exclusive_maximum=True,
+        ),
+        test_split=_number(
+            raw.get("test_split", 0.0),
+            "test_split",
+            minimum=0.0,
+            maximum=1.0,
+            exclusive_maximum=True,
+        ),
+        target_scaling=_choice(
+            raw.get("target_scaling", "auto"), TARGET_SCALINGS, "target_scaling"
         ),
         early_stopping=_parse_early_stopping(raw.get("early_stopping"), "early_stopping"),
         target_loss=None

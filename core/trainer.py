@@ -115,6 +115,7 @@ class Trainer:
         targets: Any,
         *,
         classes: list[str] | None = None,
+        multilabel: bool = False,
     ) -> None:
         self.spec = parse_network(network)
         self.config = cfg = parse_training(training)
@@ -130,6 +131,8 @@ class Trainer:
             validation_split=cfg.validation_split,
         )
         self.classes = classes
+        # Each output unit is a 0/1 label of its own: accuracy is subset accuracy.
+        self.multilabel = multilabel
         self.n_samples, self.n_features = x.shape
 
         x, t, x_val, t_val = split(x, t, cfg.validation_split, cfg.seed)
@@ -154,7 +157,7 @@ class Trainer:
                 self.network, self.loss, self.optimizer, x, t, l2=cfg.l2, train_bias=cfg.train_bias
             )
         self.schedule = Schedule(cfg.optimizer.learning_rate, cfg.schedule)
-        self.is_classifier = is_classifier(self.loss, classes)
+        self.is_classifier = multilabel or is_classifier(self.loss, classes)
 
         self.epoch = 0
         self.elapsed = 0.0
@@ -339,7 +342,7 @@ class Trainer:
             xb, tb = x[start : start + self.batch_size], t[start : start + self.batch_size]
             a = backprop.forward(xb)
             loss_sum += value(backprop.zs[last][: len(xb)], a, tb)
-            correct += count_correct(a, tb)
+            correct += count_correct(a, tb, self.multilabel)
         return loss_sum / len(x), correct
 
     def _check_stopping_rules(self, loss: float, monitored: float) -> None:
@@ -439,6 +442,7 @@ class Trainer:
             "network": self.spec.to_dict(),
             "training": self.config.to_dict(),
             "classes": self.classes,
+            "multilabel": self.multilabel,
             "n_samples": self.n_samples,
             "n_features": self.n_features,
             "epoch": self.epoch,
@@ -462,7 +466,14 @@ class Trainer:
         arrays, meta = unpack(checkpoint)
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise SpecError("checkpoint", f"unknown checkpoint format {meta.get('format')!r}")
-        trainer = cls(meta["network"], meta["training"], inputs, targets, classes=meta["classes"])
+        trainer = cls(
+            meta["network"],
+            meta["training"],
+            inputs,
+            targets,
+            classes=meta["classes"],
+            multilabel=meta.get("multilabel", False),
+        )
         if (trainer.n_samples, trainer.n_features) != (meta["n_samples"], meta["n_features"]):
             raise SpecError("checkpoint", "was taken on a dataset of a different shape")
         _load_network(arrays, "network", trainer.network)
@@ -535,9 +546,10 @@ def train(
     targets: Any,
     *,
     classes: list[str] | None = None,
+    multilabel: bool = False,
     on_epoch: OnEpoch | None = None,
     should_stop: ShouldStop | None = None,
 ) -> TrainResult:
     """Validate, train and return the result in one call."""
-    trainer = Trainer(network, training, inputs, targets, classes=classes)
+    trainer = Trainer(network, training, inputs, targets, classes=classes, multilabel=multilabel)
     return trainer.run(on_epoch=on_epoch, should_stop=should_stop)
