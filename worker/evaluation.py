@@ -113,8 +113,10 @@ def _classification(
         y, predicted, labels=labels, zero_division=0
     )
     probs = probabilities(outputs)
+    # sklearn refuses NaN; outputs of a network whose weights overflowed have no log loss
+    finite = bool(np.isfinite(probs).all())
     roc_auc = None
-    if len(classes) == 2 and len(np.unique(y)) == 2:
+    if finite and len(classes) == 2 and len(np.unique(y)) == 2:
         roc_auc = roc_auc_score(y, probs[:, 1])
     return {
         "accuracy": accuracy_score(y, predicted),
@@ -133,7 +135,7 @@ def _classification(
             "labels": list(classes),
             "matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
         },
-        "log_loss": log_loss(y, probs, labels=labels),
+        "log_loss": log_loss(y, probs, labels=labels) if finite else None,
         "roc_auc": roc_auc,
     }
 
@@ -159,7 +161,8 @@ def _multilabel(
 
 def _regression(outputs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> dict[str, Any]:
     y = y.reshape(len(y), -1)
-    if len(y) == 0:
+    if len(y) == 0 or not np.isfinite(outputs).all():
+        # no rows, or outputs that overflowed (sklearn refuses them): no finite error
         return {"mae": None, "rmse": None, "r2": None}
     return {
         "mae": mean_absolute_error(y, outputs),
