@@ -157,7 +157,10 @@ class Preprocessor:
     def fit(cls, frame: Frame, spec: PreprocessSpec) -> Preprocessor:
         """Learn the imputation values, categories and normalization from ``frame``.
 
-        Every column of ``frame`` (the training rows) is an input feature.
+        Every column of ``frame`` (the training rows) is an input feature. The
+        normalization is fitted on the imputed number columns in float64, stacked
+        in C order (n_rows x number columns). Raises ValueError only for a
+        ``spec.normalize`` that :func:`parse_preprocess` would have refused.
         """
         rules: list[_Rule] = []
         imputed: list[Array] = []
