@@ -1,0 +1,188 @@
+"""Scores of a trained network on held-out rows, computed with scikit-learn."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+# scikit-learn ships no type information (no py.typed)
+from sklearn.metrics import (  # type: ignore[import-untyped]
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    hamming_loss,
+    log_loss,
+    mean_absolute_error,
+    precision_recall_fscore_support,
+    r2_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
+
+TASKS = ("classification", "regression", "multilabel")
+
+# log loss clips probabilities into [EPS, 1 - EPS] so a confident miss costs ~34.5, not inf
+EPS = 1e-15
+THRESHOLD = 0.5
+
+
+def score(
+    task: str,
+    classes: list[str] | None,
+    outputs: np.ndarray[Any, Any],
+    targets: np.ndarray[Any, Any],
+) -> dict[str, Any]:
+    """Metrics of held-out rows, as plain JSON (a value that is not finite is None).
+
+    ``outputs``: the network's outputs in the targets' units (n x units).
+    ``targets``: classification, each row's class index into ``classes`` (n,);
+    multilabel, the 0/1 matrix (n x labels); regression, the true values
+    (n x targets, or (n,) for one target).
+
+    classification: ``accuracy``, ``balanced_accuracy``, ``per_class``
+    (precision, recall, f1, support of every class, absent ones included),
+    ``confusion_matrix`` (rows: true class), ``log_loss`` and ``roc_auc`` (two
+    classes only; None otherwise or when the rows hold one class). One output
+    unit is read as the probability of ``classes[1]``.
+    multilabel: ``subset_accuracy`` (= ``accuracy``), ``hamming_loss`` and
+    ``per_label`` (f1 and support of each label, ``classes`` naming them).
+    regression: ``mae``, ``rmse``, ``r2`` (averaged over the targets).
+    Every result has ``task`` and ``n_samples``.
+
+    Raises ValueError for an unknown task, classification or multilabel
+    without ``classes``, or outputs and targets of different row counts.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}")
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim == 1:
+        outputs = outputs.reshape(-1, 1)
+    targets = np.asarray(targets)
+    if len(targets) != len(outputs):
+        raise ValueError(f"{len(outputs)} rows of outputs but {len(targets)} of targets")
+    result: dict[str, Any] = {"task": task, "n_samples": len(outputs)}
+    if task != "regression" and classes is None:
+        raise ValueError(f"{task} needs the class names")
+    # sklearn warns about classes absent from these rows and undefined scores;
+    # the answers already say so (zero_division=0, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if task == "classification":
+            assert classes is not None
+            result.update(_classification(classes, outputs, targets.astype(np.intp).reshape(-1)))
+        elif task == "multilabel":
+            assert classes is not None
+            result.update(_multilabel(classes, outputs, targets.astype(np.intp)))
+        else:
+            result.update(_regression(outputs, targets.astype(np.float64)))
+    plain: dict[str, Any] = _plain(result)
+    return plain
+
+
+def probabilities(outputs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Class probabilities (n x k) from outputs: softmax rows as they are; one sigmoid
+    unit p as [1 - p, p]. Clipped to [1e-15, 1 - 1e-15] and each row renormalized."""
+    p = np.column_stack([1.0 - outputs[:, 0], outputs[:, 0]]) if outputs.shape[1] == 1 else outputs
+    p = np.clip(p, EPS, 1.0 - EPS)
+    normalized: np.ndarray[Any, Any] = p / p.sum(axis=1, keepdims=True)
+    return normalized
+
+
+def _classification(
+    classes: list[str], outputs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]
+) -> dict[str, Any]:
+    labels = np.arange(len(classes))
+    if outputs.shape[1] == 1:
+        predicted = (outputs[:, 0] >= THRESHOLD).astype(np.intp)
+    else:
+        predicted = outputs.argmax(axis=1)
+    if len(y) == 0:
+        return {
+            "accuracy": None,
+            "balanced_accuracy": None,
+            "per_class": [],
+            "confusion_matrix": {"labels": list(classes), "matrix": []},
+            "log_loss": None,
+            "roc_auc": None,
+        }
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, predicted, labels=labels, zero_division=0
+    )
+    probs = probabilities(outputs)
+    # sklearn refuses NaN; outputs of a network whose weights overflowed have no log loss
+    finite = bool(np.isfinite(probs).all())
+    roc_auc = None
+    if finite and len(classes) == 2 and len(np.unique(y)) == 2:
+        roc_auc = roc_auc_score(y, probs[:, 1])
+    return {
+        "accuracy": accuracy_score(y, predicted),
+        "balanced_accuracy": balanced_accuracy_score(y, predicted),
+        "per_class": [
+            {
+                "class": name,
+                "precision": precision[k],
+                "recall": recall[k],
+                "f1": f1[k],
+                "support": int(support[k]),
+            }
+            for k, name in enumerate(classes)
+        ],
+        "confusion_matrix": {
+            "labels": list(classes),
+            "matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
+        },
+        "log_loss": log_loss(y, probs, labels=labels) if finite else None,
+        "roc_auc": roc_auc,
+    }
+
+
+def _multilabel(
+    names: list[str], outputs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]
+) -> dict[str, Any]:
+    if len(y) == 0:
+        return {"subset_accuracy": None, "accuracy": None, "hamming_loss": None, "per_label": []}
+    predicted = (outputs >= THRESHOLD).astype(np.intp)
+    subset = accuracy_score(y, predicted)
+    f1 = f1_score(y, predicted, average=None, zero_division=0)
+    support = y.sum(axis=0)
+    return {
+        "subset_accuracy": subset,
+        "accuracy": subset,
+        "hamming_loss": hamming_loss(y, predicted),
+        "per_label": [
+            {"label": name, "f1": f1[k], "support": int(support[k])} for k, name in enumerate(names)
+        ],
+    }
+
+
+def _regression(outputs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> dict[str, Any]:
+    y = y.reshape(len(y), -1)
+    if len(y) == 0 or not np.isfinite(outputs).all():
+        # no rows, or outputs that overflowed (sklearn refuses them): no finite error
+        return {"mae": None, "rmse": None, "r2": None}
+    return {
+        "mae": mean_absolute_error(y, outputs),
+        "rmse": root_mean_squared_error(y, outputs),
+        # None for fewer than two rows, where R² is not defined
+        "r2": r2_score(y, outputs) if len(y) >= 2 else None,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """JSON values only: NumPy numbers as Python ones, non-finite floats as None."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return value
