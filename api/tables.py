@@ -495,7 +495,7 @@ def _assemble(
 BOM = b"\xef\xbb\xbf"
 
 
-def _utf8(body: bytes, charset: str) -> bytes:
+def _utf8(body: bytes, charset: str, delimiter: str | None) -> bytes:
     """The body as UTF-8 without a byte order mark; undecodable bytes are refused."""
     try:
         codec = codecs.lookup(charset).name
@@ -506,23 +506,33 @@ def _utf8(body: bytes, charset: str) -> bytes:
     try:
         text = body.decode(codec)
     except UnicodeDecodeError as exc:
-        raise _undecodable(body, exc.start, charset) from None
+        raise _undecodable(body, exc.start, charset, delimiter=delimiter) from None
     return text.removeprefix("\ufeff").encode("utf-8")
 
 
-def _undecodable(body: bytes, offset: int, charset: str, first_line: int = 1) -> ApiError:
+def _undecodable(
+    body: bytes,
+    offset: int,
+    charset: str,
+    first_line: int = 1,
+    delimiter: str | None = None,
+    names: Sequence[str] = (),
+) -> ApiError:
     """Where the first byte that ``charset`` cannot decode is: line and column.
 
-    ``first_line`` is the line of the file where ``body`` starts.
+    ``first_line`` is the line of the file where ``body`` starts; ``names``, when
+    known, name the columns. Without a ``delimiter``, the first line's is taken.
     """
     before = body[:offset]
     line = first_line + _line_breaks(before)
     start = max(before.rfind(b"\n"), before.rfind(b"\r")) + 1
     text = before[start:].decode(charset, errors="replace")
-    delimiter = _detect_delimiter(text)
+    if delimiter is None:
+        _, stop, _ = _first_record(body)
+        delimiter = _detect_delimiter(body[:stop].decode(charset, errors="replace"))
     column = _outside_quotes(text).count(delimiter) + 1
     return invalid(
-        "body",
+        names[column - 1] if column <= len(names) else "body",
         f"line {line}, column {column}: byte {body[offset : offset + 1]!r} is not valid "
         f"{charset}; pass the file's charset in the Content-Type",
     )
@@ -609,14 +619,14 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     rows x columns passes ``options.max_cells``.
     """
     _check_options(options)
-    data = _utf8(body, options.charset)
+    data = _utf8(body, options.charset, options.delimiter)
     start, stop, after = _first_record(data)
     if start == len(data):
         raise invalid("body", "the CSV body is empty")
     try:
         first_text = data[start:stop].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _undecodable(data, start + exc.start, "utf-8") from None
+        raise _undecodable(data, start + exc.start, "utf-8", delimiter=options.delimiter) from None
     first_line = _line_breaks(data[:start]) + 1
     delimiter = options.delimiter or _detect_delimiter(first_text)
     cells = _cells(first_text, delimiter)
@@ -718,7 +728,7 @@ def _csv_failure(
     try:
         rows.decode("utf-8")
     except UnicodeDecodeError as bad:
-        return _undecodable(rows, bad.start, "utf-8", places.first_line)
+        return _undecodable(rows, bad.start, "utf-8", places.first_line, places.delimiter, names)
     width = len(names)
     for line, row in places.records():
         if len(row) != width:
