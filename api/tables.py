@@ -72,6 +72,7 @@ OTHER_DECIMAL = {
     ".": re.compile(r"[+-]?[0-9]*,[0-9]+"),
     ",": re.compile(r"[+-]?[0-9]*\.[0-9]+(?:[eE][+-]?[0-9]+)?"),
 }
+HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
 MAX_QUOTED = 40
 
 
@@ -276,7 +277,7 @@ class _Column:
                 row,
                 f"{quoted} has a point in a file read with decimal=,; write numbers like 1234,5",
             )
-        if _python_float(cell) is not None:
+        if _python_float(cell) is not None or HEX.fullmatch(cell):
             return self.error(
                 row, f"expected a plain decimal number (digits, a point, an exponent), got {quoted}"
             )
@@ -337,6 +338,8 @@ def _categories(text: Any) -> tuple[np.ndarray[Any, np.dtype[np.int64]], tuple[s
     """Codes into the sorted distinct values (-1 for missing), by dictionary encoding."""
     encoded = pc.dictionary_encode(text)
     dictionary = encoded.dictionary
+    if len(dictionary) == 0:
+        return np.full(len(text), MISSING_CODE, dtype=np.int64), ()
     order = np.asarray(pc.array_sort_indices(dictionary).to_numpy(), dtype=np.int64)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
@@ -654,7 +657,9 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     if table.num_rows == 0:
         raise invalid("body", f"the CSV has a header (line {first_line}) but no data rows")
     _check_cells(table.num_rows, len(names), options)
-    columns = {name: table.column(f"c{i}") for i, name in enumerate(names)}
+    columns = {
+        name: table.column(f"c{i}") for i, name in enumerate(names) if name not in options.ignore
+    }
     return _assemble(names, columns, options, places, True, options.decimal)
 
 
