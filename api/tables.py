@@ -1,0 +1,900 @@
+"""One reader for every table users send: CSV bytes, Parquet bytes, JSON records
+and JSON columns, turned into a typed :class:`core.frame.Frame`.
+
+pyarrow does the parsing and the conversions: numbers are parsed by its CSV
+reader (or cast from text by pyarrow.compute), and category codes come from its
+dictionary encoding. Python only looks at cells one by one when something is
+wrong, to say where: ``line 7, column 3: ...`` for CSV, ``records[3].age`` or
+``inputs.age[3]`` for JSON. Every problem is an :class:`api.errors.ApiError`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.csv as pcsv  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from core.frame import CATEGORY, KINDS, MISSING_CODE, NUMBER, Column, Frame
+
+from .errors import ApiError, invalid, limit_exceeded
+
+HEADER_RULES = ("present", "absent", "auto")
+DELIMITERS = (",", ";", "\t", "|")
+# Below this many values, "every value distinct" or "0, 1, 2, ..." says little about
+# a column: a small table of measurements can look like that by chance.
+MIN_ROWS_TO_INFER_IGNORED = 20
+
+# Cells that mark a missing value, in any case once surrounding spaces are gone:
+# pandas' and R's usual markers, and the `?` of UCI files.
+MISSING = ("", "na", "n/a", "null", "nan", "?")
+BOOLEANS = ("true", "false")
+
+
+def _all_cases(words: Sequence[str]) -> list[str]:
+    """Every upper/lower-case spelling: pyarrow matches null and boolean markers exactly."""
+    spellings: set[str] = set()
+    for word in words:
+        choices = [(c.lower(), c.upper()) if c.isalpha() else (c,) for c in word]
+        spellings.update("".join(p) for p in itertools.product(*choices))
+    return sorted(spellings)
+
+
+NULL_SPELLINGS = _all_cases(MISSING)
+TRUE_SPELLINGS = _all_cases(("true",))
+FALSE_SPELLINGS = _all_cases(("false",))
+
+# Plain decimal numbers with an optional exponent, in ASCII digits (RE2 syntax, for
+# pyarrow.compute, and Python's). Python and pyarrow read more (`inf`, `1_0`,
+# `0x1F`), which spreadsheets do not write as numbers: such a cell is a slip.
+NUMBER_PATTERN = {
+    ".": r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$",
+    ",": r"^[+-]?(?:[0-9]+,?[0-9]*|,[0-9]+)(?:[eE][+-]?[0-9]+)?$",
+}
+NUMBER_RE = {mark: re.compile(pattern) for mark, pattern in NUMBER_PATTERN.items()}
+THOUSANDS = {
+    ".": re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?"),
+    ",": re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]{3})+(?:,[0-9]*)?"),
+}
+OTHER_DECIMAL = {
+    ".": re.compile(r"[+-]?[0-9]*,[0-9]+"),
+    ",": re.compile(r"[+-]?[0-9]*\.[0-9]+(?:[eE][+-]?[0-9]+)?"),
+}
+HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
+MAX_QUOTED = 40
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a table; every field has the default of a plain upload.
+
+    ``delimiter`` None detects one of ``, ; TAB |`` from the first line.
+    ``header`` is "present", "absent" or "auto". ``names`` name the columns of
+    a table without a header (else x0, x1, ...). ``categorical`` columns are
+    read as categories even when they hold numbers; ``ignore`` columns are
+    dropped; ``keep`` columns are never dropped automatically; ``schema`` fixes
+    the kind ("number" | "category") of the columns it names. ``max_cells``
+    limits rows x columns.
+    """
+
+    delimiter: str | None = None
+    decimal: str = "."
+    charset: str = "utf-8"
+    header: str = "present"
+    names: tuple[str, ...] | None = None
+    categorical: frozenset[str] = frozenset()
+    ignore: frozenset[str] = frozenset()
+    keep: frozenset[str] = frozenset()
+    schema: Mapping[str, str] | None = None
+    max_cells: int | None = None
+
+
+def _row_itself(row: int) -> int:
+    return row
+
+
+@dataclass(frozen=True)
+class ReadTable:
+    """What a reader made of a table.
+
+    ``frame`` holds the kept columns in file order; ``ignored`` the dropped ones
+    in file order; ``inferred_ignored`` says why each column dropped without
+    being asked was dropped.
+    """
+
+    frame: Frame
+    ignored: tuple[str, ...]
+    inferred_ignored: dict[str, str]
+    _locate: Callable[[int], int] = field(default=_row_itself, repr=False, compare=False)
+
+    def line_of(self, row: int) -> int:
+        """The 1-based line where CSV data row ``row`` (0-based) starts; for JSON and
+        Parquet, ``row`` itself. Slow on first call for CSV (it re-reads the text)."""
+        return self._locate(row)
+
+
+# --- where a cell is, for messages --------------------------------------------------
+
+
+class _Places:
+    """Names cells in messages: ``(field, prefix)`` for a cell of a column."""
+
+    def at(self, name: str, position: int, row: int) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def raw(self, position: int, row: int) -> str | None:
+        """The cell as sent, when the column's values no longer hold it."""
+        return None
+
+    def line_of(self, row: int) -> int:
+        return row
+
+
+class _RecordPlaces(_Places):
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def at(self, name: str, position: int, row: int) -> tuple[str, str]:
+        return f"{self.field}[{row}].{name}", ""
+
+
+class _ColumnPlaces(_Places):
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def at(self, name: str, position: int, row: int) -> tuple[str, str]:
+        return f"{self.field}.{name}[{row}]", ""
+
+
+class _ParquetPlaces(_Places):
+    def at(self, name: str, position: int, row: int) -> tuple[str, str]:
+        return name, f"row {row}: "
+
+
+class _CsvPlaces(_Places):
+    """Lines of the data rows, found by re-reading the text with Python's csv module.
+
+    Only error paths and :meth:`ReadTable.line_of` need them, so the scan waits
+    until one asks.
+    """
+
+    def __init__(self, data: bytes, first_line: int, delimiter: str) -> None:
+        self.data = data
+        self.first_line = first_line
+        self.delimiter = delimiter
+
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        """(line where it starts, cells) of each data record; blank lines skipped."""
+        text = self.data.decode("utf-8", errors="replace")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
+        end = self.first_line - 1
+        try:
+            for row in reader:
+                start, end = end + 1, self.first_line - 1 + reader.line_num
+                if row:
+                    yield start, row
+        except csv.Error as exc:
+            raise invalid("body", f"line {end + 1}: {exc}") from None
+
+    @cached_property
+    def _table(self) -> tuple[list[int], list[list[str]]]:
+        lines: list[int] = []
+        rows: list[list[str]] = []
+        for line, row in self.records():
+            lines.append(line)
+            rows.append(row)
+        return lines, rows
+
+    def line_of(self, row: int) -> int:
+        lines = self._table[0]
+        return lines[row] if 0 <= row < len(lines) else self.first_line + row
+
+    def raw(self, position: int, row: int) -> str | None:
+        rows = self._table[1]
+        if row < len(rows) and position < len(rows[row]):
+            return rows[row][position].strip()
+        return None
+
+    def at(self, name: str, position: int, row: int) -> tuple[str, str]:
+        return name, f"line {self.line_of(row)}, column {position + 1}: "
+
+
+def _quote(cell: str) -> str:
+    if len(cell) > MAX_QUOTED:
+        cell = cell[: MAX_QUOTED - 3] + "..."
+    return repr(cell)
+
+
+# --- columns: text to kinds -----------------------------------------------------------
+
+
+def _text(values: Any) -> Any:
+    """A column of text with spaces trimmed, missing markers as nulls and booleans
+    as "true"/"false"; one pyarrow string array."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.string())
+    trimmed = pc.utf8_trim_whitespace(values)
+    lowered = pc.utf8_lower(trimmed)
+    missing = pc.is_in(lowered, value_set=pa.array(MISSING, pa.string()))
+    trimmed = pc.if_else(missing, pa.scalar(None, trimmed.type), trimmed)
+    boolean = pc.is_in(lowered, value_set=pa.array(BOOLEANS, pa.string()))
+    return pc.if_else(boolean, lowered, trimmed)
+
+
+def _mask(values: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    mask: np.ndarray[Any, np.dtype[np.bool_]] = np.asarray(
+        pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool
+    )
+    return mask
+
+
+@dataclass
+class _Column:
+    """One column being read: its name, 0-based position in the file, and where
+    its cells are named in messages."""
+
+    name: str
+    position: int
+    places: _Places
+    decimal: str
+    # Parquet floats may hold NaN for missing; in text, NaN is only a missing marker.
+    nan_is_missing: bool = False
+
+    def error(self, row: int, message: str) -> ApiError:
+        field, prefix = self.places.at(self.name, self.position, row)
+        return invalid(field, prefix + message)
+
+    def not_a_number(self, row: int, cell: str, inferred: bool) -> ApiError:
+        """The error for a cell that is not a plain decimal number."""
+        quoted = _quote(cell)
+        mark = self.decimal
+        if THOUSANDS[mark].fullmatch(cell):
+            return self.error(row, f"{quoted} has a thousands separator; write numbers without one")
+        if OTHER_DECIMAL[mark].fullmatch(cell):
+            if mark == ".":
+                return self.error(
+                    row,
+                    f"{quoted} has a decimal comma; pass decimal=, if the file writes numbers "
+                    "that way",
+                )
+            return self.error(
+                row,
+                f"{quoted} has a point in a file read with decimal=,; write numbers like 1234,5",
+            )
+        if _python_float(cell) is not None or HEX.fullmatch(cell):
+            return self.error(
+                row, f"expected a plain decimal number (digits, a point, an exponent), got {quoted}"
+            )
+        if inferred:
+            return self.error(
+                row,
+                f"{quoted} is text in a column of numbers; pass categorical={self.name} "
+                "if this column holds categories",
+            )
+        return self.error(row, f"expected a number, got {quoted}")
+
+    def numbers(self, values: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """A column pyarrow parsed as numbers, as float64; refuses what is not finite."""
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        # Unsafe: integers past 2**53 round to the nearest float instead of failing.
+        floats = pc.cast(values, pa.float64(), safe=False)
+        array: np.ndarray[Any, np.dtype[np.float64]] = np.asarray(
+            floats.to_numpy(zero_copy_only=False), dtype=np.float64
+        )
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = np.isinf(array) if self.nan_is_missing else ~finite & _mask(floats.is_valid())
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raw = self.places.raw(self.position, row)
+                cell = raw if raw is not None else str(floats[row].as_py())
+                if NUMBER_RE[self.decimal].fullmatch(cell) or raw is None:
+                    raise self.error(row, f"must be finite, got {_quote(cell)}")
+                raise self.not_a_number(row, cell, inferred=False)
+        return array
+
+    def numbers_from_text(
+        self, text: Any, number: np.ndarray[Any, np.dtype[np.bool_]], inferred: bool
+    ) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Text cells as float64; the first cell that is not a number is refused."""
+        present = _mask(text.is_valid())
+        bad = present & ~number
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise self.not_a_number(row, str(text[row].as_py()), inferred)
+        if self.decimal == ",":
+            text = pc.replace_substring(text, ",", ".")
+        return self.numbers(pc.cast(text, pa.float64()))
+
+    def is_number(self, text: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        return _mask(pc.match_substring_regex(text, NUMBER_PATTERN[self.decimal]))
+
+
+def _python_float(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _categories(text: Any) -> tuple[np.ndarray[Any, np.dtype[np.int64]], tuple[str, ...]]:
+    """Codes into the sorted distinct values (-1 for missing), by dictionary encoding."""
+    encoded = pc.dictionary_encode(text)
+    dictionary = encoded.dictionary
+    if len(dictionary) == 0:
+        return np.full(len(text), MISSING_CODE, dtype=np.int64), ()
+    order = np.asarray(pc.array_sort_indices(dictionary).to_numpy(), dtype=np.int64)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    indices = np.asarray(
+        pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
+    codes = np.where(indices >= 0, rank[np.maximum(indices, 0)], MISSING_CODE)
+    categories = tuple(str(label) for label in dictionary.take(pa.array(order)).to_pylist())
+    return codes.astype(np.int64, copy=False), categories
+
+
+def _row_index(values: np.ndarray[Any, np.dtype[np.float64]]) -> str | None:
+    """Why a number column looks like a saved row index, or None."""
+    n = values.shape[0]
+    if n < MIN_ROWS_TO_INFER_IGNORED or values[0] not in (0.0, 1.0):
+        return None
+    start = int(values[0])
+    if values[-1] != start + n - 1 or not np.array_equal(values, np.arange(start, start + n)):
+        return None
+    return f"the row positions {start}..{start + n - 1} in order: a saved row index"
+
+
+Built = tuple[Column | None, str | None]
+
+
+def _build(column: _Column, values: Any, kind: str | None, infer_text: bool, keep: bool) -> Built:
+    """One column of a frame, or None and why it was dropped.
+
+    ``kind`` is the kind asked for (schema or categorical), else None to infer it.
+    ``infer_text``: whether text may turn out to be numbers (CSV, JSON), or is
+    always categories (Parquet strings).
+    """
+    name = column.name
+    vtype = values.type
+    numeric = pa.types.is_integer(vtype) or pa.types.is_floating(vtype)
+    numeric = numeric or pa.types.is_decimal(vtype)
+    if kind == NUMBER and numeric:
+        return Column(name, NUMBER, column.numbers(values)), None
+    if kind is None and numeric:
+        array = column.numbers(values)
+        if not keep and values.null_count == len(values):
+            return None, "every value is missing"
+        reason = None if keep else _row_index(array)
+        return (None, reason) if reason else (Column(name, NUMBER, array), None)
+    if pa.types.is_null(vtype):
+        if kind == CATEGORY:
+            return Column(name, CATEGORY, np.full(len(values), MISSING_CODE, np.int64)), None
+        if kind is None and not keep:
+            return None, "every value is missing"
+        return Column(name, NUMBER, np.full(len(values), np.nan)), None
+
+    text = _text(values)
+    if kind == NUMBER:
+        number = column.is_number(text)
+        return Column(name, NUMBER, column.numbers_from_text(text, number, False)), None
+    if kind == CATEGORY:
+        codes, categories = _categories(text)
+        return Column(name, CATEGORY, codes, categories), None
+
+    present = _mask(text.is_valid())
+    n_present = int(present.sum())
+    if n_present == 0:
+        if keep:
+            return Column(name, NUMBER, np.full(len(values), np.nan)), None
+        return None, "every value is missing"
+    if infer_text:
+        number = column.is_number(text)
+        n_numbers = int((number & present).sum())
+        # The rarer kind is the slip: a stray word among numbers is refused at the
+        # word, while a few numbers among words are categories like the rest.
+        if n_numbers * 2 >= n_present:
+            array = column.numbers_from_text(text, number, True)
+            reason = None if keep else _row_index(array)
+            return (None, reason) if reason else (Column(name, NUMBER, array), None)
+    codes, categories = _categories(text)
+    if not keep and n_present >= MIN_ROWS_TO_INFER_IGNORED and len(categories) == n_present:
+        return None, "every value is distinct: an identifier"
+    return Column(name, CATEGORY, codes, categories), None
+
+
+def _check_options(options: ReadOptions) -> None:
+    if options.decimal not in (".", ","):
+        raise invalid("decimal", f"expected '.' or ',', got {options.decimal!r}")
+    if options.header not in HEADER_RULES:
+        raise invalid(
+            "header", f"expected one of {', '.join(HEADER_RULES)}, got {options.header!r}"
+        )
+    if options.delimiter is not None and len(options.delimiter) != 1:
+        raise invalid("delimiter", f"expected one character, got {options.delimiter!r}")
+    for name, kind in (options.schema or {}).items():
+        if kind not in KINDS:
+            raise invalid("schema", f"column {name!r}: expected a kind among {KINDS}, got {kind!r}")
+
+
+def _check_names(names: Sequence[str], options: ReadOptions) -> None:
+    """Refuse ``ignore`` and ``categorical`` names that no column has."""
+    known = set(names)
+    for option, asked in (("ignore", options.ignore), ("categorical", options.categorical)):
+        unknown = sorted(asked - known)
+        if unknown:
+            raise invalid(option, f"no column {unknown[0]!r}; the columns are {list(names)}")
+
+
+def _check_cells(n_rows: int, n_columns: int, options: ReadOptions) -> None:
+    if options.max_cells is not None and n_rows * n_columns > options.max_cells:
+        raise limit_exceeded(
+            "body",
+            f"the table has {n_rows} rows x {n_columns} columns = {n_rows * n_columns} values; "
+            f"the limit is {options.max_cells} (BACKPROP_MAX_DATASET_CELLS)",
+        )
+
+
+def _kind(name: str, options: ReadOptions) -> str | None:
+    if options.schema is not None and name in options.schema:
+        return options.schema[name]
+    return CATEGORY if name in options.categorical else None
+
+
+def _assemble(
+    names: Sequence[str],
+    columns: Mapping[str, Any],
+    options: ReadOptions,
+    places: _Places,
+    infer_text: bool,
+    decimal: str,
+    unsupported: Mapping[str, str] | None = None,
+) -> ReadTable:
+    """The frame of ``columns`` (name -> pyarrow array), in the order of ``names``."""
+    kept: list[Column] = []
+    ignored: list[str] = []
+    inferred: dict[str, str] = {}
+    for position, name in enumerate(names):
+        if name in options.ignore:
+            ignored.append(name)
+            continue
+        if unsupported and name in unsupported:
+            if _kind(name, options) is not None or name in options.keep:
+                raise invalid(name, f"column {name!r}: {unsupported[name]}")
+            ignored.append(name)
+            inferred[name] = unsupported[name]
+            continue
+        reading = _Column(name, position, places, decimal, isinstance(places, _ParquetPlaces))
+        built, reason = _build(
+            reading, columns[name], _kind(name, options), infer_text, name in options.keep
+        )
+        if built is None:
+            ignored.append(name)
+            inferred[name] = reason or "dropped"
+        else:
+            kept.append(built)
+    return ReadTable(Frame(kept), tuple(ignored), inferred, places.line_of)
+
+
+# --- CSV ----------------------------------------------------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _utf8(body: bytes, charset: str, delimiter: str | None) -> bytes:
+    """The body as UTF-8 without a byte order mark; undecodable bytes are refused."""
+    try:
+        codec = codecs.lookup(charset).name
+    except LookupError:
+        raise invalid("charset", f"unknown charset {charset!r}") from None
+    if codec in ("utf-8", "utf-8-sig"):
+        return body[len(BOM) :] if body.startswith(BOM) else body
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise _undecodable(body, exc.start, charset, delimiter=delimiter) from None
+    return text.removeprefix("\ufeff").encode("utf-8")
+
+
+def _undecodable(
+    body: bytes,
+    offset: int,
+    charset: str,
+    first_line: int = 1,
+    delimiter: str | None = None,
+    names: Sequence[str] = (),
+) -> ApiError:
+    """Where the first byte that ``charset`` cannot decode is: line and column.
+
+    ``first_line`` is the line of the file where ``body`` starts; ``names``, when
+    known, name the columns. Without a ``delimiter``, the first line's is taken.
+    """
+    before = body[:offset]
+    line = first_line + _line_breaks(before)
+    start = max(before.rfind(b"\n"), before.rfind(b"\r")) + 1
+    text = before[start:].decode(charset, errors="replace")
+    if delimiter is None:
+        _, stop, _ = _first_record(body)
+        delimiter = _detect_delimiter(body[:stop].decode(charset, errors="replace"))
+    column = _outside_quotes(text).count(delimiter) + 1
+    return invalid(
+        names[column - 1] if column <= len(names) else "body",
+        f"line {line}, column {column}: byte {body[offset : offset + 1]!r} is not valid "
+        f"{charset}; pass the file's charset in the Content-Type",
+    )
+
+
+def _outside_quotes(text: str) -> str:
+    return re.sub(r'"(?:[^"]|"")*("|$)', "", text)
+
+
+def _detect_delimiter(line: str) -> str:
+    """The candidate that appears most often outside quotes (ties: the first listed)."""
+    bare = _outside_quotes(line)
+    counts = [bare.count(candidate) for candidate in DELIMITERS]
+    return DELIMITERS[counts.index(max(counts))] if max(counts) else ","
+
+
+def _line_breaks(data: bytes) -> int:
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def _first_record(data: bytes) -> tuple[int, int, int]:
+    """(start, end, next) byte offsets of the first record that is not a blank line;
+    ``next`` is past its line break. A record ends at a line break outside quotes."""
+    start = 0
+    while start < len(data) and data[start : start + 1] in (b"\n", b"\r"):
+        start += 1
+    end = start
+    quotes = 0
+    while True:
+        breaks = [i for i in (data.find(b"\n", end), data.find(b"\r", end)) if i >= 0]
+        stop = min(breaks) if breaks else len(data)
+        quotes += data.count(b'"', end, stop)
+        if quotes % 2 == 0 or stop == len(data):
+            break
+        end = stop + 1
+    after = stop + (2 if data[stop : stop + 2] == b"\r\n" else 1)
+    return start, stop, min(after, len(data))
+
+
+def _cells(record: str, delimiter: str) -> list[str]:
+    return [cell.strip() for cell in next(csv.reader([record], delimiter=delimiter), [])]
+
+
+def _classify(cell: str, decimal: str) -> str:
+    if cell.lower() in MISSING:
+        return "missing"
+    return "number" if NUMBER_RE[decimal].fullmatch(cell) else "text"
+
+
+def _has_header(line: int, cells: list[str], options: ReadOptions) -> bool:
+    """Whether the first record names the columns; "auto" decides by its cells."""
+    if options.header != "auto":
+        return options.header == "present"
+    kinds = {_classify(cell, options.decimal) for cell in cells} - {"missing"}
+    if kinds == {"text"}:
+        return True
+    if "text" not in kinds:
+        return False
+    raise invalid(
+        "header",
+        f"line {line} holds both numbers and names {cells}; say whether it is a header with "
+        "?header=present or ?header=absent",
+    )
+
+
+def _check_header(line: int, names: list[str]) -> None:
+    seen: set[str] = set()
+    for column, name in enumerate(names, start=1):
+        if not name:
+            raise invalid("body", f"line {line}, column {column}: the header row needs a name here")
+        if name in seen:
+            raise invalid(
+                name, f"line {line}, column {column}: the column name {name!r} appears twice"
+            )
+        seen.add(name)
+
+
+def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
+    """A typed table from CSV bytes in ``options.charset``.
+
+    Returns the kept columns (number: float64 with NaN for missing; category:
+    codes into sorted categories) in file order. Raises ApiError 422 (``invalid``)
+    naming the line and column of the first bad cell, and ``limit_exceeded`` when
+    rows x columns passes ``options.max_cells``.
+    """
+    _check_options(options)
+    data = _utf8(body, options.charset, options.delimiter)
+    start, stop, after = _first_record(data)
+    if start == len(data):
+        raise invalid("body", "the CSV body is empty")
+    try:
+        first_text = data[start:stop].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _undecodable(data, start + exc.start, "utf-8", delimiter=options.delimiter) from None
+    first_line = _line_breaks(data[:start]) + 1
+    delimiter = options.delimiter or _detect_delimiter(first_text)
+    cells = _cells(first_text, delimiter)
+    if _has_header(first_line, cells, options):
+        names = cells
+        _check_header(first_line, names)
+        rows = data[after:]
+        rows_line = first_line + _line_breaks(data[start:after])
+    else:
+        given = options.names
+        if given is not None and len(given) != len(cells):
+            raise invalid(
+                "names", f"line {first_line} has {len(cells)} values, got {len(given)} names"
+            )
+        names = list(given) if given is not None else [f"x{i}" for i in range(len(cells))]
+        if len(set(names)) != len(names):
+            raise invalid("names", "a name appears twice")
+        rows = data[start:]
+        rows_line = first_line
+    _check_names(names, options)
+    if not rows.strip(b"\r\n"):
+        raise invalid("body", f"the CSV has a header (line {first_line}) but no data rows")
+    places = _CsvPlaces(rows, rows_line, delimiter)
+    table = _arrow_csv(rows, names, delimiter, options, places)
+    if table.num_rows == 0:
+        raise invalid("body", f"the CSV has a header (line {first_line}) but no data rows")
+    _check_cells(table.num_rows, len(names), options)
+    columns = {
+        name: table.column(f"c{i}") for i, name in enumerate(names) if name not in options.ignore
+    }
+    return _assemble(names, columns, options, places, True, options.decimal)
+
+
+def _arrow_csv(
+    rows: bytes, names: list[str], delimiter: str, options: ReadOptions, places: _CsvPlaces
+) -> Any:
+    """pyarrow's reading of the data rows, under internal names c0, c1, ...
+
+    Columns pyarrow would read as dates, times or hex integers are read again as
+    text, so that the rules here (not pyarrow's) decide what they are.
+    """
+    internal = [f"c{i}" for i in range(len(names))]
+    text_types = {
+        f"c{i}": pa.string()
+        for i, name in enumerate(names)
+        if _kind(name, options) == CATEGORY and name not in options.ignore
+    }
+    included = [f"c{i}" for i, name in enumerate(names) if name not in options.ignore]
+    parse = pcsv.ParseOptions(
+        delimiter=delimiter,
+        quote_char='"',
+        double_quote=True,
+        escape_char=False,
+        # Only a quote can hold a line break; without one, blocks are cut in parallel.
+        newlines_in_values=b'"' in rows,
+        ignore_empty_lines=True,
+    )
+    read = pcsv.ReadOptions(column_names=internal, autogenerate_column_names=False)
+    for _ in range(2):
+        convert = pcsv.ConvertOptions(
+            column_types=text_types,
+            include_columns=included,
+            null_values=NULL_SPELLINGS,
+            true_values=TRUE_SPELLINGS,
+            false_values=FALSE_SPELLINGS,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            decimal_point=options.decimal,
+            timestamp_parsers=[],
+        )
+        try:
+            table = pcsv.read_csv(
+                pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert
+            )
+        except pa.ArrowInvalid as exc:
+            raise _csv_failure(rows, names, places, exc) from None
+        retry = {}
+        hex_possible = b"0x" in rows or b"0X" in rows
+        for name in table.column_names:
+            vtype = table.schema.field(name).type
+            if pa.types.is_binary(vtype):
+                raise _csv_failure(rows, names, places, None)
+            supported = (
+                (pa.types.is_integer(vtype) and not hex_possible)
+                or pa.types.is_floating(vtype)
+                or pa.types.is_boolean(vtype)
+            )
+            supported = supported or pa.types.is_null(vtype) or pa.types.is_string(vtype)
+            if not supported:
+                retry[name] = pa.string()
+        if not retry:
+            return table
+        text_types = {**text_types, **retry}
+    return table
+
+
+def _csv_failure(
+    rows: bytes, names: list[str], places: _CsvPlaces, exc: Exception | None
+) -> ApiError:
+    """Why pyarrow could not read the rows: undecodable bytes or a ragged row."""
+    try:
+        rows.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return _undecodable(rows, bad.start, "utf-8", places.first_line, places.delimiter, names)
+    width = len(names)
+    for line, row in places.records():
+        if len(row) != width:
+            return invalid("body", f"line {line}: expected {width} values, got {len(row)}")
+    return invalid("body", f"the CSV could not be read: {exc}")
+
+
+# --- Parquet ------------------------------------------------------------------------
+
+
+def read_parquet(body: bytes, options: ReadOptions) -> ReadTable:
+    """A typed table from Parquet bytes.
+
+    Numeric columns become numbers; text, dictionary and boolean columns
+    categories; others (dates, timestamps, nested) are dropped with their type as
+    the reason. Raises ApiError 422 (field "body") for bytes that are not
+    Parquet, and names the column and row of a bad value.
+    """
+    _check_options(options)
+    try:
+        table = pq.read_table(pa.BufferReader(body))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise invalid("body", f"the body is not a Parquet file: {exc}") from None
+    names = [str(name) for name in table.column_names]
+    if len(set(names)) != len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise invalid(twice, f"the column name {twice!r} appears twice")
+    _check_names(names, options)
+    _check_cells(table.num_rows, len(names), options)
+    unsupported = {}
+    columns = {}
+    for i, name in enumerate(names):
+        values = table.column(i)
+        vtype = values.type
+        known = (
+            pa.types.is_integer(vtype)
+            or pa.types.is_floating(vtype)
+            or pa.types.is_decimal(vtype)
+            or pa.types.is_string(vtype)
+            or pa.types.is_large_string(vtype)
+            or pa.types.is_dictionary(vtype)
+            or pa.types.is_boolean(vtype)
+            or pa.types.is_null(vtype)
+        )
+        if known:
+            columns[name] = values
+        else:
+            unsupported[name] = f"type {vtype} is not supported"
+    return _assemble(names, columns, options, _ParquetPlaces(), False, ".", unsupported)
+
+
+# --- JSON ---------------------------------------------------------------------------
+
+
+class _BadValue(Exception):
+    """A JSON value no column can hold; the caller knows its field."""
+
+
+def _json_cell(value: Any) -> str | None:
+    """A JSON value as the text of a cell: numbers as written by JSON (an
+    integer-valued float as "1"), booleans as "true"/"false", null as missing.
+    Raises _BadValue for nested values and infinities."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            raise _BadValue(f"must be finite, got {value}")
+        if value.is_integer() and abs(value) < 2**53:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    kind = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else ""
+    raise _BadValue(
+        f"expected a number, text, true/false or null, got {kind or type(value).__name__}"
+    )
+
+
+def read_records(
+    records: list[dict[str, Any]], options: ReadOptions, field: str = "records"
+) -> ReadTable:
+    """A typed table from JSON objects, one per row: ``[{"col": value, ...}, ...]``.
+
+    The columns are every key seen, in first-seen order; a key absent from a
+    record, null, and the missing markers are missing values. Raises ApiError 422
+    naming ``records[i].col`` for a bad value (a nested list or object, text
+    among numbers).
+    """
+    _check_options(options)
+    if not isinstance(records, list) or not records:
+        raise invalid(field, "expected a non-empty list of objects, one per row")
+    cells: dict[str, list[str | None]] = {}
+    for row, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise invalid(f"{field}[{row}]", "expected an object of column: value")
+        for key, value in record.items():
+            column = cells.get(key)
+            if column is None:
+                column = cells[key] = [None] * row
+            try:
+                column.append(_json_cell(value))
+            except _BadValue as exc:
+                raise invalid(f"{field}[{row}].{key}", str(exc)) from None
+        for column in cells.values():
+            if len(column) == row:
+                column.append(None)
+    return _json_table(cells, options, _RecordPlaces(field), field)
+
+
+def read_columns(
+    columns: dict[str, list[Any]], options: ReadOptions, field: str = "inputs"
+) -> ReadTable:
+    """A typed table from TensorFlow Serving's columnar JSON: ``{"col": [values...]}``.
+
+    Every list must be as long as the first. Raises ApiError 422 naming
+    ``inputs.col`` for a list of another length and ``inputs.col[i]`` for a bad
+    value.
+    """
+    _check_options(options)
+    if not isinstance(columns, dict) or not columns:
+        raise invalid(field, "expected an object of column: list of values")
+    cells: dict[str, list[str | None]] = {}
+    length: int | None = None
+    first = ""
+    for name, values in columns.items():
+        if not isinstance(values, list):
+            raise invalid(f"{field}.{name}", "expected a list of values")
+        if length is None:
+            length, first = len(values), name
+        elif len(values) != length:
+            raise invalid(
+                f"{field}.{name}",
+                f"expected {length} values (as many as {first!r} has), got {len(values)}",
+            )
+        column: list[str | None] = []
+        for row, value in enumerate(values):
+            try:
+                column.append(_json_cell(value))
+            except _BadValue as exc:
+                raise invalid(f"{field}.{name}[{row}]", str(exc)) from None
+        cells[name] = column
+    if not length:
+        raise invalid(field, "expected at least one row, got none")
+    return _json_table(cells, options, _ColumnPlaces(field), field)
+
+
+def _json_table(
+    cells: dict[str, list[str | None]], options: ReadOptions, places: _Places, field: str
+) -> ReadTable:
+    names = list(cells)
+    if "" in cells:
+        raise invalid(field, "a column needs a name; got an empty key")
+    _check_names(names, options)
+    n_rows = len(next(iter(cells.values()))) if cells else 0
+    _check_cells(n_rows, len(names), options)
+    arrays = {name: pa.array(values, pa.string()) for name, values in cells.items()}
+    # JSON numbers always use a decimal point, whatever a CSV option says.
+    return _assemble(names, arrays, options, places, True, ".")
