@@ -1,47 +1,51 @@
 """Admitting a training job: everything the worker would refuse, refused up front.
 
-The engine validates the spec and the config and states whether a network
-fits a dataset (``core.check_fit``); here both are applied, with the service's
-limits, before the job is queued, so that a queued job fails only for reasons
-nobody could know before training.
+The engine validates the spec and the config, completes the spec for the
+dataset (``core.tabular.design``: the encoded input width, the output layer
+the task needs) and states whether a network fits a dataset
+(``core.check_fit``); here all of it is applied, with the service's limits,
+before the job is queued, so that a queued job fails only for reasons nobody
+could know before training. The job records the completed spec.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 import core
+from core.frame import Frame
+from core.tabular import Design, design
 from store import Dataset
 from store import queries as q
 from store.settings import Settings
 
 from .errors import invalid, limit_exceeded
 from .schemas import JobCreate
-from .uploads import Table, check_cells, from_json
+from .uploads import Upload, check_cells, from_arrays, store
 
 
 @dataclass(frozen=True)
-class Plan:
-    network: core.NetworkSpec
-    training: core.TrainingConfig
-    loss: str
+class Admitted:
+    """A job ready to queue: its dataset row and its completed spec."""
+
+    dataset: Dataset
+    network: dict[str, Any]
+    training: dict[str, Any]
+    init_model_id: int | None
 
 
 def _prefixed(prefix: str, field: str) -> str:
     # The engine names a non-object spec by its own name ("network"), not by a path.
-    return prefix if field == prefix else f"{prefix}.{field}"
+    if field == prefix or field.startswith(f"{prefix}."):
+        return field
+    return f"{prefix}.{field}"
 
 
-def check_spec(payload: JobCreate, settings: Settings) -> Plan:
-    """The parsed spec and config, within the service's limits."""
-    try:
-        network = core.parse_network(payload.network)
-    except core.SpecError as exc:
-        raise invalid(_prefixed("network", exc.field), exc.message) from None
+def check_training(payload: JobCreate, settings: Settings) -> core.TrainingConfig:
+    """The parsed training config, within the service's limits."""
     try:
         training = core.parse_training(payload.training)
     except core.SpecError as exc:
@@ -57,96 +61,122 @@ def check_spec(payload: JobCreate, settings: Settings) -> Plan:
             f"at most {settings.max_job_seconds:g} s (BACKPROP_MAX_JOB_SECONDS), "
             f"got {training.time_limit:g}",
         )
+    return training
+
+
+def inline_upload(payload: JobCreate, settings: Settings) -> Upload | None:
+    """The job's inline dataset as a table; None when it names a stored one."""
+    if (payload.dataset is None) == (payload.dataset_id is None):
+        raise invalid("dataset_id", "give either dataset_id or dataset, not both or neither")
+    if payload.dataset is None:
+        return None
+    data = payload.dataset
+    return from_arrays(
+        data.inputs,
+        data.targets,
+        data.feature_names,
+        data.target_names,
+        settings.max_dataset_cells,
+        prefix="dataset.",
+    )
+
+
+def _start_model(session: Session, model_id: int | None, owner: str) -> core.Model | None:
+    if model_id is None:
+        return None
+    row = q.get_model(session, model_id, with_weights=True, owner=owner)
+    if row is None:
+        raise invalid("init_from_model", f"no model with id {model_id}")
+    return core.Model.from_bytes(row.weights)
+
+
+def _design(
+    frame: Frame,
+    targets: list[str],
+    task: str,
+    payload: JobCreate,
+    start: core.Model | None,
+    field: str,
+) -> Design:
+    features = [name for name in frame.names if name not in targets]
+    try:
+        return design(
+            frame, features, targets, task, payload.network, payload.training, start=start
+        )
+    except core.SpecError as exc:
+        if exc.field.startswith(("training", "network", "init_from_model")):
+            raise invalid(exc.field, exc.message) from None
+        raise invalid(field, exc.message) from None
+
+
+def check_plan(plan: Design, frame: Frame, settings: Settings, field: str) -> None:
+    """The completed spec is valid, within the limits, and fits the encoded data."""
+    try:
+        network = core.parse_network(plan.network)
+    except core.SpecError as exc:
+        raise invalid(_prefixed("network", exc.field), exc.message) from None
     if network.n_weights() > settings.max_weights:
         raise limit_exceeded(
             "network",
             f"the network has {network.n_weights()} weights and biases; the limit is "
             f"{settings.max_weights} (BACKPROP_MAX_WEIGHTS)",
         )
+    training = core.parse_training(plan.trainer_config())
     try:
         loss = core.resolve_loss(network, training)
     except core.SpecError as exc:
         raise invalid(_prefixed("training", exc.field), exc.message) from None
-    return Plan(network, training, loss)
-
-
-def inline_table(payload: JobCreate, settings: Settings) -> Table | None:
-    """The job's inline dataset as arrays; None when it names a stored one."""
-    if (payload.dataset is None) == (payload.dataset_id is None):
-        raise invalid("dataset_id", "give either dataset_id or dataset, not both or neither")
-    if payload.dataset is None:
-        return None
-    return from_json(payload.dataset, settings.max_dataset_cells, prefix="dataset.")
-
-
-def check_fit(
-    plan: Plan,
-    *,
-    n_samples: int,
-    n_features: int,
-    n_targets: int,
-    classes: list[str] | None,
-    targets: Callable[[], np.ndarray],
-    field: str,
-) -> None:
-    """The network fits the dataset, by the engine's own rules (``core.check_fit``).
-
-    ``targets`` loads the target array only if a rule needs it; ``field``
-    names the dataset in errors about its contents. Raises the 422 ApiError.
-    """
+    rows = plan.train_rows
     try:
+        if network.input_dim != plan.preprocessor.width:
+            names = ", ".join(plan.preprocessor.output_names[:20])
+            raise core.SpecError(
+                "network.input_dim",
+                f"is {network.input_dim} but the dataset encodes to {plan.preprocessor.width} "
+                f"inputs ({names}); omit input_dim to take that width",
+            )
         core.check_fit(
-            plan.network,
-            plan.loss,
-            n_samples=n_samples,
-            n_features=n_features,
-            n_targets=n_targets,
-            classes=classes,
-            targets=targets,
-            validation_split=plan.training.validation_split,
+            network,
+            loss,
+            n_samples=len(rows),
+            n_features=plan.preprocessor.width,
+            n_targets=plan.outputs(frame, rows[:1]).shape[1],
+            classes=plan.classes,
+            targets=lambda: plan.outputs(frame, rows),
+            validation_split=training.validation_split,
         )
     except core.SpecError as exc:
         about_dataset = exc.field in ("targets", "classes")
         raise invalid(field if about_dataset else exc.field, exc.message) from None
 
 
-def check_table(plan: Plan, table: Table) -> None:
-    check_fit(
-        plan,
-        n_samples=table.n_samples,
-        n_features=int(table.inputs.shape[1]),
-        n_targets=int(table.targets.shape[1]),
-        classes=table.classes,
-        targets=lambda: table.targets,
-        field="dataset.targets",
-    )
+def admit(session: Session, payload: JobCreate, settings: Settings, owner: str) -> Admitted:
+    """Check the job against its dataset (stored, or inline and stored now).
 
-
-def stored_dataset(
-    session: Session, plan: Plan, dataset_id: int, settings: Settings, owner: str
-) -> Dataset:
-    """The owner's stored dataset the job names, checked against the plan."""
-    dataset = q.get_dataset(session, dataset_id, owner=owner)
-    if dataset is None:
-        raise invalid("dataset_id", f"no dataset with id {dataset_id}")
-    check_cells(
-        dataset.n_samples,
-        dataset.n_features + dataset.n_targets,
-        settings.max_dataset_cells,
-        "dataset_id",
-    )
-
-    def targets() -> np.ndarray:
-        # `data` is deferred: only a classification loss on unlabelled targets loads it.
-        return q.unpack_arrays(dataset.data)[1]
-
-    check_fit(
-        plan,
-        n_samples=dataset.n_samples,
-        n_features=dataset.n_features,
-        n_targets=dataset.n_targets,
-        classes=dataset.classes,
-        targets=targets,
-        field="dataset_id",
-    )
-    return dataset
+    Raises ApiError (422) naming the field at fault: ``network...``,
+    ``training...``, ``dataset_id``, ``dataset...`` or ``init_from_model``.
+    """
+    check_training(payload, settings)
+    upload = inline_upload(payload, settings)
+    start = _start_model(session, payload.init_from_model, owner)
+    if upload is not None:
+        frame, targets, task, field = upload.frame, upload.targets, upload.task, "dataset.targets"
+    else:
+        assert payload.dataset_id is not None
+        row = q.get_dataset(session, payload.dataset_id, owner=owner, with_data=True)
+        if row is None:
+            raise invalid("dataset_id", f"no dataset with id {payload.dataset_id}")
+        check_cells(
+            row.n_samples, row.n_features + row.n_targets, settings.max_dataset_cells, "dataset_id"
+        )
+        frame = Frame.from_bytes(q.dataset_bytes(session, row))
+        targets, task, field = list(row.target_names or ()), row.task or "regression", "dataset_id"
+    plan = _design(frame, targets, task, payload, start, field)
+    check_plan(plan, frame, settings, field)
+    if upload is not None:
+        assert payload.dataset is not None
+        dataset = store(session, payload.dataset.name, upload, owner)
+    else:
+        assert row is not None
+        dataset = row
+    return Admitted(dataset, plan.network, plan.training, payload.init_from_model)

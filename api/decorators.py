@@ -27,7 +27,10 @@ View = Callable[..., Any]
 
 JSON = "application/json"
 CSV = "text/csv"
+TSV = "text/tab-separated-values"
+PARQUET = "application/vnd.apache.parquet"
 NPY = "application/x-npy"
+TABLES = (CSV, TSV, PARQUET)
 
 
 @dataclass
@@ -61,11 +64,19 @@ class NpyBody:
 
 
 @dataclass(frozen=True)
-class CsvBody:
-    """A ``text/csv`` request: its query parameters and its text."""
+class TableBody:
+    """A CSV (``text/csv``, ``text/tab-separated-values``) or Parquet request: its
+    query parameters, its bytes as sent, its media type and the charset it declares
+    (``utf-8`` when it declares none)."""
 
     params: BaseModel
-    text: str
+    raw: bytes
+    media: str
+    charset: str
+
+    @property
+    def is_parquet(self) -> bool:
+        return self.media == PARQUET
 
 
 def _validate(model: type[M], data: Any) -> M:
@@ -87,12 +98,9 @@ def _read_json() -> Any:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
-def _read_csv() -> str:
-    raw = request.get_data(cache=False)
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "malformed_csv", f"the CSV body is not UTF-8: {exc}") from None
+def _read_table(params: BaseModel) -> TableBody:
+    charset = request.mimetype_params.get("charset", "utf-8")
+    return TableBody(params, request.get_data(cache=False), request.mimetype, charset)
 
 
 def _read_npy() -> np.ndarray[Any, Any]:
@@ -126,8 +134,9 @@ def body(
 ) -> Callable[[View], View]:
     """Pass the validated body to the view as ``payload``.
 
-    With ``csv``, a ``text/csv`` body is accepted too: the view then gets a
-    :class:`CsvBody` whose ``params`` are the query string validated by ``csv``.
+    With ``csv``, a table body is accepted too (CSV, tab-separated or Parquet):
+    the view then gets a :class:`TableBody` whose ``params`` are the query
+    string validated by ``csv``.
     With ``npy``, an ``application/x-npy`` body arrives as a :class:`NpyBody`
     (large numeric batches, which JSON would make slow to parse).
     """
@@ -141,13 +150,14 @@ def body(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if request.mimetype == JSON:
                 kwargs["payload"] = _validate(model, _read_json())
-            elif csv is not None and request.mimetype == CSV:
-                params = _validate(csv, request.args.to_dict())
-                kwargs["payload"] = CsvBody(params, _read_csv())
+            elif csv is not None and request.mimetype in TABLES:
+                kwargs["payload"] = _read_table(_validate(csv, request.args.to_dict()))
             elif npy and request.mimetype == NPY:
                 kwargs["payload"] = NpyBody(_read_npy())
             else:
-                accepted = [JSON] + ([CSV] if csv is not None else []) + ([NPY] if npy else [])
+                accepted = (
+                    [JSON] + (list(TABLES) if csv is not None else []) + ([NPY] if npy else [])
+                )
                 raise _unsupported(accepted)
             return view(*args, **kwargs)
 

@@ -104,7 +104,7 @@ class Layer(BaseModel):
 
 class Network(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    input_dim: int = Field(ge=1)
+    input_dim: int | None = Field(default=None, ge=1, description="default: the encoded width")
     layers: list[Layer] = Field(min_length=1)
 
 
@@ -138,6 +138,23 @@ class EarlyStopping(BaseModel):
     min_delta: float = Field(default=0.0, ge=0)
 
 
+class Preprocess(BaseModel):
+    """How a table's columns become inputs, fitted on the training rows."""
+
+    model_config = ConfigDict(extra="forbid")
+    impute: Literal["median", "mean", "constant"] = Field(
+        default="median", description="What replaces a missing number."
+    )
+    fill_value: float = Field(default=0.0, description="The number used by impute=constant.")
+    missing_indicator: bool = Field(
+        default=False, description="Add a 0/1 column after each number column with gaps."
+    )
+    unknown: Literal["ignore", "error"] = Field(
+        default="ignore",
+        description="A category not seen in training: all zeros, or a 400 at predict.",
+    )
+
+
 class Training(BaseModel):
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(ge=1)
@@ -154,6 +171,19 @@ class Training(BaseModel):
     train_bias: bool = True
     normalize: Literal["standardize", "minmax"] | None = None
     validation_split: float = Field(default=0.0, ge=0, lt=1)
+    test_split: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Rows held out before fitting (stratified by class) and scored when "
+        "training ends; the scores are the model's `metrics`.",
+    )
+    target_scaling: Literal["auto", "standardize", "none"] = Field(
+        default="auto",
+        description="auto: regression targets are standardized under an identity output; "
+        "predictions come back in the targets' units.",
+    )
+    preprocess: Preprocess | None = None
     early_stopping: EarlyStopping | bool | None = None
     target_loss: float | None = Field(default=None, ge=0)
     stop_when_all_correct: bool = False
@@ -169,6 +199,7 @@ def _documented_as(model: type[BaseModel]) -> WithJsonSchema:
 NetworkField = Annotated[dict[str, Any], _documented_as(Network)]
 TrainingField = Annotated[dict[str, Any], _documented_as(Training)]
 DOC_MODELS: tuple[type[BaseModel], ...] = (
+    Preprocess,
     Layer,
     Network,
     Optimizer,
@@ -215,18 +246,47 @@ class DatasetData(StrictBody):
     target_names: list[Name] | None = None
 
 
-class DatasetCreate(DatasetData):
+class DatasetCreate(StrictBody):
+    """A dataset as arrays (``inputs`` and ``targets``) or as ``records`` with a ``target``."""
+
     model_config = _example({"name": "xor", **XOR_DATASET})
 
     name: Name
+    inputs: Matrix | None = Field(default=None, description="One row of feature values per sample.")
+    targets: Targets | None = None
+    feature_names: list[Name] | None = None
+    target_names: list[Name] | None = None
+    records: Annotated[list[dict[Name, Any]], Field(min_length=1)] | None = Field(
+        default=None,
+        description='Rows as objects, `[{"column": value, ...}]`; null is a missing value.',
+    )
+    target: str | None = Field(
+        default=None, description="With records: comma-separated names of the target columns."
+    )
+    task: Task | None = None
+    categorical: list[Name] | None = None
+    ignore: list[Name] | None = None
 
 
 class InlineDataset(DatasetData):
     name: Name = "inline"
 
 
-class DatasetCsvQuery(Query):
-    """Query parameters of a ``text/csv`` upload to ``POST /datasets``."""
+Task = Literal["classification", "regression", "multilabel"]
+Delimiter = Literal[",", ";", "\t", "|", "tab"]
+
+
+class TableQuery(Query):
+    """How to read a CSV body (a Parquet body needs none of it)."""
+
+    delimiter: Delimiter | None = Field(
+        default=None, description="Detected among , ; tab and | when not given."
+    )
+    decimal: Literal[".", ","] = Field(default=".", description="`,` for decimal commas.")
+
+
+class DatasetCsvQuery(TableQuery):
+    """Query parameters of a CSV or Parquet upload to ``POST /datasets``."""
 
     body_example: ClassVar[str] = XOR_CSV
 
@@ -236,6 +296,15 @@ class DatasetCsvQuery(Query):
         description="Comma-separated names of the target columns; the others are features.",
         examples=["y"],
     )
+    task: Task | None = Field(
+        default=None,
+        description="Inferred when not given: text or booleans are classes, several 0/1 "
+        "columns are labels (multilabel), numbers are a regression.",
+    )
+    categorical: str | None = Field(
+        default=None, description="Comma-separated columns of numeric codes that are categories."
+    )
+    ignore: str | None = Field(default=None, description="Comma-separated columns to leave out.")
 
 
 class JobCreate(StrictBody):
@@ -243,37 +312,67 @@ class JobCreate(StrictBody):
 
     dataset_id: Id | None = Field(default=None, description="A stored dataset; or `dataset`.")
     dataset: InlineDataset | None = Field(default=None, description="Stored as a new dataset.")
-    network: NetworkField
+    network: NetworkField = Field(
+        default_factory=dict,
+        description="`input_dim` may be left out (the dataset's encoded width), and so may "
+        "the output layer (the one the task needs is appended, with its loss). Left out "
+        "entirely with `init_from_model`: that model's architecture and weights.",
+    )
     training: TrainingField
+    init_from_model: Id | None = Field(
+        default=None,
+        description="A trained model to start from: its weights (unless `network` gives "
+        "layers) and its preprocessing.",
+    )
 
 
-# One row of inputs: numbers in the model's input order, or feature name -> number
-# when the model's dataset had named columns (a CSV header). An object may also
-# hold the training target (a class label is a string); it is ignored. Tagged, so
-# that an error names the field in the row, not a union branch.
-Value = Annotated[
-    Annotated[Number, Tag("<number>")] | Annotated[Label, Tag("<label>")],
-    Discriminator(lambda value: "<label>" if isinstance(value, str) else "<number>"),
-]
+# One row of inputs: numbers in the model's input order, or column name -> value
+# (a number, text for a category, true/false, or null for a missing value). An
+# object may also hold the training target; it is ignored. Tagged, so that an
+# error names the field in the row, not a union branch.
 Instance = Annotated[
-    Annotated[Row, Tag("<row>")] | Annotated[dict[Name, Value], Tag("<object>")],
+    Annotated[Row, Tag("<row>")] | Annotated[dict[Name, Any], Tag("<object>")],
     Discriminator(lambda value: "<object>" if isinstance(value, dict) else "<row>"),
 ]
+Columns = Annotated[dict[Name, list[Any]], Field(min_length=1)]
+
+
+def _inputs_kind(value: Any) -> str:
+    return "<columns>" if isinstance(value, dict) else "<rows>"
 
 
 class PredictRequest(StrictBody):
-    """Send ``inputs`` (rows of numbers) or ``instances`` (TensorFlow Serving / Vertex AI)."""
+    """Send ``inputs`` (rows of numbers, or TensorFlow Serving's columns: name -> values)
+    or ``instances`` (TensorFlow Serving / Vertex AI: rows as lists or objects)."""
 
     model_config = _example({"inputs": [[0, 1], [1, 1]]})
 
-    inputs: Matrix | None = None
-    instances: Annotated[list[Instance], Field(min_length=1)] | None = None
+    inputs: (
+        Annotated[
+            Annotated[list[Row], Tag("<rows>")] | Annotated[Columns, Tag("<columns>")],
+            Discriminator(_inputs_kind),
+        ]
+        | None
+    ) = None
+    instances: list[Instance] | None = None
+    signature_name: str | None = Field(
+        default=None, description="Accepted for TensorFlow Serving clients; not used."
+    )
+
+
+class EvaluateRequest(StrictBody):
+    """Rows with known targets: a stored dataset, or records holding the target columns."""
+
+    model_config = _example({"dataset_id": 1})
+
+    dataset_id: Id | None = None
+    records: list[dict[Name, Any]] | None = None
 
 
 HeaderRule = Literal["auto", "present", "absent"]
 
 
-class PredictCsvQuery(Query):
+class PredictCsvQuery(TableQuery):
     """Query parameters of a ``text/csv`` body to ``POST /models/<id>/predict``."""
 
     body_example: ClassVar[str] = "x1,x2\n0,1\n1,1\n"
@@ -371,6 +470,13 @@ class DatasetOut(Out):
     feature_names: list[str] | None
     target_names: list[str] | None
     classes: list[str] | None
+    task: str | None = Field(default=None, description="classification, regression or multilabel")
+    profile: dict[str, Any] | None = Field(
+        default=None,
+        description="Per column: type (number, category, ignored), role, missing and distinct "
+        "counts; min, max, mean, std (population) and a histogram of numbers; the most "
+        "frequent categories. The target's class balance.",
+    )
     sha256: str
     created_at: datetime
 
@@ -484,7 +590,23 @@ class ModelOut(Out):
     )
     normalization: dict[str, Any] | None
     classes: list[str] | None
+    metrics: dict[str, Any] | None = Field(
+        default=None,
+        description="Scores of the rows held out by `training.test_split`, by scikit-learn.",
+    )
     created_at: datetime
+
+
+class Metrics(Out):
+    """Scores by scikit-learn: accuracy, balanced accuracy, per-class precision, recall
+    and F1, the confusion matrix (rows: true classes), log loss and, for two classes,
+    ROC AUC; subset accuracy and Hamming loss for labels; MAE, RMSE and R² for
+    regressions. Which appear depends on `task`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task: str
+    n_samples: int
 
 
 class LayerWeights(Out):
@@ -516,10 +638,16 @@ class PredictOut(BaseModel):
         exclude_if=lambda value: value is None,
         description="The outputs again, as TensorFlow Serving names them (instances requests).",
     )
-    labels: list[str | int] | None = Field(
+    labels: list[str | int | list[int]] | None = Field(
         default=None,
         exclude_if=lambda value: value is None,
-        description="Present for classifiers: class names, or indices when unnamed.",
+        description="Present for classifiers: class names, or indices when unnamed; for "
+        "multilabel models one list of 0/1 indicators per row.",
+    )
+    output_names: list[str] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="What each output column is: a class, a label or a target column.",
     )
 
 

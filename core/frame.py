@@ -9,6 +9,8 @@ target encoding (:mod:`core.targets`) are fitted on and applied to.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +146,16 @@ class Frame:
     def take(self, rows: Any) -> Frame:
         """The given rows (an index array or a boolean mask) of every column."""
         return Frame([column.take(rows) for column in self.columns])
+
+    def sha256(self) -> str:
+        """A digest of the names, kinds, categories and values (not of the stored bytes,
+        whose zip headers carry a time)."""
+        digest = hashlib.sha256()
+        for column in self.columns:
+            header = [column.name, column.kind, list(column.categories), len(column)]
+            digest.update(json.dumps(header).encode())
+            digest.update(np.ascontiguousarray(column.values).tobytes())
+        return digest.hexdigest()
 
     # --- bytes: an .npz of the value arrays plus the names, kinds and categories
 

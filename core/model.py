@@ -8,17 +8,26 @@ import numpy as np
 
 from ._types import Array
 from .errors import SpecError
+from .frame import Frame
 from .losses import class_index, is_classifier
 from .network import Network
 from .normalize import Normalizer
+from .preprocess import Preprocessor
 from .serialize import pack, unpack
 from .spec import parse_network, vector
+from .targets import TargetEncoder
 
 FORMAT_VERSION = 1
 
 
 class Model:
-    """Network, input normalization, loss and class names; predicts batches."""
+    """Network, input preprocessing, loss and class names; predicts batches.
+
+    A model trained on arrays (:func:`core.train`) normalizes its inputs with a
+    ``normalizer``; one trained on a table (:mod:`core.tabular`) encodes typed
+    columns with a ``preprocessor`` and reads its outputs through a ``target``
+    encoder (class names, multilabel indicators, regression units).
+    """
 
     def __init__(
         self,
@@ -27,6 +36,9 @@ class Model:
         normalizer: Normalizer | None = None,
         classes: list[str] | None = None,
         feature_names: list[str] | None = None,
+        *,
+        preprocessor: Preprocessor | None = None,
+        target: TargetEncoder | None = None,
     ) -> None:
         self.network = network
         self.loss = loss
@@ -34,17 +46,41 @@ class Model:
         self.classes = list(classes) if classes is not None else None
         # names of the input columns, when the training data had them (a CSV header)
         self.feature_names = list(feature_names) if feature_names is not None else None
+        self.preprocessor = preprocessor
+        self.target = target
 
     @property
     def is_classifier(self) -> bool:
+        if self.target is not None and self.target.task != "regression":
+            return True
         return is_classifier(self.loss, self.classes)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.target is not None and self.target.task == "multilabel"
+
+    @property
+    def takes_numbers_only(self) -> bool:
+        """Whether rows of numbers in input order can stand for the input columns."""
+        if self.preprocessor is None:
+            return True
+        return all(kind == "number" for kind in self.preprocessor.kinds.values())
 
     @property
     def input_dim(self) -> int:
         return self.network.input_dim
 
     def prepare(self, inputs: Any) -> Array:
-        """Inputs as a 2-D array of the network's dtype, normalized as in training."""
+        """Inputs as a 2-D array of the network's dtype, normalized as in training.
+
+        ``inputs``: rows of numbers (samples x input columns), or a Frame of the
+        model's input columns when it was trained on a table.
+        """
+        if self.preprocessor is not None:
+            if not isinstance(inputs, Frame):
+                inputs = self._number_frame(inputs)
+            encoded = self.preprocessor.transform(inputs, self.network.dtype)
+            return encoded
         x = np.asarray(inputs)
         if x.dtype.kind not in "fiu":
             raise SpecError("inputs", f"expected numbers, got values of type {x.dtype}")
@@ -61,12 +97,38 @@ class Model:
             return self.normalizer.apply(x)
         return x
 
+    def _number_frame(self, inputs: Any) -> Frame:
+        assert self.preprocessor is not None
+        names = self.preprocessor.input_names
+        if not self.takes_numbers_only:
+            raise SpecError(
+                "inputs",
+                "this model takes named columns, some of them categories; send rows as "
+                f"objects keyed by {', '.join(names)}",
+            )
+        x = np.asarray(inputs)
+        if x.dtype.kind not in "fiu":
+            raise SpecError("inputs", f"expected numbers, got values of type {x.dtype}")
+        if x.ndim == 1:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != len(names):
+            raise SpecError("inputs", f"expected rows of {len(names)} numbers, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise SpecError("inputs", "must be finite (no NaN or Infinity)")
+        return Frame.from_arrays(x, names)
+
     def predict(self, inputs: Any) -> Array:
-        """Network outputs, one row per input row."""
-        return self.network.feedforward(self.prepare(inputs))
+        """Network outputs, one row per input row, in the targets' own units."""
+        outputs = self.network.feedforward(self.prepare(inputs))
+        if self.target is not None:
+            return self.target.decode(outputs)
+        return outputs
 
     def labels_from_outputs(self, outputs: Array) -> list[Any]:
-        """Class names (or indices when unnamed) for the given outputs."""
+        """Class names (or indices when unnamed) for the given outputs; for a
+        multilabel model, one list of 0/1 indicators per row."""
+        if self.target is not None and self.target.task != "regression":
+            return self.target.labels(outputs)
         index = class_index(outputs)
         if self.classes is None:
             return [int(i) for i in index]
@@ -92,6 +154,8 @@ class Model:
             "normalization": self.normalizer.to_dict() if self.normalizer else None,
             "classes": self.classes,
             "feature_names": self.feature_names,
+            "preprocess": None if self.preprocessor is None else self.preprocessor.to_json(),
+            "target": None if self.target is None else self.target.to_json(),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -124,7 +188,12 @@ class Model:
             scale = vector(norm["scale"], "normalization.scale", spec.input_dim)
             normalizer = Normalizer(norm["method"], shift, scale)
         return cls(
-            network, data["loss"], normalizer, data.get("classes"), data.get("feature_names")
+            network,
+            data["loss"],
+            normalizer,
+            data.get("classes"),
+            data.get("feature_names"),
+            **_encoders(data),
         )
 
     def to_bytes(self) -> bytes:
@@ -156,4 +225,20 @@ class Model:
                 arrays["normalization/shift"],
                 arrays["normalization/scale"],
             )
-        return cls(network, meta["loss"], normalizer, meta["classes"], meta.get("feature_names"))
+        return cls(
+            network,
+            meta["loss"],
+            normalizer,
+            meta["classes"],
+            meta.get("feature_names"),
+            **_encoders(meta),
+        )
+
+
+def _encoders(data: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessor and target encoder of a model's JSON document, if it has them."""
+    preprocess, target = data.get("preprocess"), data.get("target")
+    return {
+        "preprocessor": None if preprocess is None else Preprocessor.from_json(preprocess),
+        "target": None if target is None else TargetEncoder.from_json(target),
+    }

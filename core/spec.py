@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,8 +21,25 @@ from .normalize import METHODS as NORMALIZATIONS
 from .optimizers import OPTIMIZERS
 from .schedules import SCHEDULES
 
+if TYPE_CHECKING:
+    from .preprocess import PreprocessSpec
+
 DTYPES = ("float64", "float32")
 TARGET_SCALINGS = ("auto", "standardize", "none")
+# A trained model's weights document (core.Model.to_json) is a network spec with
+# these fields besides: accepted, so that it can be sent back as it is, and not
+# read (the job's training config and dataset decide them).
+MODEL_DOCUMENT_FIELDS = (
+    "format",
+    "loss",
+    "dtype",
+    "normalization",
+    "classes",
+    "feature_names",
+    "target_names",
+    "preprocess",
+    "target",
+)
 
 
 # --- small checkers -----------------------------------------------------------
@@ -188,7 +205,7 @@ def parse_network(value: Any) -> NetworkSpec:
     if isinstance(value, NetworkSpec):
         return value
     spec = _mapping(value, "network")
-    _no_unknown(spec, ("input_dim", "layers"), "")
+    _no_unknown(spec, ("input_dim", "layers", *MODEL_DOCUMENT_FIELDS), "")
     if "input_dim" not in spec:
         raise SpecError("input_dim", "is required")
     input_dim = _int(spec["input_dim"], "input_dim", minimum=1)
@@ -271,6 +288,9 @@ class TrainingConfig:
     # Regression targets: "auto" standardizes them under an identity output, the
     # only output that can reach any value; predictions come back in their units.
     target_scaling: str = "auto"
+    # How a table's columns become inputs (core.preprocess); its normalization is
+    # ``normalize`` above.
+    preprocess: PreprocessSpec = field(default_factory=lambda: _preprocess(None))
     early_stopping: EarlyStoppingConfig | None = None
     target_loss: float | None = None
     stop_when_all_correct: bool = False
@@ -295,12 +315,25 @@ class TrainingConfig:
             "validation_split": self.validation_split,
             "test_split": self.test_split,
             "target_scaling": self.target_scaling,
+            "preprocess": {
+                key: value for key, value in vars(self.preprocess).items() if key != "normalize"
+            },
             "early_stopping": plain(self.early_stopping),
             "target_loss": self.target_loss,
             "stop_when_all_correct": self.stop_when_all_correct,
             "dtype": self.dtype,
             "time_limit": self.time_limit,
         }
+
+
+def _preprocess(raw: Any) -> PreprocessSpec:
+    # core.preprocess builds on this module's checkers, so it is imported when used.
+    from .preprocess import parse_preprocess
+
+    spec = parse_preprocess(raw, "preprocess")
+    if spec.normalize is not None:
+        raise SpecError("preprocess.normalize", "is set by training.normalize")
+    return spec
 
 
 def _parse_optimizer(value: Any, path: str) -> OptimizerConfig:
@@ -420,6 +453,7 @@ def parse_training(value: Any) -> TrainingConfig:
         target_scaling=_choice(
             raw.get("target_scaling", "auto"), TARGET_SCALINGS, "target_scaling"
         ),
+        preprocess=_preprocess(raw.get("preprocess")),
         early_stopping=_parse_early_stopping(raw.get("early_stopping"), "early_stopping"),
         target_loss=None
         if target_loss is None

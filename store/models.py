@@ -104,8 +104,12 @@ class Dataset(Base):
     feature_names: Mapped[list[Any] | None]
     target_names: Mapped[list[Any] | None]
     classes: Mapped[list[Any] | None]
+    # classification, regression or multilabel: what the target columns are
+    task: Mapped[str | None] = mapped_column(String(20))
+    # per column: type, role, missing and distinct counts, moments or top categories
+    profile: Mapped[dict[str, Any] | None]
     sha256: Mapped[str] = mapped_column(String(64))
-    # inputs and targets as float64 arrays in one .npz
+    # core.frame.Frame.to_bytes(): the typed columns with their missing values
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -123,6 +127,8 @@ class Job(Base):
     )
     network: Mapped[dict[str, Any]]
     training: Mapped[dict[str, Any]]
+    # a trained model whose weights and preprocessing the job starts from
+    init_model_id: Mapped[int | None]
     epochs_total: Mapped[int]
     epochs_completed: Mapped[int] = mapped_column(default=0)
     loss: Mapped[float | None] = mapped_column(Float)
@@ -191,4 +197,6 @@ class TrainedModel(Base):
     summary: Mapped[dict[str, Any]]
     # core.Model.to_bytes(): .npz, read back with allow_pickle=False
     weights: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # scores of the rows held out by training.test_split (worker/evaluation.py)
+    metrics: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

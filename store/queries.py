@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-import numpy as np
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -65,48 +63,47 @@ def _owned_row(
 # --- datasets -----------------------------------------------------------------
 
 
-def pack_arrays(inputs: np.ndarray[Any, Any], targets: np.ndarray[Any, Any]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, inputs=inputs.astype(np.float64), targets=targets.astype(np.float64))
-    return buffer.getvalue()
-
-
-def unpack_arrays(data: bytes) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return npz["inputs"], npz["targets"]
-
-
 def add_dataset(
     session: Session,
     name: str,
-    inputs: np.ndarray[Any, Any],
-    targets: np.ndarray[Any, Any],
+    data: bytes,
     *,
+    sha256: str,
+    n_samples: int,
+    n_features: int,
+    n_targets: int,
+    task: str,
     classes: list[str] | None = None,
     feature_names: list[str] | None = None,
     target_names: list[str] | None = None,
+    profile: dict[str, Any] | None = None,
     owner: str = LOCAL_OWNER,
 ) -> Dataset:
-    inputs = np.ascontiguousarray(inputs, dtype=np.float64)
-    targets = np.ascontiguousarray(targets, dtype=np.float64)
-    digest = hashlib.sha256()
-    digest.update(inputs.tobytes())
-    digest.update(targets.tobytes())
+    """Store a dataset: ``data`` is its table as bytes (``core.frame.Frame.to_bytes``),
+    ``sha256`` the digest of its contents. Read the bytes back with
+    :func:`dataset_bytes`; nothing else reads or writes them."""
     dataset = Dataset(
         owner=owner,
         name=name,
-        n_samples=int(inputs.shape[0]),
-        n_features=int(inputs.shape[1]),
-        n_targets=int(targets.shape[1]),
+        n_samples=n_samples,
+        n_features=n_features,
+        n_targets=n_targets,
+        task=task,
         classes=classes,
         feature_names=feature_names,
         target_names=target_names,
-        sha256=digest.hexdigest(),
-        data=pack_arrays(inputs, targets),
+        profile=profile,
+        sha256=sha256,
+        data=data,
     )
     session.add(dataset)
     session.flush()
     return dataset
+
+
+def dataset_bytes(session: Session, dataset: Dataset) -> bytes:
+    """The stored table of ``dataset``, as :func:`add_dataset` was given it."""
+    return dataset.data
 
 
 def get_dataset(
@@ -142,13 +139,18 @@ def delete_dataset(session: Session, dataset: Dataset) -> None:
 
 
 def add_job(
-    session: Session, dataset: Dataset, network: dict[str, Any], training: dict[str, Any]
+    session: Session,
+    dataset: Dataset,
+    network: dict[str, Any],
+    training: dict[str, Any],
+    init_model_id: int | None = None,
 ) -> Job:
     job = Job(
         owner=dataset.owner,
         dataset_id=dataset.id,
         network=network,
         training=training,
+        init_model_id=init_model_id,
         epochs_total=int(training["epochs"]),
         status=JobStatus.QUEUED,
         # The caller sends the message right after committing this row.
@@ -400,6 +402,7 @@ def add_model(
     spec: dict[str, Any],
     summary: dict[str, Any],
     weights: bytes,
+    metrics: dict[str, Any] | None = None,
 ) -> TrainedModel:
     model = TrainedModel(
         owner=job.owner,
@@ -409,6 +412,7 @@ def add_model(
         spec=spec,
         summary=summary,
         weights=weights,
+        metrics=metrics,
     )
     session.add(model)
     session.flush()

@@ -23,6 +23,9 @@ from sklearn.metrics import (  # type: ignore[import-untyped]
     root_mean_squared_error,
 )
 
+from core import Model, SpecError
+from core.frame import Frame
+
 TASKS = ("classification", "regression", "multilabel")
 
 # log loss clips probabilities into [EPS, 1 - EPS] so a confident miss costs ~34.5, not inf
@@ -186,3 +189,25 @@ def _plain(value: Any) -> Any:
         number = float(value)
         return number if math.isfinite(number) else None
     return value
+
+
+def evaluate(model: Model, frame: Frame, targets: list[str], split: str) -> dict[str, Any]:
+    """Score ``model`` on the rows of ``frame``, which holds its input columns and the
+    ``targets`` columns; ``split`` says which rows they are ("test", "given").
+
+    Raises SpecError for a model trained before typed tables (it has no target
+    encoder), a missing target value or a class the model does not know.
+    """
+    target = model.target
+    if target is None or model.preprocessor is None:
+        raise SpecError("model", "this model was trained before models could be scored")
+    outputs = model.predict(frame.select(model.preprocessor.input_names))
+    truth = frame.select(targets)
+    if target.task == "classification":
+        expected = target.indices(truth)
+    else:
+        expected = np.column_stack([column.values for column in truth])
+        if np.isnan(expected).any():
+            row = int(np.argwhere(np.isnan(expected))[0][0])
+            raise SpecError("target", f"row {row}: missing target value")
+    return {**score(target.task, target.classes, outputs, expected), "split": split}

@@ -21,10 +21,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core import EpochStats, SpecError, StopReason, Trainer, TrainResult
+from core import EpochStats, Model, SpecError, StopReason, Trainer, TrainResult
+from core.frame import Frame
+from core.tabular import design
 from store import JobStatus, Session
 from store import queries as q
 from store.settings import Settings
+
+from .evaluation import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -218,24 +222,41 @@ def run_job(
             return False
         job = q.get_job(session, job_id)
         assert job is not None
-        dataset = (
-            None
-            if job.dataset_id is None
-            else q.get_dataset(session, job.dataset_id, with_data=True)
-        )
+        dataset = None if job.dataset_id is None else q.get_dataset(session, job.dataset_id)
         checkpoint = q.get_checkpoint(session, job_id)
         saved = None if checkpoint is None else checkpoint.data
         network, training = job.network, job.training
+        start: bytes | None = None
+        if job.init_model_id is not None:
+            start_row = q.get_model(session, job.init_model_id, with_weights=True)
+            start = None if start_row is None else start_row.weights
         if dataset is not None:
-            inputs, targets = q.unpack_arrays(dataset.data)
-            classes, feature_names = dataset.classes, dataset.feature_names
-            target_names = dataset.target_names
+            table = q.dataset_bytes(session, dataset)
+            target_names, feature_names, task = (
+                list(dataset.target_names or ()),
+                dataset.feature_names,
+                dataset.task or "regression",
+            )
 
     run = Attempt(job_id, attempt, settings, should_give_back)
     if dataset is None:
         run.finish(JobStatus.FAILED, error="the job's dataset was deleted")
         return False
+    if job.init_model_id is not None and start is None:
+        run.finish(JobStatus.FAILED, error="the model the job starts from was deleted")
+        return False
     try:
+        frame = Frame.from_bytes(table)
+        features = [name for name in frame.names if name not in target_names]
+        plan = design(
+            frame,
+            features,
+            target_names,
+            task,
+            network,
+            within_limit(training, settings),
+            start=None if start is None else Model.from_bytes(start),
+        )
         if saved is not None:
             log.info(
                 "job %s: attempt %s resumes from its checkpoint",
@@ -243,11 +264,9 @@ def run_job(
                 attempt,
                 extra={"job_id": job_id},
             )
-            trainer = Trainer.resume(saved, inputs, targets)
+            trainer = plan.resume(saved, frame)
         else:
-            trainer = Trainer(
-                network, within_limit(training, settings), inputs, targets, classes=classes
-            )
+            trainer = plan.trainer(frame)
         result = run.train(trainer)
     except SpecError as exc:
         run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=f"invalid job: {exc}")
@@ -281,10 +300,15 @@ def run_job(
             "val_loss": kept.val_loss if kept else None,
             "val_accuracy": kept.val_accuracy if kept else None,
         }
-        result.model.feature_names = feature_names
+        trained = plan.model(result.model)
+        # Unnamed columns (a JSON dataset of bare arrays) stay unnamed for clients.
+        trained.feature_names = feature_names
+        metrics = None
+        if len(plan.test_rows):
+            metrics = evaluate(trained, frame.take(plan.test_rows), target_names, split="test")
         # The model keeps its dataset's target columns, which predict ignores in a CSV of
         # the training data, so that they outlive the dataset.
-        spec = {**result.model.describe(), "target_names": target_names}
-        model = (spec, summary, result.model.to_bytes())
+        spec = {**trained.describe(), "target_names": target_names}
+        model = (spec, summary, trained.to_bytes(), metrics)
         run.finish(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)
     return False

@@ -1,4 +1,4 @@
-"""/datasets: upload (JSON or CSV), list, show, delete."""
+"""/datasets: upload (JSON arrays, JSON records, CSV or Parquet), list, show, delete."""
 
 from __future__ import annotations
 
@@ -8,30 +8,63 @@ from store import Session
 from store import queries as q
 
 from ..auth import owner
-from ..decorators import CsvBody, body, query, responds
-from ..errors import conflict
+from ..bodies import read_body
+from ..decorators import TableBody, body, query, responds
+from ..errors import conflict, invalid
 from ..schemas import DatasetCreate, DatasetCsvQuery, DatasetList, DatasetOut, PageQuery
 from ..services import state
-from ..uploads import Table, from_csv, from_json, store
+from ..tables import ReadOptions, read_records
+from ..uploads import Upload, from_arrays, from_table, split_names, store
 from .rows import mine, one_page
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
 
 
+def _from_json(payload: DatasetCreate, max_cells: int) -> Upload:
+    if payload.records is not None:
+        if payload.inputs is not None or payload.targets is not None:
+            raise invalid("records", "send either records or inputs and targets, not both")
+        targets = split_names(payload.target)
+        options = ReadOptions(
+            categorical=frozenset(payload.categorical or ()),
+            ignore=frozenset(payload.ignore or ()),
+            keep=frozenset(targets),
+            max_cells=max_cells,
+        )
+        read = read_records(payload.records, options, field="records")
+        return from_table(read, targets, payload.task, max_cells)
+    if payload.inputs is None or payload.targets is None:
+        missing = "inputs" if payload.inputs is None else "targets"
+        raise invalid(missing, "is required (or send records with a target)")
+    return from_arrays(
+        payload.inputs, payload.targets, payload.feature_names, payload.target_names, max_cells
+    )
+
+
 @bp.post("")
 @body(DatasetCreate, csv=DatasetCsvQuery)
 @responds(201, DatasetOut, headers={"Location": "URL of the new dataset"})
-def create_dataset(payload: DatasetCreate | CsvBody) -> tuple[DatasetOut, dict[str, str]]:
-    """Store a dataset sent as JSON, or as CSV with `?name=&target=`."""
+def create_dataset(payload: DatasetCreate | TableBody) -> tuple[DatasetOut, dict[str, str]]:
+    """Store a dataset: JSON arrays or records, or a CSV or Parquet body with
+    `?name=&target=`. Columns are typed on the way in (numbers, categories,
+    ignored); `GET /datasets/<id>` shows the profile."""
     limit = state().settings.max_dataset_cells
-    table: Table
-    if isinstance(payload, CsvBody):
-        assert isinstance(payload.params, DatasetCsvQuery)
-        name, table = payload.params.name, from_csv(payload.text, payload.params, limit)
+    if isinstance(payload, TableBody):
+        params = payload.params
+        assert isinstance(params, DatasetCsvQuery)
+        targets = split_names(params.target)
+        read = read_body(
+            payload,
+            categorical=frozenset(split_names(params.categorical)),
+            ignore=frozenset(split_names(params.ignore)),
+            keep=frozenset(targets),
+            max_cells=limit,
+        )
+        name, upload = params.name, from_table(read, targets, params.task, limit)
     else:
-        name, table = payload.name, from_json(payload, limit)
+        name, upload = payload.name, _from_json(payload, limit)
     with Session.begin() as session:
-        out = DatasetOut.model_validate(store(session, name, table, owner()))
+        out = DatasetOut.model_validate(store(session, name, upload, owner()))
     return out, {"Location": f"/datasets/{out.id}"}
 
 
@@ -49,7 +82,7 @@ def list_datasets(params: PageQuery) -> DatasetList:
 @bp.get("/<id:dataset_id>")
 @responds(200, DatasetOut, errors=(404,))
 def get_dataset(dataset_id: int) -> DatasetOut:
-    """One dataset's description (not its data)."""
+    """One dataset's description and profile (not its data)."""
     with Session.begin() as session:
         return DatasetOut.model_validate(mine(session, "dataset", dataset_id, q.get_dataset))
 

@@ -26,7 +26,6 @@ from ..schemas import (
     epoch_out,
 )
 from ..services import state
-from ..uploads import store
 from .rows import mine, one_page
 
 log = logging.getLogger(__name__)
@@ -48,20 +47,17 @@ def _job_fields(job: Job) -> dict[str, object]:
 @responds(202, JobOut, errors=(503,), headers={"Location": "URL of the new job"})
 def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
     """Queue a training job on a stored or an inline dataset."""
-    settings = state().settings
-    plan = admission.check_spec(payload, settings)
-    table = admission.inline_table(payload, settings)
-    if table is not None:
-        admission.check_table(plan, table)
     with Session.begin() as session:
-        if table is None:
-            assert payload.dataset_id is not None
-            dataset = admission.stored_dataset(session, plan, payload.dataset_id, settings, owner())
-        else:
-            assert payload.dataset is not None
-            dataset = store(session, payload.dataset.name, table, owner())
-        # Stored as given: the worker parses them again with the same engine.
-        job = q.add_job(session, dataset, payload.network, payload.training)
+        admitted = admission.admit(session, payload, state().settings, owner())
+        # The completed spec: the worker designs the same job again from it, and finds
+        # nothing left to fill in.
+        job = q.add_job(
+            session,
+            admitted.dataset,
+            admitted.network,
+            admitted.training,
+            init_model_id=admitted.init_model_id,
+        )
         out = job_out(session, job)
     _enqueue(job.id)
     return out, {"Location": f"/jobs/{out.id}"}
@@ -113,7 +109,9 @@ def get_job(job_id: int) -> JobOut:
 @bp.get("/<id:job_id>/spec")
 @responds(200, JobSpec, errors=(404,))
 def get_spec(job_id: int) -> JobSpec:
-    """The network spec and training config the job was submitted with."""
+    """The network spec and training config the job trains with: as submitted, with
+    `input_dim` (the encoded width), the output layer the task needs and its loss
+    filled in where the submission left them out."""
     with Session.begin() as session:
         job = mine(session, "job", job_id, q.get_job)
         return JobSpec(network=job.network, training=job.training)

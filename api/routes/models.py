@@ -7,16 +7,36 @@ import io
 import numpy as np
 from flask import Blueprint, Response, request
 
+import core
+from core.frame import Frame
 from store import Session
 from store import queries as q
+from worker.evaluation import evaluate
 
 from ..auth import owner
-from ..decorators import NPY, CsvBody, NpyBody, body, responds
+from ..decorators import NPY, NpyBody, TableBody, body, responds
 from ..errors import invalid, limit_exceeded, not_found
 from ..model_cache import Served
-from ..schemas import ModelOut, ModelWeights, PredictCsvQuery, PredictOut, PredictRequest
+from ..predict_inputs import (
+    encoded,
+    feature_error,
+    input_columns,
+    json_frame,
+    npy_frame,
+    output_names,
+    table_frame,
+)
+from ..schemas import (
+    EvaluateRequest,
+    Metrics,
+    ModelOut,
+    ModelWeights,
+    PredictCsvQuery,
+    PredictOut,
+    PredictRequest,
+)
 from ..services import state
-from ..uploads import csv_rows, instance_rows, npy_rows, rows_of
+from ..tables import ReadOptions, read_records
 from .rows import mine
 
 bp = Blueprint("models", __name__, url_prefix="/models")
@@ -45,6 +65,7 @@ def get_model(model_id: int) -> ModelOut:
                 "summary": row.summary,
                 "normalization": row.spec.get("normalization"),
                 "classes": row.spec.get("classes"),
+                "metrics": row.metrics,
                 "created_at": row.created_at,
             }
         )
@@ -60,40 +81,37 @@ def get_weights(model_id: int) -> ModelWeights:
 @bp.post("/<id:model_id>/predict")
 @body(PredictRequest, csv=PredictCsvQuery, npy=True)
 @responds(200, PredictOut, errors=(400, 404))
-def predict(model_id: int, payload: PredictRequest | CsvBody | NpyBody) -> PredictOut | Response:
-    """Outputs for rows of inputs, normalized as in training; labels for classifiers.
+def predict(model_id: int, payload: PredictRequest | TableBody | NpyBody) -> PredictOut | Response:
+    """Outputs for rows, preprocessed as in training; labels for classifiers.
 
-    The rows come as ``{"inputs": [[...]]}``, as ``{"instances": [...]}`` (lists, or
-    objects keyed by feature name), as CSV, or as ``.npy`` (``application/x-npy``),
+    The rows come as ``{"inputs": [[...]]}`` (numbers in input order) or
+    ``{"inputs": {"column": [...]}}``, as ``{"instances": [...]}`` (lists, or
+    objects keyed by column name with text for categories and null for a
+    missing value), as CSV or Parquet, or as ``.npy`` (``application/x-npy``),
     answered in kind when asked (``Accept: application/x-npy``) for large batches.
+    The training data itself may be sent: its target columns are ignored. An
+    empty batch answers 200 with no rows, in every form.
 
-    In CSV, a first row of names is a header: a model with feature names takes the
-    columns by name (in any order; the training target columns are ignored), one
-    without names refuses a header. A first row of numbers is data, in input order.
-    ``?header=present|absent`` settles a first row that is not clearly either.
+    In CSV, a first row of names is a header: a model with column names takes the
+    columns by name (in any order), one without names refuses a header. A first
+    row of numbers is data, in input order. ``?header=present|absent`` settles a
+    first row that is not clearly either. Outputs are in the targets' units.
     """
     served = _loaded(model_id)
     model = served.model
-    instances = isinstance(payload, PredictRequest) and payload.instances is not None
     if isinstance(payload, NpyBody):
-        inputs = npy_rows(payload.array, model.input_dim)
-    elif isinstance(payload, CsvBody):
-        assert isinstance(payload.params, PredictCsvQuery)
-        inputs = csv_rows(payload.text, payload.params.header, model, served.target_names)
-    elif (payload.inputs is None) == (payload.instances is None):
-        raise invalid("inputs", "send the rows as either inputs or instances")
-    elif payload.inputs is not None:
-        inputs = rows_of(payload.inputs, model.input_dim)
+        frame = npy_frame(payload, model)
+    elif isinstance(payload, TableBody):
+        frame = table_frame(payload, model, served.target_names)
     else:
-        assert payload.instances is not None
-        inputs = instance_rows(payload.instances, model, served.target_names)
+        frame = json_frame(payload, model, served.target_names)
     limit = state().settings.max_predict_rows
-    if len(inputs) > limit:
+    if frame.n_rows > limit:
         raise limit_exceeded(
             "inputs",
-            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {len(inputs)}",
+            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {frame.n_rows}",
         )
-    outputs = model.predict(inputs)
+    outputs = encoded(model, frame)
     if not np.isfinite(outputs).all():
         row = int(np.argwhere(~np.isfinite(outputs))[0][0])
         raise invalid(f"inputs[{row}]", "the model's output for this row is not finite")
@@ -104,4 +122,52 @@ def predict(model_id: int, payload: PredictRequest | CsvBody | NpyBody) -> Predi
         return Response(buffer.getvalue(), mimetype=NPY)
     labels = model.labels_from_outputs(outputs) if model.is_classifier else None
     values = outputs.astype(np.float64).tolist()
-    return PredictOut(outputs=values, labels=labels, predictions=values if instances else None)
+    instances = isinstance(payload, PredictRequest) and payload.instances is not None
+    return PredictOut(
+        outputs=values,
+        labels=labels,
+        predictions=values if instances else None,
+        output_names=output_names(model, served.target_names),
+    )
+
+
+@bp.post("/<id:model_id>/evaluate")
+@body(EvaluateRequest, csv=PredictCsvQuery)
+@responds(200, Metrics, errors=(400, 404))
+def evaluate_model(model_id: int, payload: EvaluateRequest | TableBody) -> Metrics:
+    """Score the model on rows with known targets, as held-out rows are scored.
+
+    Send ``{"dataset_id": N}`` (a stored dataset with the model's columns and
+    targets), ``{"records": [...]}`` (objects with the target columns), or a CSV
+    or Parquet body holding the target columns.
+    """
+    served = _loaded(model_id)
+    model = served.model
+    targets = list(served.target_names)
+    if not targets:
+        raise invalid("model", "this model does not know its target columns")
+    if isinstance(payload, TableBody):
+        frame = table_frame(payload, model, targets, with_targets=True)
+    elif payload.dataset_id is not None:
+        with Session.begin() as session:
+            row = q.get_dataset(session, payload.dataset_id, owner=owner(), with_data=True)
+            if row is None:
+                raise invalid("dataset_id", f"no dataset with id {payload.dataset_id}")
+            frame = Frame.from_bytes(q.dataset_bytes(session, row))
+    elif payload.records is not None:
+        names, kinds = input_columns(model)
+        read = read_records(payload.records, ReadOptions(schema=kinds), field="records")
+        frame = read.frame
+    else:
+        raise invalid("dataset_id", "send dataset_id or records")
+    for name in targets:
+        if name not in frame:
+            raise invalid(name, f"the rows need the target column {name!r} to be scored")
+    names, _ = input_columns(model)
+    for name in names:
+        if name not in frame:
+            raise feature_error(name, f"missing feature column {name!r}")
+    try:
+        return Metrics.model_validate(evaluate(model, frame, targets, split="given"))
+    except core.SpecError as exc:
+        raise invalid(exc.field, exc.message) from None

@@ -17,10 +17,38 @@ import redis
 from flask.testing import FlaskClient
 
 import core
-from store import JobStatus, Session
+from api.uploads import from_arrays, store
+from core.frame import Frame
+from store import LOCAL_OWNER, Dataset, JobStatus, Session
 from store import queries as q
 from store.settings import Settings, load_settings
 from worker.training import run_job
+
+
+def store_arrays(
+    session: Any,
+    name: str,
+    inputs: Any,
+    targets: Any,
+    *,
+    feature_names: list[str] | None = None,
+    target_names: list[str] | None = None,
+    owner: str = LOCAL_OWNER,
+) -> Dataset:
+    """Store arrays as the API stores a JSON dataset of ``inputs`` and ``targets``."""
+    targets = targets.tolist() if isinstance(targets, np.ndarray) else targets
+    inputs = inputs.tolist() if isinstance(inputs, np.ndarray) else inputs
+    upload = from_arrays(inputs, targets, feature_names, target_names, max_cells=10**9)
+    return store(session, name, upload, owner)
+
+
+def stored_frame(dataset_id: int) -> Frame:
+    """A stored dataset's table."""
+    with Session.begin() as session:
+        dataset = q.get_dataset(session, dataset_id, with_data=True)
+        assert dataset is not None
+        return Frame.from_bytes(q.dataset_bytes(session, dataset))
+
 
 IRIS_LIKE = """sepal_length,sepal_width,petal_length,petal_width,species
 5.1,3.5,1.4,0.2,setosa

@@ -29,6 +29,8 @@ from tests.service.conftest import (
     environment,
 )
 
+from .api_helpers import store_arrays
+
 EXAMPLES_PER_OPERATION = 40
 # A body can match the document's types and still be refused on meaning (a CSV
 # without the named target column, a network that does not fit its dataset), so
@@ -62,7 +64,7 @@ def auth(fuzz_settings: Settings) -> dict[str, str]:
     with Session.begin() as session:
         key = q.create_api_key(session, "fuzzer")
         # Something for the id-taking operations to find now and then.
-        q.add_dataset(session, "seed", [[0.0, 1.0], [1.0, 0.0]], [[1.0], [0.0]], owner="fuzzer")
+        store_arrays(session, "seed", [[0.0, 1.0], [1.0, 0.0]], [[1.0], [0.0]], owner="fuzzer")
     return {"Authorization": f"Bearer {key}"}
 
 

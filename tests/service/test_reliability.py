@@ -39,6 +39,8 @@ from worker.app import make_celery
 from worker.queue import enqueue_training
 from worker.training import run_job
 
+from .api_helpers import store_arrays
+
 LOST = core.StopReason.WORKER_LOST
 
 FAST_RECOVERY = {
@@ -130,7 +132,7 @@ def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
 def submit(settings: Settings, network: dict[str, Any], training: dict[str, Any]) -> int:
     x, t = dataset()
     with Session.begin() as session:
-        data = q.add_dataset(session, "synthetic", x, t)
+        data = store_arrays(session, "synthetic", x, t)
         job_id = q.add_job(session, data, network, training).id
     enqueue_training(job_id, make_celery(settings))
     return job_id
@@ -228,7 +230,7 @@ def test_lost_lease_fences_the_old_attempt(isolated: tuple[dict[str, str], Setti
     _, settings = isolated
     x, t = dataset()
     with Session.begin() as session:
-        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+        job_id = q.add_job(session, store_arrays(session, "d", x, t), NETWORK, TRAINING).id
     with Session.begin() as session:
         first = q.take_lease(session, job_id, "a", lease_seconds=60, max_attempts=5)
     with Session.begin() as session:
@@ -266,7 +268,7 @@ def test_attempts_are_capped(isolated: tuple[dict[str, str], Settings]) -> None:
     _, settings = isolated
     x, t = dataset()
     with Session.begin() as session:
-        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+        job_id = q.add_job(session, store_arrays(session, "d", x, t), NETWORK, TRAINING).id
     for _ in range(settings.max_attempts):
         with Session.begin() as session:
             assert q.take_lease(
@@ -346,7 +348,7 @@ def test_given_back_attempts_do_not_count(isolated: tuple[dict[str, str], Settin
     cap = settings.max_attempts
     x, t = dataset()
     with Session.begin() as session:
-        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+        job_id = q.add_job(session, store_arrays(session, "d", x, t), NETWORK, TRAINING).id
     for attempt in range(1, cap + 3):  # more give-backs than attempts allowed
         with Session.begin() as session:
             assert q.take_lease(session, job_id, "w", lease_seconds=60, max_attempts=cap) == attempt
@@ -375,7 +377,7 @@ def test_a_lost_worker_is_noticed_on_this_backend(
     _, settings = isolated
     x, t = dataset()
     with Session.begin() as session:
-        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+        job_id = q.add_job(session, store_arrays(session, "d", x, t), NETWORK, TRAINING).id
     with Session.begin() as session:
         assert q.take_lease(session, job_id, "gone", lease_seconds=60, max_attempts=5) == 1
     with Session.begin() as session:
@@ -399,7 +401,7 @@ def test_datetimes_are_stored_as_utc_instants(isolated: tuple[dict[str, str], Se
     x, t = dataset()
     noon_in_cairo = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
     with Session.begin() as session:
-        job = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING)
+        job = q.add_job(session, store_arrays(session, "d", x, t), NETWORK, TRAINING)
         job.finished_at = noon_in_cairo
         job_id = job.id
     with Session.begin() as session:
@@ -471,7 +473,7 @@ def test_a_job_given_back_resumes_exactly(isolated: tuple[dict[str, str], Settin
     training = {**TRAINING, "epochs": 300}
     x, t = dataset()
     with Session.begin() as session:
-        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, training).id
+        job_id = q.add_job(session, store_arrays(session, "d", x, t), NETWORK, training).id
 
     # Polled before each epoch: the 101st poll comes after epoch 100.
     assert run_job(job_id, settings, should_give_back=polls_until(101)) is True
@@ -504,7 +506,7 @@ def test_a_job_cancelled_as_it_is_given_back_ends_cancelled(
     _, settings = isolated
     x, t = dataset()
     with Session.begin() as session:
-        job_id = q.add_job(session, q.add_dataset(session, "d", x, t), NETWORK, TRAINING).id
+        job_id = q.add_job(session, store_arrays(session, "d", x, t), NETWORK, TRAINING).id
 
     def cancel() -> None:
         with Session.begin() as session:

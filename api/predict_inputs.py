@@ -1,0 +1,220 @@
+"""What predict and evaluate bodies hold, as a table of the model's input columns.
+
+Every body form (rows of numbers, TensorFlow Serving's instances and columns,
+CSV, Parquet, ``.npy``) goes through the one reader (:mod:`api.tables`) into a
+:class:`core.frame.Frame`, read with the types the model was trained on; the
+model's preprocessing then encodes it as in training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import numpy as np
+
+import core
+from core.frame import NUMBER, Column, Frame
+
+from .bodies import read_body
+from .decorators import NpyBody, TableBody
+from .errors import ApiError, invalid
+from .schemas import PredictCsvQuery, PredictRequest
+from .tables import ReadOptions, read_columns, read_records
+
+
+def feature_error(field: str, message: str) -> ApiError:
+    # A 400, as clients of TensorFlow Serving and Vertex AI expect for a row that
+    # does not match the model's named features.
+    return ApiError(400, "feature_mismatch", message, field)
+
+
+def input_columns(model: core.Model) -> tuple[list[str], dict[str, str]]:
+    """The model's input column names, in order, and the type of each."""
+    if model.preprocessor is not None:
+        names = list(model.preprocessor.input_names)
+        return names, dict(model.preprocessor.kinds)
+    names = model.feature_names or [f"x{i}" for i in range(model.input_dim)]
+    return names, dict.fromkeys(names, NUMBER)
+
+
+def _rows(rows: Sequence[Sequence[float]], names: list[str], field: str) -> Frame:
+    for index, row in enumerate(rows):
+        if len(row) != len(names):
+            raise invalid(
+                f"{field}[{index}]", f"the model takes {len(names)} inputs per row, got {len(row)}"
+            )
+    array = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
+    return Frame.from_arrays(array, names)
+
+
+def _npy(array: np.ndarray[Any, Any], names: list[str]) -> Frame:
+    width = len(names)
+    if array.ndim != 2 or array.shape[1] != width or array.dtype.kind not in "fiu":
+        raise invalid(
+            "inputs",
+            f"expected a 2-D numeric array with {width} columns, "
+            f"got shape {array.shape} of {array.dtype}",
+        )
+    if not np.isfinite(array).all():
+        row = int(np.argwhere(~np.isfinite(array))[0][0])
+        raise invalid(f"inputs[{row}]", "must be finite (no NaN or Infinity)")
+    return Frame.from_arrays(array, names)
+
+
+def _by_name(frame: Frame, names: list[str], ignored: Collection[str], where: str) -> Frame:
+    """The model's columns of ``frame``, in input order (400 for a missing or unknown one)."""
+    for name in frame.names:
+        if name not in names and name not in ignored:
+            raise feature_error(
+                f"{where}{name}", f"unknown column {name!r}; the model takes {', '.join(names)}"
+            )
+    for name in names:
+        if name not in frame:
+            raise feature_error(f"{where}{name}", f"missing feature column {name!r}")
+    return frame.select(names)
+
+
+def _named(model: core.Model, field: str) -> None:
+    if model.feature_names is None:
+        raise invalid(
+            field,
+            "this model's dataset had no column names; send each row as a list of numbers "
+            "in input order",
+        )
+
+
+def table_frame(
+    body: TableBody, model: core.Model, ignored: Collection[str], with_targets: bool = False
+) -> Frame:
+    """A CSV or Parquet body as the model's input columns (and, ``with_targets``,
+    the ``ignored`` target columns kept)."""
+    names, kinds = input_columns(model)
+    params = body.params
+    header = params.header if isinstance(params, PredictCsvQuery) else "present"
+    read = read_body(body, header=header, names=tuple(names), schema=kinds)
+    frame = read.frame
+    if frame.names != names and model.feature_names is None:
+        raise feature_error(
+            "header",
+            "the body has a header, but this model's dataset had no column names, so its "
+            "columns cannot be matched by name; send rows of numbers in the model's input "
+            "order without a header, or pass ?header=absent if the first row is data",
+        )
+    selected = _by_name(frame, names, ignored, "")
+    if with_targets:
+        kept = [name for name in ignored if name in frame]
+        return Frame([*selected, *frame.select(kept)])
+    return selected
+
+
+def json_frame(payload: PredictRequest, model: core.Model, ignored: Collection[str]) -> Frame:
+    """``inputs`` (rows or columns) or ``instances`` (lists or objects) as input columns."""
+    names, kinds = input_columns(model)
+    if (payload.inputs is None) == (payload.instances is None):
+        raise invalid("inputs", "send the rows as either inputs or instances")
+    options = ReadOptions(schema=kinds)
+    if isinstance(payload.inputs, dict):
+        _named(model, "inputs")
+        read = read_columns(payload.inputs, options, field="inputs")
+        return _by_name(read.frame, names, ignored, "inputs.")
+    if payload.inputs is not None:
+        if not payload.inputs:
+            return empty_frame(names, kinds)
+        return _number_rows(model, payload.inputs, names, "inputs")
+    instances = payload.instances
+    assert instances is not None
+    if not instances:
+        return empty_frame(names, kinds)
+    rows = [row for row in instances if isinstance(row, list)]
+    if len(rows) == len(instances):
+        return _number_rows(model, rows, names, "instances")
+    objects = [isinstance(row, dict) for row in instances]
+    if not all(objects):
+        index = objects.index(False)
+        raise invalid(
+            f"instances[{index}]", "send every instance as an object, or every one as a list"
+        )
+    _named(model, "instances[0]")
+    for index, instance in enumerate(instances):
+        assert isinstance(instance, dict)
+        for name in names:
+            if name not in instance:
+                raise feature_error(f"instances[{index}].{name}", "missing feature")
+        for name in instance:
+            if name not in names and name not in ignored:
+                raise feature_error(
+                    f"instances[{index}].{name}",
+                    f"unknown feature; the model takes {', '.join(names)}",
+                )
+    records = [row for row in instances if isinstance(row, dict)]
+    return read_records(records, options, field="instances").frame.select(names)
+
+
+def empty_frame(names: list[str], kinds: dict[str, str]) -> Frame:
+    """No rows, with the model's columns: an empty batch answers with no rows."""
+    return Frame(
+        [
+            Column.number(name, []) if kinds[name] == NUMBER else Column.category(name, [])
+            for name in names
+        ]
+    )
+
+
+def _number_rows(
+    model: core.Model, rows: Sequence[Sequence[float]], names: list[str], field: str
+) -> Frame:
+    if not model.takes_numbers_only:
+        raise invalid(
+            field,
+            "this model takes named columns, some of them categories; send rows as objects "
+            f"keyed by {', '.join(names)}",
+        )
+    return _rows(rows, names, field)
+
+
+def npy_frame(body: NpyBody, model: core.Model) -> Frame:
+    names, _ = input_columns(model)
+    if not model.takes_numbers_only:
+        raise invalid("inputs", "this model takes categories; send CSV, Parquet or JSON objects")
+    return _npy(body.array, names)
+
+
+def encoded(model: core.Model, frame: Frame) -> np.ndarray[Any, Any]:
+    """The model's outputs for ``frame`` (rows x outputs, in the targets' units).
+
+    A model stored before typed tables takes numbers only, without missing values.
+    """
+    if model.preprocessor is None:
+        if frame.n_rows == 0:
+            return np.zeros((0, model.network.output_dim))
+        x = np.column_stack([column.values for column in frame])
+        if np.isnan(x).any():
+            row, col = (int(i) for i in np.argwhere(np.isnan(x))[0])
+            raise invalid(
+                f"inputs[{row}].{frame.names[col]}",
+                "missing value; this model was trained before missing values were imputed",
+            )
+        return model.predict(x)
+    if frame.n_rows == 0:
+        return np.zeros((0, model.network.output_dim))
+    try:
+        return model.predict(frame)
+    except core.SpecError as exc:
+        # An unseen category under unknown="error": a 400 naming the column and value.
+        raise feature_error(exc.field, exc.message) from None
+
+
+def output_names(model: core.Model, target_names: Sequence[str]) -> list[str] | None:
+    """What each output column is: a class, a label or a target column."""
+    target = model.target
+    units = model.network.output_dim
+    if target is not None:
+        if target.task == "classification" and target.classes is not None:
+            return [target.classes[-1]] if units == 1 else list(target.classes)
+        return list(target.names)
+    if model.classes is not None:
+        return [model.classes[-1]] if units == 1 else list(model.classes)
+    if len(target_names) == units:
+        return list(target_names)
+    return None
