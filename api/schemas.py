@@ -625,6 +625,12 @@ class ModelWeights(Out):
     normalization: dict[str, Any] | None
     classes: list[str] | None
     feature_names: list[str] | None = None
+    preprocess: dict[str, Any] | None = Field(
+        default=None, description="How the input columns are encoded (models of tables)."
+    )
+    target: dict[str, Any] | None = Field(
+        default=None, description="How outputs are read: task, classes, target scaling."
+    )
 
 
 # Not an Out: the predict view refuses an output that is not finite, so the walk
