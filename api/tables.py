@@ -64,13 +64,22 @@ NUMBER_PATTERN = {
     ",": r"^[+-]?(?:[0-9]+,?[0-9]*|,[0-9]+)(?:[eE][+-]?[0-9]+)?$",
 }
 NUMBER_RE = {mark: re.compile(pattern) for mark, pattern in NUMBER_PATTERN.items()}
-THOUSANDS = {
-    ".": re.compile(r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?"),
-    ",": re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]{3})+(?:,[0-9]*)?"),
+# Numbers written with the other mark: thousands separators, or decimals in the
+# other convention. They count as numbers when deciding a column's kind, so that a
+# column of `1,5` read with decimal "." is refused with a hint, not taken as text.
+THOUSANDS_PATTERN = {
+    ".": r"[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?",
+    ",": r"[+-]?[0-9]{1,3}(?:\.[0-9]{3})+(?:,[0-9]*)?",
 }
-OTHER_DECIMAL = {
-    ".": re.compile(r"[+-]?[0-9]*,[0-9]+"),
-    ",": re.compile(r"[+-]?[0-9]*\.[0-9]+(?:[eE][+-]?[0-9]+)?"),
+OTHER_DECIMAL_PATTERN = {
+    ".": r"[+-]?[0-9]*,[0-9]+",
+    ",": r"[+-]?[0-9]*\.[0-9]+(?:[eE][+-]?[0-9]+)?",
+}
+THOUSANDS = {mark: re.compile(pattern) for mark, pattern in THOUSANDS_PATTERN.items()}
+OTHER_DECIMAL = {mark: re.compile(pattern) for mark, pattern in OTHER_DECIMAL_PATTERN.items()}
+OTHER_MARK_PATTERN = {
+    mark: f"^(?:{THOUSANDS_PATTERN[mark]}|{OTHER_DECIMAL_PATTERN[mark]})$"
+    for mark in THOUSANDS_PATTERN
 }
 HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
 MAX_QUOTED = 40
@@ -289,8 +298,9 @@ class _Column:
             )
         return self.error(row, f"expected a number, got {quoted}")
 
-    def numbers(self, values: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """A column pyarrow parsed as numbers, as float64; refuses what is not finite."""
+    def numbers(self, values: Any, text: Any = None) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """A column pyarrow parsed as numbers, as float64; refuses what is not finite,
+        quoting the cell from ``text`` (the cells the values were cast from) if given."""
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         # Unsafe: integers past 2**53 round to the nearest float instead of failing.
@@ -303,7 +313,7 @@ class _Column:
             bad = np.isinf(array) if self.nan_is_missing else ~finite & _mask(floats.is_valid())
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raw = self.places.raw(self.position, row)
+                raw = self.places.raw(self.position, row) if text is None else text[row].as_py()
                 cell = raw if raw is not None else str(floats[row].as_py())
                 if NUMBER_RE[self.decimal].fullmatch(cell) or raw is None:
                     raise self.error(row, f"must be finite, got {_quote(cell)}")
@@ -319,9 +329,8 @@ class _Column:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise self.not_a_number(row, str(text[row].as_py()), inferred)
-        if self.decimal == ",":
-            text = pc.replace_substring(text, ",", ".")
-        return self.numbers(pc.cast(text, pa.float64()))
+        pointed = pc.replace_substring(text, ",", ".") if self.decimal == "," else text
+        return self.numbers(pc.cast(pointed, pa.float64()), text)
 
     def is_number(self, text: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
         return _mask(pc.match_substring_regex(text, NUMBER_PATTERN[self.decimal]))
@@ -408,6 +417,9 @@ def _build(column: _Column, values: Any, kind: str | None, infer_text: bool, kee
     if infer_text:
         number = column.is_number(text)
         n_numbers = int((number & present).sum())
+        if n_numbers < n_present:
+            other_mark = _mask(pc.match_substring_regex(text, OTHER_MARK_PATTERN[column.decimal]))
+            n_numbers += int((other_mark & present & ~number).sum())
         # The rarer kind is the slip: a stray word among numbers is refused at the
         # word, while a few numbers among words are categories like the rest.
         if n_numbers * 2 >= n_present:
@@ -763,6 +775,8 @@ def read_parquet(body: bytes, options: ReadOptions) -> ReadTable:
         raise invalid(twice, f"the column name {twice!r} appears twice")
     _check_names(names, options)
     _check_cells(table.num_rows, len(names), options)
+    if table.num_rows == 0:
+        raise invalid("body", "the Parquet file has no rows")
     unsupported = {}
     columns = {}
     for i, name in enumerate(names):

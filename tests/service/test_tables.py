@@ -246,6 +246,15 @@ def test_decimal_comma_without_the_option_hints_it() -> None:
     )
 
 
+def test_whole_columns_in_the_other_convention_are_refused_not_taken_as_text() -> None:
+    error = refused(read_csv, b"a;b\n1;1,5\n2;2,25\n3;0,5\n", ReadOptions())
+    assert error.message.startswith("line 2, column 2: '1,5' has a decimal comma; pass decimal=,")
+    error = refused(read_csv, b'a,b\n1,"1,234"\n2,"12,345"\n', ReadOptions())
+    assert error.message == (
+        "line 2, column 2: '1,234' has a thousands separator; write numbers without one"
+    )
+
+
 def test_numbers_beyond_float_range_and_non_plain_numbers() -> None:
     error = refused(read_csv, b"a,b\n1,2\n3,1e999\n", ReadOptions())
     assert (error.field, error.message) == ("b", "line 3, column 2: must be finite, got '1e999'")
@@ -396,9 +405,11 @@ def test_parquet_schema_and_bad_values() -> None:
     assert (error.field, error.message) == ("a", "row 1: must be finite, got 'inf'")
 
 
-def test_not_parquet() -> None:
+def test_not_parquet_or_no_rows() -> None:
     error = refused(read_parquet, b"a,b\n1,2\n", ReadOptions())
     assert (error.status, error.field) == (422, "body")
+    empty = parquet(pa.table({"a": pa.array([], pa.float64())}))
+    assert refused(read_parquet, empty, ReadOptions()).message == "the Parquet file has no rows"
 
 
 # --- JSON ------------------------------------------------------------------------------------
@@ -438,6 +449,9 @@ def test_records_refusals() -> None:
     assert refused(read_records, [], ReadOptions()).field == "records"
     error = refused(read_records, [{"a": float("inf")}], ReadOptions())
     assert (error.field, error.message) == ("records[0].a", "must be finite, got inf")
+    error = refused(read_records, [{"a": 1}, {"a": 10**400}], ReadOptions())
+    assert error.field == "records[1].a"
+    assert error.message.startswith("must be finite, got '1000000")
 
 
 def test_columns() -> None:
