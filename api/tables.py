@@ -198,23 +198,17 @@ class _CsvPlaces(_Places):
             raise invalid("body", f"line {end + 1}: {exc}") from None
 
     @cached_property
-    def _table(self) -> tuple[list[int], list[list[str]]]:
-        lines: list[int] = []
-        rows: list[list[str]] = []
-        for line, row in self.records():
-            lines.append(line)
-            rows.append(row)
-        return lines, rows
+    def _lines(self) -> list[int]:
+        return [line for line, _ in self.records()]
 
     def line_of(self, row: int) -> int:
-        lines = self._table[0]
+        lines = self._lines
         return lines[row] if 0 <= row < len(lines) else self.first_line + row
 
     def raw(self, position: int, row: int) -> str | None:
-        rows = self._table[1]
-        if row < len(rows) and position < len(rows[row]):
-            return rows[row][position].strip()
-        return None
+        # One cell, once: not worth holding every row's cells in memory.
+        cells = next(itertools.islice(self.records(), row, None), (0, []))[1]
+        return cells[position].strip() if position < len(cells) else None
 
     def at(self, name: str, position: int, row: int) -> tuple[str, str]:
         return name, f"line {self.line_of(row)}, column {position + 1}: "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
+import palmerpenguins
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -350,6 +352,23 @@ def test_max_cells() -> None:
     assert (error.status, error.code, error.field) == (422, "limit_exceeded", "body")
     assert "BACKPROP_MAX_DATASET_CELLS" in error.message
     assert "2 rows x 3 columns = 6 values; the limit is 5" in error.message
+
+
+def test_palmer_penguins_as_shipped() -> None:
+    """A real table nobody here made: NA markers, quoted commas, dates as text."""
+    data = Path(palmerpenguins.__file__).parent / "data"
+    table = read_csv((data / "penguins.csv").read_bytes(), ReadOptions())
+    frame = table.frame
+    assert frame.n_rows == 344
+    assert frame["species"].categories == ("Adelie", "Chinstrap", "Gentoo")
+    assert frame["sex"].categories == ("female", "male")
+    assert int(frame["bill_length_mm"].missing.sum()) == 2
+    assert int(frame["sex"].missing.sum()) == 11
+    assert frame["body_mass_g"].values[:3].tolist() == [3750.0, 3800.0, 3250.0]
+    raw = read_csv((data / "penguins-raw.csv").read_bytes(), ReadOptions())
+    assert raw.frame["Stage"].categories == ("Adult, 1 Egg Stage",)
+    assert raw.frame["Date Egg"].kind == "category"
+    assert raw.line_of(343) == 345
 
 
 def test_frame_round_trips_through_bytes() -> None:
