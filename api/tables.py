@@ -507,9 +507,13 @@ BOM = b"\xef\xbb\xbf"
 def _utf8(body: bytes, charset: str, delimiter: str | None) -> bytes:
     """The body as UTF-8 without a byte order mark; undecodable bytes are refused."""
     try:
-        codec = codecs.lookup(charset).name
+        info = codecs.lookup(charset)
     except LookupError:
-        raise invalid("charset", f"unknown charset {charset!r}") from None
+        info = None
+    # Python also names codecs from bytes to bytes (base64, zlib): not charsets.
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise invalid("charset", f"unknown charset {charset!r}")
+    codec = info.name
     if codec in ("utf-8", "utf-8-sig"):
         return body[len(BOM) :] if body.startswith(BOM) else body
     try:

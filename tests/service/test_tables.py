@@ -117,8 +117,10 @@ def test_undecodable_header_names_line_one() -> None:
 
 
 def test_unknown_charset() -> None:
-    error = refused(read_csv, b"a\n1\n", ReadOptions(charset="klingon-8"))
-    assert (error.status, error.field) == (422, "charset")
+    for charset in ("klingon-8", "base64"):
+        error = refused(read_csv, b"a\n1\n", ReadOptions(charset=charset))
+        assert (error.status, error.field) == (422, "charset")
+        assert error.message == f"unknown charset {charset!r}"
 
 
 def test_bom_is_stripped_from_the_first_name() -> None:
