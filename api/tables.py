@@ -383,7 +383,7 @@ def _build(column: _Column, values: Any, kind: str | None, infer_text: bool, kee
         return Column(name, NUMBER, column.numbers(values)), None
     if kind is None and numeric:
         array = column.numbers(values)
-        if not keep and values.null_count == len(values):
+        if not keep and np.isnan(array).all():
             return None, "every value is missing"
         reason = None if keep else _row_index(array)
         return (None, reason) if reason else (Column(name, NUMBER, array), None)

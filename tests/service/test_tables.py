@@ -421,6 +421,8 @@ def test_parquet_schema_and_bad_values() -> None:
     assert labels(table, "a") == ["1", "2"]
     error = refused(read_parquet, body, ReadOptions(schema={"b": "number"}))
     assert (error.field, error.message) == ("b", "row 1: expected a number, got 'x'")
+    nan = parquet(pa.table({"a": pa.array([float("nan")] * 3), "b": pa.array([1.0, 2.0, 3.0])}))
+    assert read_parquet(nan, ReadOptions()).inferred_ignored == {"a": "every value is missing"}
     infinite = parquet(pa.table({"a": pa.array([1.0, float("inf")])}))
     error = refused(read_parquet, infinite, ReadOptions())
     assert (error.field, error.message) == ("a", "row 1: must be finite, got 'inf'")
