@@ -542,7 +542,7 @@ def _undecodable(
     text = before[start:].decode(charset, errors="replace")
     if delimiter is None:
         _, stop, _ = _first_record(body)
-        delimiter = _detect_delimiter(body[:stop].decode(charset, errors="replace"))
+        delimiter = _detect_delimiter([body[:stop].decode(charset, errors="replace")])
     column = _outside_quotes(text).count(delimiter) + 1
     return invalid(
         names[column - 1] if column <= len(names) else "body",
@@ -555,11 +555,25 @@ def _outside_quotes(text: str) -> str:
     return re.sub(r'"(?:[^"]|"")*("|$)', "", text)
 
 
-def _detect_delimiter(line: str) -> str:
-    """The candidate that appears most often outside quotes (ties: the first listed)."""
-    bare = _outside_quotes(line)
-    counts = [bare.count(candidate) for candidate in DELIMITERS]
-    return DELIMITERS[counts.index(max(counts))] if max(counts) else ","
+def _detect_delimiter(lines: Sequence[str], decimal: str = ".") -> str:
+    """The delimiter of a file whose first lines are ``lines`` (the first one decides
+    first): a candidate on the first line, outside quotes, preferably as often on
+    every line, preferably not the decimal mark, then the most frequent. Lines after
+    the first tell `1,5;2` (semicolons, decimal commas) from `1;5,2`."""
+    counts = {c: [_outside_quotes(line).count(c) for line in lines] for c in DELIMITERS}
+
+    def score(candidate: str) -> tuple[bool, bool, bool, int]:
+        first, *rest = counts[candidate]
+        return first > 0, all(n == first for n in rest), candidate != decimal, first
+
+    best = max(DELIMITERS, key=score)  # the first listed among equals
+    return best if counts[best][0] else ","
+
+
+def _sample_lines(data: bytes, start: int, limit: int = 10) -> list[str]:
+    """Up to ``limit`` non-blank lines from ``start``, for guessing the delimiter."""
+    text = data[start : start + 65536].decode("utf-8", errors="replace")
+    return [line for line in text.splitlines() if line.strip()][:limit] or [""]
 
 
 def _line_breaks(data: bytes) -> int:
@@ -590,9 +604,13 @@ def _cells(record: str, delimiter: str) -> list[str]:
 
 
 def _classify(cell: str, decimal: str) -> str:
+    """ "missing", "number" or "text"; a number with the other mark is a number here,
+    so that the reader then refuses it with a hint instead of taking a header."""
     if cell.lower() in MISSING:
         return "missing"
-    return "number" if NUMBER_RE[decimal].fullmatch(cell) else "text"
+    plain = NUMBER_RE[decimal].fullmatch(cell)
+    other = THOUSANDS[decimal].fullmatch(cell) or OTHER_DECIMAL[decimal].fullmatch(cell)
+    return "number" if plain or other else "text"
 
 
 def _has_header(line: int, cells: list[str], options: ReadOptions) -> bool:
@@ -626,10 +644,15 @@ def _check_header(line: int, names: list[str]) -> None:
 def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     """A typed table from CSV bytes in ``options.charset``.
 
-    Returns the kept columns (number: float64 with NaN for missing; category:
-    codes into sorted categories) in file order. Raises ApiError 422 (``invalid``)
-    naming the line and column of the first bad cell, and ``limit_exceeded`` when
-    rows x columns passes ``options.max_cells``.
+    The first record is the header, or data (``options.header``); without a
+    header the columns are ``options.names`` or x0, x1, ...; with one,
+    ``options.names`` is not used. Returns the kept columns (number: float64 with
+    NaN for missing; category: int64 codes into sorted categories, -1 missing) in
+    file order. Raises ApiError 422 (``invalid``) whose message starts
+    ``line L, column C:`` and whose field is the column's name (``body`` when the
+    fault is not one column's: a ragged row, an empty body), and
+    ``limit_exceeded`` (field ``body``) when rows x columns, counting every column
+    of the file, passes ``options.max_cells``.
     """
     _check_options(options)
     data = _utf8(body, options.charset, options.delimiter)
@@ -641,7 +664,9 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     except UnicodeDecodeError as exc:
         raise _undecodable(data, start + exc.start, "utf-8", delimiter=options.delimiter) from None
     first_line = _line_breaks(data[:start]) + 1
-    delimiter = options.delimiter or _detect_delimiter(first_text)
+    delimiter = options.delimiter or _detect_delimiter(
+        [first_text, *_sample_lines(data, after)], options.decimal
+    )
     cells = _cells(first_text, delimiter)
     if _has_header(first_line, cells, options):
         names = cells
@@ -834,6 +859,10 @@ def read_records(
     records: list[dict[str, Any]], options: ReadOptions, field: str = "records"
 ) -> ReadTable:
     """A typed table from JSON objects, one per row: ``[{"col": value, ...}, ...]``.
+
+    Numbers, text (read as a CSV cell is, with a decimal point whatever
+    ``options.decimal`` says), true/false and null are values; ``options``'
+    delimiter, charset, header and names do not apply.
 
     The columns are every key seen, in first-seen order; a key absent from a
     record, null, and the missing markers are missing values. Raises ApiError 422

@@ -79,6 +79,14 @@ def test_delimiter_inside_quotes_does_not_count() -> None:
     assert table.frame.names == ["a,b,c,d", "e", "f"]
 
 
+def test_delimiter_of_decimal_comma_rows_without_a_header() -> None:
+    # Three commas and two semicolons on the first line, but only the semicolons
+    # come back as often on the next.
+    body = b"1,5;2,5;3,5\n4,25;5;6\n"
+    table = read_csv(body, ReadOptions(header="absent", decimal=","))
+    assert [numbers(table, f"x{i}") for i in range(3)] == [[1.5, 4.25], [2.5, 5.0], [3.5, 6.0]]
+
+
 def test_explicit_delimiter() -> None:
     table = read_csv(b"a;b,c\n1;2,5\n", ReadOptions(delimiter=";", decimal=","))
     assert table.frame.names == ["a", "b,c"]
@@ -326,6 +334,9 @@ def test_header_auto_and_absent() -> None:
     assert "?header=present or ?header=absent" in error.message
     error = refused(read_csv, b"1,2\n", ReadOptions(header="absent", names=("p",)))
     assert error.field == "names"
+    # Decimal commas read with decimal ".": data, refused with the hint, not a header.
+    error = refused(read_csv, b"1,5;2\n3;4\n", ReadOptions(header="auto"))
+    assert error.message.startswith("line 1, column 1: '1,5' has a decimal comma")
 
 
 # --- schema and limits -----------------------------------------------------------------------
