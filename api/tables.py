@@ -485,8 +485,13 @@ def _check_options(options: ReadOptions) -> None:
         raise invalid(
             "header", f"expected one of {', '.join(HEADER_RULES)}, got {options.header!r}"
         )
-    if options.delimiter is not None and len(options.delimiter) != 1:
-        raise invalid("delimiter", f"expected one character, got {options.delimiter!r}")
+    if options.delimiter is not None and (
+        len(options.delimiter) != 1 or options.delimiter in '"\r\n'
+    ):
+        raise invalid(
+            "delimiter",
+            f"expected one character other than a quote or a line break, got {options.delimiter!r}",
+        )
     for name, kind in (options.schema or {}).items():
         if kind not in KINDS:
             raise invalid("schema", f"column {name!r}: expected a kind among {KINDS}, got {kind!r}")
@@ -554,6 +559,7 @@ def _assemble(
 # --- CSV ----------------------------------------------------------------------------
 
 BOM = b"\xef\xbb\xbf"
+SAMPLE_BYTES = 65536
 
 
 def _utf8(body: bytes, charset: str, delimiter: str | None) -> bytes:
@@ -624,8 +630,11 @@ def _detect_delimiter(lines: Sequence[str], decimal: str = ".") -> str:
 
 def _sample_lines(data: bytes, start: int, limit: int = 10) -> list[str]:
     """Up to ``limit`` non-blank lines from ``start``, for guessing the delimiter."""
-    text = data[start : start + 65536].decode("utf-8", errors="replace")
-    return [line for line in text.splitlines() if line.strip()][:limit] or [""]
+    chunk = data[start : start + SAMPLE_BYTES]
+    lines = chunk.decode("utf-8", errors="replace").splitlines()
+    if len(chunk) == SAMPLE_BYTES:
+        lines = lines[:-1]  # cut short
+    return [line for line in lines if line.strip()][:limit]
 
 
 def _line_breaks(data: bytes) -> int:

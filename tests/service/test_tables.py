@@ -87,6 +87,17 @@ def test_delimiter_of_decimal_comma_rows_without_a_header() -> None:
     assert [numbers(table, f"x{i}") for i in range(3)] == [[1.5, 4.25], [2.5, 5.0], [3.5, 6.0]]
 
 
+def test_bad_options() -> None:
+    for options, field in (
+        (ReadOptions(delimiter=";;"), "delimiter"),
+        (ReadOptions(delimiter='"'), "delimiter"),
+        (ReadOptions(decimal=";"), "decimal"),
+        (ReadOptions(header="maybe"), "header"),
+        (ReadOptions(schema={"a": "text"}), "schema"),
+    ):
+        assert refused(read_csv, b"a\n1\n", options).field == field
+
+
 def test_explicit_delimiter() -> None:
     table = read_csv(b"a;b,c\n1;2,5\n", ReadOptions(delimiter=";", decimal=","))
     assert table.frame.names == ["a", "b,c"]
