@@ -247,6 +247,19 @@ def test_stray_text_in_a_number_column() -> None:
     )
 
 
+def test_plain_number_forms() -> None:
+    body = b"a,b\n+5,1\n.5,2\n5.,3\n1E+5,4\n -2.5e-3 ,5\n007,6\n"
+    expected = [5.0, 0.5, 5.0, 1e5, -2.5e-3, 7.0]
+    assert numbers(read_csv(body, ReadOptions()), "a") == expected
+
+
+def test_a_late_stray_word_is_found_past_pyarrow_first_block() -> None:
+    rows = 150_000  # more than one of pyarrow's 1 MB blocks
+    body = b"a,b\n" + b"".join(b"%d,%d.5\n" % (i % 7, i) for i in range(rows)) + b"3,oops\n"
+    error = refused(read_csv, body, ReadOptions())
+    assert error.message.startswith(f"line {rows + 2}, column 2: 'oops' is text")
+
+
 def test_thousands_separators() -> None:
     error = refused(read_csv, b'a,b\n1,2\n3,"1,234"\n4,5\n', ReadOptions())
     assert (error.field, error.message) == (
@@ -473,6 +486,11 @@ def test_records_with_nulls_bools_and_absent_keys() -> None:
     assert labels(table, "c") == ["x", None, None]
     assert numbers(table, "d") == [None, None, 1.0]
     assert table.line_of(2) == 2
+
+
+def test_records_with_numbers_as_text() -> None:
+    table = read_records([{"a": "1.5"}, {"a": " 2 "}, {"a": "NA"}], ReadOptions())
+    assert numbers(table, "a") == [1.5, 2.0, None]
 
 
 def test_records_schema_category_writes_integers_without_a_point() -> None:
