@@ -185,7 +185,11 @@ class _CsvPlaces(_Places):
         self.delimiter = delimiter
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
-        """(line where it starts, cells) of each data record; blank lines skipped."""
+        """(line where it starts, cells) of each data record; blank lines skipped.
+
+        Stops early at what Python's csv module cannot read (a cell past its field
+        size limit): this only locates errors, so it must not raise one itself.
+        """
         text = self.data.decode("utf-8", errors="replace")
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
         end = self.first_line - 1
@@ -194,8 +198,8 @@ class _CsvPlaces(_Places):
                 start, end = end + 1, self.first_line - 1 + reader.line_num
                 if row:
                     yield start, row
-        except csv.Error as exc:
-            raise invalid("body", f"line {end + 1}: {exc}") from None
+        except csv.Error:
+            return
 
     @cached_property
     def _lines(self) -> list[int]:
