@@ -563,6 +563,7 @@ def _assemble(
 # --- CSV ----------------------------------------------------------------------------
 
 BOM = b"\xef\xbb\xbf"
+LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 SAMPLE_BYTES = 65536
 
 
@@ -603,8 +604,9 @@ def _undecodable(
     start = max(before.rfind(b"\n"), before.rfind(b"\r")) + 1
     text = before[start:].decode(charset, errors="replace")
     if delimiter is None:
-        _, stop, _ = _first_record(body)
-        delimiter = _detect_delimiter([body[:stop].decode(charset, errors="replace")])
+        first = _skip_blank_lines(body)
+        line_one = body[first : _line_end(body, first)].decode(charset, errors="replace")
+        delimiter = _detect_delimiter([line_one])
     column = _outside_quotes(text).count(delimiter) + 1
     return invalid(
         names[column - 1] if column <= len(names) else "body",
@@ -645,27 +647,43 @@ def _line_breaks(data: bytes) -> int:
     return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
-def _first_record(data: bytes) -> tuple[int, int, int]:
-    """(start, end, next) byte offsets of the first record that is not a blank line;
-    ``next`` is past its line break. A record ends at a line break outside quotes."""
-    start = 0
-    while start < len(data) and data[start : start + 1] in (b"\n", b"\r"):
-        start += 1
-    end = start
-    quotes = 0
+def _skip_blank_lines(data: bytes) -> int:
+    """The offset of the first byte that is not a line break."""
+    found = re.search(rb"[^\r\n]", data)
+    return found.start() if found else len(data)
+
+
+def _line_end(data: bytes, start: int) -> int:
+    """The offset of the first line break from ``start`` (or the end)."""
+    found = LINE_BREAK.search(data, start)
+    return found.start() if found else len(data)
+
+
+def _first_record(data: bytes, start: int, delimiter: str, line: int) -> tuple[list[str], int]:
+    """The cells of the record that starts at ``start`` (spaces stripped), and the
+    offset past its line break.
+
+    Read with Python's csv module, which like pyarrow takes a quote as one only at
+    the start of a cell, so that both agree on where the data rows begin. The text
+    read grows until the record ends inside it.
+    """
+    size = SAMPLE_BYTES
     while True:
-        breaks = [i for i in (data.find(b"\n", end), data.find(b"\r", end)) if i >= 0]
-        stop = min(breaks) if breaks else len(data)
-        quotes += data.count(b'"', end, stop)
-        if quotes % 2 == 0 or stop == len(data):
+        chunk = data[start : start + size]
+        text = chunk.decode("utf-8", errors="replace")
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        try:
+            row = next(reader, [])
+        except csv.Error as exc:
+            raise invalid("body", f"line {line}: {exc}") from None
+        breaks = list(itertools.islice(LINE_BREAK.finditer(chunk), reader.line_num))
+        if start + size >= len(data) or len(breaks) == reader.line_num:
             break
-        end = stop + 1
-    after = stop + (2 if data[stop : stop + 2] == b"\r\n" else 1)
-    return start, stop, min(after, len(data))
-
-
-def _cells(record: str, delimiter: str) -> list[str]:
-    return [cell.strip() for cell in next(csv.reader([record], delimiter=delimiter), [])]
+        size *= 4
+    after = start + breaks[-1].end() if len(breaks) == reader.line_num else len(data)
+    if data[after - 1 : after + 1] == b"\r\n":  # a chunk cut between CR and LF
+        after += 1
+    return [cell.strip() for cell in row], min(after, len(data))
 
 
 def _classify(cell: str, decimal: str) -> str:
@@ -721,18 +739,23 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     """
     _check_options(options)
     data = _utf8(body, options.charset, options.delimiter)
-    start, stop, after = _first_record(data)
+    start = _skip_blank_lines(data)
     if start == len(data):
         raise invalid("body", "the CSV body is empty")
-    try:
-        first_text = data[start:stop].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _undecodable(data, start + exc.start, "utf-8", delimiter=options.delimiter) from None
     first_line = _line_breaks(data[:start]) + 1
+    stop = _line_end(data, start)
     delimiter = options.delimiter or _detect_delimiter(
-        [first_text, *_sample_lines(data, after)], options.decimal
+        [
+            data[start:stop].decode("utf-8", errors="replace"),
+            *_sample_lines(data, stop),
+        ],
+        options.decimal,
     )
-    cells = _cells(first_text, delimiter)
+    cells, after = _first_record(data, start, delimiter, first_line)
+    try:
+        data[start:after].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _undecodable(data, start + exc.start, "utf-8", delimiter=delimiter) from None
     if _has_header(first_line, cells, options):
         names = cells
         _check_header(first_line, names)
