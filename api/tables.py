@@ -140,6 +140,9 @@ class ReadTable:
 class _Places:
     """Names cells in messages: ``(field, prefix)`` for a cell of a column."""
 
+    # Parquet floats may hold NaN for missing; in text, NaN is only a missing marker.
+    nan_is_missing = False
+
     def at(self, name: str, position: int, row: int) -> tuple[str, str]:
         raise NotImplementedError
 
@@ -168,6 +171,8 @@ class _ColumnPlaces(_Places):
 
 
 class _ParquetPlaces(_Places):
+    nan_is_missing = True
+
     def at(self, name: str, position: int, row: int) -> tuple[str, str]:
         return name, f"row {row}: "
 
@@ -324,8 +329,10 @@ class _Column:
     position: int
     places: _Places
     decimal: str
-    # Parquet floats may hold NaN for missing; in text, NaN is only a missing marker.
-    nan_is_missing: bool = False
+
+    @property
+    def nan_is_missing(self) -> bool:
+        return self.places.nan_is_missing
 
     def error(self, row: int, message: str) -> ApiError:
         field, prefix = self.places.at(self.name, self.position, row)
@@ -548,7 +555,7 @@ def _assemble(
             ignored.append(name)
             inferred[name] = unsupported[name]
             continue
-        reading = _Column(name, position, places, decimal, isinstance(places, _ParquetPlaces))
+        reading = _Column(name, position, places, decimal)
         built, reason = _build(
             reading, columns[name], _kind(name, options), infer_text, name in options.keep
         )
