@@ -355,7 +355,10 @@ class _Column:
                 row,
                 f"{quoted} has a point in a file read with decimal=,; write numbers like 1234,5",
             )
-        if _python_float(cell) is not None or HEX.fullmatch(cell):
+        value = _python_float(cell)
+        if value is not None and not math.isfinite(value):  # inf, -Infinity
+            return self.error(row, f"must be finite, got {quoted}")
+        if value is not None or HEX.fullmatch(cell):
             return self.error(
                 row, f"expected a plain decimal number (digits, a point, an exponent), got {quoted}"
             )
@@ -725,9 +728,7 @@ def _check_header(line: int, names: list[str]) -> None:
         if not name:
             raise invalid("body", f"line {line}, column {column}: the header row needs a name here")
         if name in seen:
-            raise invalid(
-                name, f"line {line}, column {column}: the column name {name!r} appears twice"
-            )
+            raise invalid(name, f"line {line}: the column name {name!r} appears twice")
         seen.add(name)
 
 

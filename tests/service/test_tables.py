@@ -295,7 +295,10 @@ def test_whole_columns_in_the_other_convention_are_refused_not_taken_as_text() -
 def test_numbers_beyond_float_range_and_non_plain_numbers() -> None:
     error = refused(read_csv, b"a,b\n1,2\n3,1e999\n", ReadOptions())
     assert (error.field, error.message) == ("b", "line 3, column 2: must be finite, got '1e999'")
-    for cell in ("inf", "-Infinity", "0x1F", "1_0"):
+    for cell in ("inf", "-Infinity"):
+        error = refused(read_csv, f"a,b\n1,2\n3,4\n5,{cell}\n".encode(), ReadOptions())
+        assert error.message == f"line 4, column 2: must be finite, got {cell!r}"
+    for cell in ("0x1F", "1_0", "\u0661\u0662"):
         error = refused(read_csv, f"a,b\n1,2\n3,4\n5,{cell}\n".encode(), ReadOptions())
         assert error.message == (
             "line 4, column 2: expected a plain decimal number (digits, a point, an exponent), "
@@ -337,8 +340,7 @@ def test_header_problems() -> None:
         "line 1, column 2: the header row needs a name here",
     )
     error = refused(read_csv, b"a,b,a\n1,2,3\n", ReadOptions())
-    assert error.field == "a"
-    assert "'a' appears twice" in error.message
+    assert (error.field, error.message) == ("a", "line 1: the column name 'a' appears twice")
     error = refused(read_csv, b"a,b\n\n", ReadOptions())
     assert error.message == "the CSV has a header (line 1) but no data rows"
     assert refused(read_csv, b"", ReadOptions()).message == "the CSV body is empty"
