@@ -697,13 +697,16 @@ def _first_record(data: bytes, start: int, delimiter: str, line: int) -> tuple[l
 
 
 def _classify(cell: str, decimal: str) -> str:
-    """ "missing", "number" or "text"; a number with the other mark is a number here,
-    so that the reader then refuses it with a hint instead of taking a header."""
+    """ "missing", "number" or "text"; a number with the other mark, or mistyped,
+    is a number here, so that the reader then refuses it with a hint instead of
+    taking the row for a header."""
     if cell.lower() in MISSING:
         return "missing"
     plain = NUMBER_RE[decimal].fullmatch(cell)
     other = THOUSANDS[decimal].fullmatch(cell) or OTHER_DECIMAL[decimal].fullmatch(cell)
-    return "number" if plain or other else "text"
+    # Mistyped numbers (1_0, inf, 0x1F) are data too, refused at their cell after.
+    typo = _python_float(cell) is not None or HEX.fullmatch(cell)
+    return "number" if plain or other or typo else "text"
 
 
 def _has_header(line: int, cells: list[str], options: ReadOptions) -> bool:

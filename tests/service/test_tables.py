@@ -361,6 +361,12 @@ def test_header_auto_and_absent() -> None:
     assert "?header=present or ?header=absent" in error.message
     error = refused(read_csv, b"1,2\n", ReadOptions(header="absent", names=("p",)))
     assert error.field == "names"
+    # A mistyped number makes a row of data, not a header with a name `1_0`.
+    error = refused(read_csv, b"6.4,1_0\n5.1,3.5\n", ReadOptions(header="auto"))
+    assert error.message == (
+        "line 1, column 2: expected a plain decimal number (digits, a point, an exponent), "
+        "got '1_0'"
+    )
     # Decimal commas read with decimal ".": data, refused with the hint, not a header.
     error = refused(read_csv, b"1,5;2\n3;4\n", ReadOptions(header="auto"))
     assert error.message.startswith("line 1, column 1: '1,5' has a decimal comma")
