@@ -775,8 +775,9 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     else:
         given = options.names
         if given is not None and len(given) != len(cells):
+            # The names are the columns expected (a model's inputs): the row is at fault.
             raise invalid(
-                "names", f"line {first_line} has {len(cells)} values, got {len(given)} names"
+                "body", f"line {first_line}: expected {len(given)} values, got {len(cells)}"
             )
         names = list(given) if given is not None else [f"x{i}" for i in range(len(cells))]
         if len(set(names)) != len(names):
