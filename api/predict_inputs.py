@@ -96,7 +96,7 @@ def table_frame(
     names, kinds = input_columns(model)
     params = body.params
     header = params.header if isinstance(params, PredictCsvQuery) else "present"
-    read = read_body(body, header=header, names=tuple(names), schema=kinds)
+    read = read_body(body, header=header, names=tuple(names), schema=kinds, allow_empty=True)
     frame = read.frame
     if frame.names != names and model.feature_names is None:
         raise feature_error(
@@ -117,7 +117,7 @@ def json_frame(payload: PredictRequest, model: core.Model, ignored: Collection[s
     names, kinds = input_columns(model)
     if (payload.inputs is None) == (payload.instances is None):
         raise invalid("inputs", "send the rows as either inputs or instances")
-    options = ReadOptions(schema=kinds)
+    options = ReadOptions(schema=kinds, allow_empty=True)
     if isinstance(payload.inputs, dict):
         _named(model, "inputs")
         read = read_columns(payload.inputs, options, field="inputs")

@@ -108,10 +108,25 @@ class ReadOptions:
     keep: frozenset[str] = frozenset()
     schema: Mapping[str, str] | None = None
     max_cells: int | None = None
+    # Predict bodies may hold no rows (a batch that happens to be empty); uploads may not.
+    allow_empty: bool = False
 
 
 def _row_itself(row: int) -> int:
     return row
+
+
+def _no_rows(names: Sequence[str], options: ReadOptions, problem: str) -> ReadTable:
+    """Columns without rows, of the schema's kinds, where ``allow_empty``; else a 422."""
+    if not options.allow_empty:
+        raise invalid("body", problem)
+    schema = options.schema or {}
+    kept = [name for name in names if name not in options.ignore]
+    columns = [
+        Column.category(name, []) if schema.get(name) == CATEGORY else Column.number(name, [])
+        for name in kept
+    ]
+    return ReadTable(Frame(columns), tuple(n for n in names if n in options.ignore), {})
 
 
 @dataclass(frozen=True)
@@ -786,11 +801,15 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
         rows_line = first_line
     _check_names(names, options)
     if not re.search(rb"[^\r\n]", rows):
-        raise invalid("body", f"the CSV has a header (line {first_line}) but no data rows")
+        return _no_rows(
+            names, options, f"the CSV has a header (line {first_line}) but no data rows"
+        )
     places = _CsvPlaces(rows, rows_line, delimiter)
     table = _arrow_csv(rows, names, delimiter, options, places)
     if table.num_rows == 0:
-        raise invalid("body", f"the CSV has a header (line {first_line}) but no data rows")
+        return _no_rows(
+            names, options, f"the CSV has a header (line {first_line}) but no data rows"
+        )
     _check_cells(table.num_rows, len(names), options)
     columns = {
         name: table.column(f"c{i}") for i, name in enumerate(names) if name not in options.ignore
@@ -899,7 +918,7 @@ def read_parquet(body: bytes, options: ReadOptions) -> ReadTable:
     _check_names(names, options)
     _check_cells(table.num_rows, len(names), options)
     if table.num_rows == 0:
-        raise invalid("body", "the Parquet file has no rows")
+        return _no_rows(list(table.column_names), options, "the Parquet file has no rows")
     unsupported = {}
     columns = {}
     for i, name in enumerate(names):

@@ -290,11 +290,8 @@ def test_a_row_of_empty_cells_has_no_target(client: FlaskClient) -> None:
             "\u0661\u0662",
             "expected a plain decimal number (digits, a point, an exponent), got '\u0661\u0662'",
         ),
-        (
-            "infinity",
-            "expected a plain decimal number (digits, a point, an exponent), got 'infinity'",
-        ),
-        ("-inf", "expected a plain decimal number (digits, a point, an exponent), got '-inf'"),
+        ("infinity", "must be finite, got 'infinity'"),
+        ("-inf", "must be finite, got '-inf'"),
         ("1e999", "must be finite, got '1e999'"),
     ],
 )
@@ -358,7 +355,7 @@ def test_csv_with_cr_line_ends(client: FlaskClient) -> None:
 def test_header_problems_name_the_column(client: FlaskClient) -> None:
     assert upload_error(client, "a,a,y\n1,2,0\n") == {
         "code": "validation_error",
-        "message": "line 1, column 2: the column name 'a' appears twice",
+        "message": "line 1: the column name 'a' appears twice",
         "field": "a",
     }
     assert upload_error(client, "a,,y\n1,2,0\n") == {

@@ -401,8 +401,8 @@ def test_a_headerless_csv_on_a_model_with_names(client: FlaskClient, iris12_mode
     assert narrow.status_code == 422
     assert narrow.json["error"] == {
         "code": "validation_error",
-        "message": "line 1 has 3 values, got 4 names",
-        "field": "names",
+        "message": "line 1: expected 4 values, got 3",
+        "field": "body",
     }
 
 
@@ -499,8 +499,8 @@ IRIS_HEADER = "sepal_length,sepal_width,petal_length,petal_width"
         ),
         (
             "6.4,3.2,4.5,1.5,\n5.1,3.5,1.4,0.2",
-            "line 1 has 5 values, got 4 names",
-            "names",
+            "line 1: expected 4 values, got 5",
+            "body",
         ),
         (
             "6.4,3.2,4.5,1.5\n5.1,3.5,1_4,0.2",
@@ -509,21 +509,20 @@ IRIS_HEADER = "sepal_length,sepal_width,petal_length,petal_width"
             "petal_length",
         ),
         (
-            # A mistyped number in the first row makes it neither clearly data nor a header.
+            # Not a header with a name `1_0`: a first row of data with a mistyped number.
             "6.4,1_0,4.5,1.5\n5.1,3.5,1.4,0.2",
-            "line 1 holds both numbers and names ['6.4', '1_0', '4.5', '1.5']; say whether "
-            "it is a header with ?header=present or ?header=absent",
-            "header",
+            "line 1, column 2: expected a plain decimal number (digits, a point, an exponent), "
+            "got '1_0'",
+            "sepal_width",
         ),
         (
             "6.4,3.2,4.5,1.5\n5.1,infinity,1.4,0.2",
-            "line 2, column 2: expected a plain decimal number (digits, a point, an exponent), "
-            "got 'infinity'",
+            "line 2, column 2: must be finite, got 'infinity'",
             "sepal_width",
         ),
         (
             f"{IRIS_HEADER},sepal_length\n1,2,3,4,5",
-            "line 1, column 5: the column name 'sepal_length' appears twice",
+            "line 1: the column name 'sepal_length' appears twice",
             "sepal_length",
         ),
     ],
