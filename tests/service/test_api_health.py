@@ -104,10 +104,17 @@ def test_openapi_describes_bodies_responses_and_errors(client: FlaskClient) -> N
     assert set(datasets["requestBody"]["content"]) == {
         "application/json",
         "text/csv",
-        "text/tab-separated-values",
         "application/vnd.apache.parquet",
     }
-    assert {p["name"] for p in datasets["parameters"]} == {"name", "target"}
+    assert {p["name"] for p in datasets["parameters"]} == {
+        "name",
+        "target",
+        "task",
+        "categorical",
+        "ignore",
+        "delimiter",
+        "decimal",
+    }
 
     error_ref = document["paths"]["/jobs/{job_id}"]["get"]["responses"]["404"]["content"][
         "application/json"

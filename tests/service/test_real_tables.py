@@ -79,7 +79,7 @@ def reference(
                     ]
                 ),
             ),
-            ("mlp", MLPClassifier((64,), random_state=0, max_iter=500)),
+            ("mlp", MLPClassifier(hidden_layer_sizes=(64,), random_state=0, max_iter=500)),
         ]
     )
     pipeline.fit(train[numbers + categories], train[target].astype(str))
@@ -177,7 +177,7 @@ def test_house_prices_reach_the_r2_of_scikit_learn(client: FlaskClient) -> None:
                         ]
                     ),
                 ),
-                ("mlp", MLPRegressor((64,), random_state=0, max_iter=500)),
+                ("mlp", MLPRegressor(hidden_layer_sizes=(64,), random_state=0, max_iter=500)),
             ]
         ),
         transformer=StandardScaler(),
