@@ -436,20 +436,8 @@ def parse_training(value: Any) -> TrainingConfig:
         seed=_int(raw.get("seed", 0), "seed", minimum=0),
         train_bias=_bool(raw.get("train_bias", True), "train_bias"),
         normalize=normalize,
-        validation_split=_number(
-            raw.get("validation_split", 0.0),
-            "validation_split",
-            minimum=0.0,
-            maximum=1.0,
-            exclusive_maximum=True,
-        ),
-        test_split=_number(
-            raw.get("test_split", 0.0),
-            "test_split",
-            minimum=0.0,
-            maximum=1.0,
-            exclusive_maximum=True,
-        ),
+        validation_split=_fraction(raw.get("validation_split", 0.0), "validation_split"),
+        test_split=_fraction(raw.get("test_split", 0.0), "test_split"),
         target_scaling=_choice(
             raw.get("target_scaling", "auto"), TARGET_SCALINGS, "target_scaling"
         ),

@@ -136,3 +136,20 @@ def test_the_command_line_predicts_the_documented_labels(
     header, *rows = list(csv.reader(io.StringIO(printed[index])))
     assert header == ["output_0", "output_1", "output_2", "label"]
     assert [row[-1] for row in rows] == ["setosa", "virginica"]
+
+
+def test_the_penguins_walk_through_scores_held_out_rows(
+    walk_through: tuple[list[str], list[str]],
+) -> None:
+    blocks, printed = walk_through
+    index = block_with(blocks, "name=penguins")
+    assert '"labels":["Gentoo"]' in blocks[index]
+    answers = json_answers(printed[index])
+    dataset = the_one(answers, "profile")
+    assert dataset["task"] == "classification"
+    spec = the_one(answers, "network", "training")
+    assert spec["network"]["input_dim"] == 11
+    assert spec["network"]["layers"][-1] == {"units": 3, "activation": "softmax"}
+    metrics = the_one(answers, "metrics")["metrics"]
+    assert metrics["n_samples"] == 86 and metrics["accuracy"] > 0.9
+    assert the_one(answers, "outputs")["labels"] == ["Gentoo"]
