@@ -255,18 +255,26 @@ function metricsCard(m) {
 
 // Starts with one row as wide as the model's input: an object keyed by feature
 // name when the model has names, else a list. Lists go as `inputs`, objects as
-// `instances`.
+// `instances`. A model trained on a typed table takes its raw columns: the row
+// starts from what its preprocessing fills a missing cell with (the median, or
+// the first category), so that it predicts as it stands.
 function predictForm(model, box) {
   const modelId = model.id, spec = model.spec;
   const names = spec.feature_names;
-  const row = names ? Object.fromEntries(names.map((name) => [name, 0])) : Array(spec.input_dim).fill(0);
+  const columns = Object.fromEntries((spec.preprocess?.columns || []).map((c) => [c.name, c]));
+  const typical = (name) => {
+    const c = columns[name];
+    if (!c) return 0;
+    return c.kind === "category" ? (c.categories[0] ?? null) : (c.fill ?? 0);
+  };
+  const row = names ? Object.fromEntries(names.map((name) => [name, typical(name)])) : Array(spec.input_dim).fill(0);
   const input = el("textarea", { rows: "4", id: "predict-input", "data-width": String(spec.input_dim) });
   input.value = JSON.stringify([row]);
   const output = el("pre", { id: "predict-output" });
   const button = el("button", { type: "submit" }, "Predict");
-  const help = names
-    ? `Rows as JSON: objects keyed by ${names.join(", ")}, or lists of ${spec.input_dim} numbers in that order.`
-    : `Rows as JSON: lists of ${spec.input_dim} numbers.`;
+  const help = !names ? `Rows as JSON: lists of ${spec.input_dim} numbers.`
+    : spec.preprocess ? `Rows as JSON: objects keyed by ${names.join(", ")} (null for a missing value).`
+      : `Rows as JSON: objects keyed by ${names.join(", ")}, or lists of ${spec.input_dim} numbers in that order.`;
   const form = el("form", { class: "card" }, el("h2", {}, `Predict with model #${modelId}`),
     el("p", {}, help), input, button, output);
   form.addEventListener("submit", async (event) => {
@@ -278,7 +286,7 @@ function predictForm(model, box) {
         method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(named ? { instances: rows } : { inputs: rows }) });
       output.textContent = JSON.stringify(answer, null, 2);
-    } catch (error) { output.textContent = error.message; }
+    } catch (error) { output.textContent = error.full || error.message; }
   });
   box.replaceChildren(form);
 }
@@ -414,7 +422,7 @@ const DEFAULT_JOB = {
 };
 
 function jobForm(datasetId) {
-  const spec = el("textarea", { id: "job-spec", rows: "12", spellcheck: "false" });
+  const spec = el("textarea", { id: "job-spec", rows: "18", spellcheck: "false" });
   spec.value = JSON.stringify(DEFAULT_JOB, null, 2);
   const problem = el("p", { id: "job-error", class: "error", role: "alert" });
   const button = el("button", { type: "submit", id: "job-submit" }, "Train");
