@@ -308,36 +308,55 @@ function headerNames(text, delimiter) {
   return names.filter((name) => name !== "");
 }
 
+// The API's own guess when no delimiter is given: the candidate found most often
+// in the header outside quotes (ties: the first listed), else a comma.
+function guessDelimiter(text) {
+  const line = text.split(/\r?\n/, 1)[0].replace(/"[^"]*"/g, "");
+  const counts = [",", ";", "\t", "|"].map((c) => [c, line.split(c).length - 1]);
+  const [best, most] = counts.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return most ? best : ",";
+}
+
 function uploadForm() {
   const file = el("input", { type: "file", id: "upload-file", name: "file", accept: ".csv,.tsv,.txt,text/csv", required: "" });
   const name = el("input", { id: "upload-name", name: "name", required: "", placeholder: "penguins" });
-  const delimiter = el("input", { id: "upload-delimiter", name: "delimiter", value: ",", size: "2", maxlength: "1" });
+  const delimiter = el("input", { id: "upload-delimiter", name: "delimiter", placeholder: "auto", size: "4", maxlength: "1" });
+  const decimal = el("input", { id: "upload-decimal", name: "decimal", value: ".", size: "2", maxlength: "1" });
+  const charset = el("select", { id: "upload-charset", name: "charset" },
+    ...["utf-8", "windows-1252", "iso-8859-1", "utf-16"].map((c) => el("option", { value: c }, c)));
   const target = el("select", { id: "upload-target", name: "target", multiple: "", size: "4", required: "", disabled: "" });
   const task = el("select", { id: "upload-task", name: "task" },
     ...["auto", "classification", "regression", "multilabel"].map((t) => el("option", { value: t }, t)));
   const button = el("button", { type: "submit", id: "upload-submit" }, "Upload");
   const problem = el("p", { id: "upload-error", class: "error", role: "alert" });
   const label = (text, input, hint = "") => el("label", {}, el("span", {}, text), input, hint ? el("small", {}, hint) : "");
-  const form = el("form", { id: "upload", class: "card" }, el("h2", {}, "Upload a CSV file"),
+  const form = el("form", { id: "upload", class: "card" }, el("h2", {}, "Upload a CSV or TSV file"),
     el("div", { class: "fields" }, label("file", file), label("name", name), label("delimiter", delimiter),
+      label("decimal mark", decimal), label("encoding", charset),
       label("target column(s)", target, "Ctrl-click for several"), label("task", task, "auto: from the target's values")),
     button, problem);
 
+  // A .tsv file goes as tab-separated values, whose delimiter is the tab.
+  const tabs = () => /\.(tsv|tab)$/i.test(file.files[0]?.name || "");
   async function readHeader() {
     const chosen = file.files[0];
     target.replaceChildren();
     target.disabled = true;
     if (!chosen) return;
     if (!name.value) name.value = chosen.name.replace(/\.[^.]*$/, "");
+    delimiter.disabled = tabs();
+    if (tabs()) delimiter.value = "";
+    delimiter.placeholder = tabs() ? "tab" : "auto";
     // The header is in the first few kilobytes; no need to read a large file whole.
-    const names = headerNames(await chosen.slice(0, 65536).text(), delimiter.value || ",");
+    const head = new TextDecoder(charset.value).decode(await chosen.slice(0, 65536).arrayBuffer());
+    const names = headerNames(head, tabs() ? "\t" : delimiter.value || guessDelimiter(head));
     target.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
     target.disabled = names.length === 0;
     // The last column is the usual place for the label.
     if (names.length) target.options[names.length - 1].selected = true;
   }
   file.addEventListener("change", () => readHeader().catch((error) => { problem.textContent = error.message; }));
-  delimiter.addEventListener("change", () => readHeader().catch(() => {}));
+  for (const input of [delimiter, charset]) input.addEventListener("change", () => readHeader().catch(() => {}));
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -346,10 +365,12 @@ function uploadForm() {
     if (!targets.length) { problem.textContent = "Pick the target column."; return; }
     const query = new URLSearchParams({ name: name.value.trim(), target: targets.join(",") });
     if (task.value !== "auto") query.set("task", task.value);
-    if (delimiter.value && delimiter.value !== ",") query.set("delimiter", delimiter.value);
+    if (!tabs() && delimiter.value) query.set("delimiter", delimiter.value);
+    if (decimal.value && decimal.value !== ".") query.set("decimal", decimal.value);
+    const type = `${tabs() ? "text/tab-separated-values" : "text/csv"}; charset=${charset.value}`;
     button.disabled = true;
     try {
-      const dataset = await api(`/datasets?${query}`, { method: "POST", headers: { "Content-Type": "text/csv" }, body: file.files[0] });
+      const dataset = await api(`/datasets?${query}`, { method: "POST", headers: { "Content-Type": type }, body: file.files[0] });
       location.hash = `#/datasets/${dataset.id}`;
     } catch (error) {
       problem.textContent = error.full || error.message;
