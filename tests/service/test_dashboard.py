@@ -76,6 +76,8 @@ def test_the_loss_curve_grows_while_the_job_trains(
                 "optimizer": "adam",
                 "normalize": "standardize",
                 "validation_split": 0.2,
+                # a fifth held out, so that the page (and the README's picture) has scores
+                "test_split": 0.2,
             },
         },
         key,
@@ -139,6 +141,8 @@ def test_the_loss_curve_grows_while_the_job_trains(
         page.wait_for_function(
             "document.getElementById('predict-output').textContent.includes('setosa')"
         )
+        page.wait_for_selector("#confusion")
+        assert page.locator("#metrics-rows").text_content() == "30 test rows held out of training"
         refresh = os.environ.get("BACKPROP_UPDATE_SCREENSHOT") == "1"
         screenshot = ROOT / "docs" / "dashboard.png" if refresh else tmp_path / "dashboard.png"
         page.screenshot(path=str(screenshot), full_page=True)
