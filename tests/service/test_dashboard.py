@@ -448,3 +448,48 @@ def test_a_csv_uploaded_through_the_page_trains_and_is_scored(
         )
         assert errors == []
         browser.close()
+
+
+def test_a_regression_model_shows_its_errors(live_api: tuple[str, str], tmp_path: Path) -> None:
+    """The penguins' body mass predicted from the rest: MAE, RMSE and R² of the rows
+    held out, as the model has them, and no confusion matrix."""
+    from palmerpenguins import load_penguins
+
+    base, key = live_api
+    path = tmp_path / "penguins.csv"
+    # The service refuses rows without a target: the two penguins never weighed go.
+    load_penguins().dropna(subset=["body_mass_g"]).to_csv(path, index=False)
+    import urllib.request
+
+    upload = urllib.request.Request(
+        f"{base}/datasets?name=mass&target=body_mass_g&task=regression",
+        data=path.read_bytes(),
+        method="POST",
+        headers={"Content-Type": "text/csv", "Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(upload) as response:
+        dataset = json.loads(response.read())
+    body = {
+        "dataset_id": dataset["id"],
+        "network": {"layers": [{"units": 16, "activation": "relu"}]},
+        "training": {"epochs": 100, "optimizer": "adam", "normalize": "standardize",
+                     "test_split": 0.25},
+    }  # fmt: skip
+    status, job = call(base, "POST", "/jobs", body, key)
+    assert status == 202, job
+    done = finished_job(base, job["id"], key, timeout=120)
+    assert done["status"] == "succeeded", done
+    metrics = call(base, "GET", f"/models/{done['model_id']}", key=key)[1]["metrics"]
+    with playwright.sync_playwright() as p:
+        browser, page, errors = _open_dashboard(p, base, key)
+        page.goto(f"{base}/#/jobs/{job['id']}")
+        page.wait_for_selector("#metrics[data-task=regression]")
+        shown = page.locator("#scores tr[data-metric]").evaluate_all(
+            "rows => rows.map(r => [r.dataset.metric, r.cells[1].textContent])"
+        )
+        assert [name for name, _ in shown] == ["mae", "rmse", "r2"]
+        for name, value in shown:
+            assert float(value) == pytest.approx(metrics[name], rel=1e-3), name
+        assert page.locator("#confusion").count() == 0
+        assert errors == []
+        browser.close()
