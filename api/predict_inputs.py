@@ -62,16 +62,20 @@ def _npy(array: np.ndarray[Any, Any], names: list[str]) -> Frame:
     return Frame.from_arrays(array, names)
 
 
-def _by_name(frame: Frame, names: list[str], ignored: Collection[str], where: str) -> Frame:
-    """The model's columns of ``frame``, in input order (400 for a missing or unknown one)."""
+def _by_name(
+    frame: Frame, names: list[str], ignored: Collection[str], where: str, line: str = ""
+) -> Frame:
+    """The model's columns of ``frame``, in input order (400 for a missing or unknown one);
+    ``where`` prefixes the field, ``line`` the message."""
     for name in frame.names:
         if name not in names and name not in ignored:
             raise feature_error(
-                f"{where}{name}", f"unknown column {name!r}; the model takes {', '.join(names)}"
+                f"{where}{name}",
+                f"{line}unknown column {name!r}; the model takes {', '.join(names)}",
             )
     for name in names:
         if name not in frame:
-            raise feature_error(f"{where}{name}", f"missing feature column {name!r}")
+            raise feature_error(f"{where}{name}", f"{line}missing feature column {name!r}")
     return frame.select(names)
 
 
@@ -92,16 +96,16 @@ def table_frame(
     names, kinds = input_columns(model)
     params = body.params
     header = params.header if isinstance(params, PredictCsvQuery) else "present"
-    read = read_body(body, header=header, names=tuple(names), schema=kinds)
+    read = read_body(body, header=header, names=tuple(names), schema=kinds, allow_empty=True)
     frame = read.frame
     if frame.names != names and model.feature_names is None:
         raise feature_error(
             "header",
-            "the body has a header, but this model's dataset had no column names, so its "
+            "line 1 is a header, but this model's dataset had no column names, so its "
             "columns cannot be matched by name; send rows of numbers in the model's input "
             "order without a header, or pass ?header=absent if the first row is data",
         )
-    selected = _by_name(frame, names, ignored, "")
+    selected = _by_name(frame, names, ignored, "", "" if body.is_parquet else "line 1: ")
     if with_targets:
         kept = [name for name in ignored if name in frame]
         return Frame([*selected, *frame.select(kept)])
@@ -113,7 +117,7 @@ def json_frame(payload: PredictRequest, model: core.Model, ignored: Collection[s
     names, kinds = input_columns(model)
     if (payload.inputs is None) == (payload.instances is None):
         raise invalid("inputs", "send the rows as either inputs or instances")
-    options = ReadOptions(schema=kinds)
+    options = ReadOptions(schema=kinds, allow_empty=True)
     if isinstance(payload.inputs, dict):
         _named(model, "inputs")
         read = read_columns(payload.inputs, options, field="inputs")

@@ -384,6 +384,13 @@ class PredictCsvQuery(TableQuery):
     )
 
 
+class EvaluateCsvQuery(PredictCsvQuery):
+    """Query parameters of a CSV body to ``POST /models/<id>/evaluate``: rows with their
+    target columns."""
+
+    body_example: ClassVar[str] = "x1,x2,y\n0,1,1\n1,1,0\n"
+
+
 class PageQuery(Query):
     limit: int = Field(default=50, ge=1, le=500)
     after: Id | None = Field(default=None, description="Cursor: `next_after` of the last page.")
@@ -457,6 +464,26 @@ class DatasetOut(Out):
             "feature_names": ["x1", "x2"],
             "target_names": ["y"],
             "classes": None,
+            "task": "regression",
+            "profile": {
+                "n_rows": 4,
+                "task": "regression",
+                "columns": [
+                    {
+                        "name": "x1",
+                        "type": "number",
+                        "role": "feature",
+                        "missing": 0,
+                        "distinct": 2,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "mean": 0.5,
+                        "std": 0.5,
+                        "histogram": {"edges": [0.0, 0.5, 1.0], "counts": [2, 2]},
+                    }
+                ],
+                "class_balance": None,
+            },
             "sha256": "9c1f0e4b" * 8,
             "created_at": "2026-01-01T12:00:00Z",
         }
@@ -625,12 +652,18 @@ class ModelWeights(Out):
     normalization: dict[str, Any] | None
     classes: list[str] | None
     feature_names: list[str] | None = None
+    preprocess: dict[str, Any] | None = Field(
+        default=None, description="How the input columns are encoded (models of tables)."
+    )
+    target: dict[str, Any] | None = Field(
+        default=None, description="How outputs are read: task, classes, target scaling."
+    )
 
 
 # Not an Out: the predict view refuses an output that is not finite, so the walk
 # that makes such numbers null would only slow the largest answers (3x at 100k rows).
 class PredictOut(BaseModel):
-    model_config = _example({"outputs": [[0.981], [0.024]]})
+    model_config = _example({"outputs": [[0.981], [0.024]], "output_names": ["y"]})
 
     outputs: list[list[float]]
     predictions: list[list[float]] | None = Field(

@@ -187,6 +187,14 @@ def as_classes(column: Column) -> Column:
     return Column.category(column.name, labels)
 
 
+def _looks_numeric(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
+
+
 def from_table(
     read: ReadTable, targets: list[str], task: str | None, max_cells: int, field: str = "target"
 ) -> Upload:
@@ -208,7 +216,9 @@ def from_table(
                 "it is ignored" if name in read.ignored else None
             )
             detail = f" ({why})" if why else f"; the columns are {frame.names}"
-            raise invalid(field, f"no column {name!r} to predict{detail}")
+            if not why and all(_looks_numeric(column) for column in frame.names):
+                detail += " (line 1 holds numbers: the CSV needs a header row first)"
+            raise invalid(field, f"no column {name!r}{detail}")
     features = [name for name in frame.names if name not in targets]
     if not features:
         raise invalid(field, "every column is a target; at least one must be a feature")
@@ -231,7 +241,12 @@ def from_table(
     kinds = {frame[name].kind for name in targets}
     if task is None:
         if CATEGORY in kinds and len(targets) > 1:
-            raise invalid(field, "several target columns must all hold numbers (0/1 for labels)")
+            text = next(name for name in targets if frame[name].kind == CATEGORY)
+            raise invalid(
+                text,
+                f"column {text!r} holds text; several target columns must all hold numbers "
+                "(0/1 for labels), or name one column of class labels",
+            )
         task = infer_task(frame.select(targets))
     if task in ("regression", "multilabel") and CATEGORY in kinds:
         text = next(name for name in targets if frame[name].kind == CATEGORY)

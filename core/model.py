@@ -142,6 +142,10 @@ class Model:
     def describe(self) -> dict[str, Any]:
         """Everything but the weights, as JSON-ready values."""
         dims = [self.network.input_dim] + [w.shape[0] for w in self.network.weights]
+        # A table's number columns are normalized inside the preprocessing.
+        normalizer = self.normalizer
+        if normalizer is None and self.preprocessor is not None:
+            normalizer = self.preprocessor.normalizer
         return {
             "format": FORMAT_VERSION,
             "input_dim": dims[0],
@@ -151,7 +155,7 @@ class Model:
             ],
             "loss": self.loss,
             "dtype": str(self.network.dtype),
-            "normalization": self.normalizer.to_dict() if self.normalizer else None,
+            "normalization": None if normalizer is None else normalizer.to_dict(),
             "classes": self.classes,
             "feature_names": self.feature_names,
             "preprocess": None if self.preprocessor is None else self.preprocessor.to_json(),
@@ -183,7 +187,7 @@ class Model:
         network = Network([la.activation for la in spec.layers], weights, biases)
         norm = data.get("normalization")
         normalizer = None
-        if norm is not None:
+        if norm is not None and data.get("preprocess") is None:
             shift = vector(norm["shift"], "normalization.shift", spec.input_dim)
             scale = vector(norm["scale"], "normalization.scale", spec.input_dim)
             normalizer = Normalizer(norm["method"], shift, scale)
@@ -205,8 +209,9 @@ class Model:
             arrays["normalization/shift"] = self.normalizer.shift
             arrays["normalization/scale"] = self.normalizer.scale
         meta = self.describe()
-        if meta["normalization"] is not None:
-            meta["normalization"] = {"method": self.normalizer.method}  # type: ignore[union-attr]
+        meta["normalization"] = (
+            None if self.normalizer is None else {"method": self.normalizer.method}
+        )
         return pack(arrays, meta)
 
     @classmethod

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._types import Array
+from .activations import ACTIVATIONS
 from .data import Rows, split_rows
 from .errors import SpecError
 from .frame import CATEGORY, Frame
@@ -199,7 +200,9 @@ def _resolve_network(
     units, activation, _ = target.output_layer()
     last = layers[-1].get("units")
     binary = target.task == "classification" and len(target.classes or ()) == 2
-    if last == units or (binary and last == 2):
+    # A softmax can only be an output: a wrong width there is the spec's mistake to name.
+    distribution = getattr(ACTIVATIONS.get(layers[-1].get("activation", "")), "distribution", False)
+    if last == units or (binary and last == 2) or distribution:
         return resolved, False
     resolved["layers"] = [*layers, {"units": units, "activation": activation}]
     return resolved, True

@@ -45,9 +45,12 @@ def _from_json(payload: DatasetCreate, max_cells: int) -> Upload:
 @body(DatasetCreate, csv=DatasetCsvQuery)
 @responds(201, DatasetOut, headers={"Location": "URL of the new dataset"})
 def create_dataset(payload: DatasetCreate | TableBody) -> tuple[DatasetOut, dict[str, str]]:
-    """Store a dataset: JSON arrays or records, or a CSV or Parquet body with
-    `?name=&target=`. Columns are typed on the way in (numbers, categories,
-    ignored); `GET /datasets/<id>` shows the profile."""
+    """Store a dataset: JSON arrays or records, or a CSV or Parquet body.
+
+    A CSV (or `text/tab-separated-values`) or Parquet body takes `?name=&target=`.
+    Columns are typed on the way in (numbers, categories, ignored);
+    `GET /datasets/<id>` shows the profile.
+    """
     limit = state().settings.max_dataset_cells
     if isinstance(payload, TableBody):
         params = payload.params

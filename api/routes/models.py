@@ -27,6 +27,7 @@ from ..predict_inputs import (
     table_frame,
 )
 from ..schemas import (
+    EvaluateCsvQuery,
     EvaluateRequest,
     Metrics,
     ModelOut,
@@ -132,7 +133,7 @@ def predict(model_id: int, payload: PredictRequest | TableBody | NpyBody) -> Pre
 
 
 @bp.post("/<id:model_id>/evaluate")
-@body(EvaluateRequest, csv=PredictCsvQuery)
+@body(EvaluateRequest, csv=EvaluateCsvQuery)
 @responds(200, Metrics, errors=(400, 404))
 def evaluate_model(model_id: int, payload: EvaluateRequest | TableBody) -> Metrics:
     """Score the model on rows with known targets, as held-out rows are scored.

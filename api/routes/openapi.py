@@ -18,7 +18,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
 from ..auth import PUBLIC_ENDPOINTS
-from ..decorators import CSV, JSON, NPY, PARQUET, TSV, Contract, contract_of, responds
+from ..decorators import CSV, JSON, NPY, PARQUET, Contract, contract_of, responds
 from ..schemas import DOC_MODELS, MAX_ID, ErrorOut
 
 bp = Blueprint("openapi", __name__)
@@ -166,7 +166,6 @@ def build_document(app: Flask) -> dict[str, Any]:
                 content[CSV] = {"schema": {"type": "string"}}
                 if csv_example is not None:
                     content[CSV]["example"] = csv_example
-                content[TSV] = {"schema": {"type": "string"}}
                 content[PARQUET] = {"schema": {"type": "string", "format": "binary"}}
             if contract.npy:
                 content[NPY] = {"schema": {"type": "string", "format": "binary"}}

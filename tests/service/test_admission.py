@@ -9,11 +9,6 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-import core
-from api.admission import Plan, check_table
-from api.errors import ApiError
-from api.schemas import DatasetCsvQuery
-from api.uploads import from_csv
 from store.settings import Settings
 
 from .api_helpers import client_for, leftover_jobs_cancelled, post_job, train_in_process
@@ -21,35 +16,40 @@ from .api_helpers import client_for, leftover_jobs_cancelled, post_job, train_in
 CASES = Path(__file__).parents[1] / "core" / "cases"
 
 
-def plan(network: dict[str, Any], training: dict[str, Any]) -> Plan:
-    spec, config = core.parse_network(network), core.parse_training(training)
-    return Plan(spec, config, core.resolve_loss(spec, config))
-
-
-def spam_table() -> Any:
+def spam_dataset(client: FlaskClient) -> int:
     # Issue case c02: two class labels, "no" and "yes", in a CSV upload.
     text = (CASES / "c02_binary_strings.csv").read_text()
-    return from_csv(text, DatasetCsvQuery(name="spam", target="spam"), max_cells=10_000)
+    response = client.post("/datasets?name=spam&target=spam", data=text, content_type="text/csv")
+    assert response.status_code == 201, response.json
+    return int(response.json["id"])
 
 
-def test_two_classes_train_one_sigmoid_unit() -> None:
-    table = spam_table()
-    assert table.classes == ["no", "yes"] and table.targets.shape == (6, 2)
+def test_two_classes_train_one_sigmoid_unit_or_two_softmax_units(client: FlaskClient) -> None:
+    dataset_id = spam_dataset(client)
     one_unit = {"input_dim": 2, "layers": [{"units": 1, "activation": "sigmoid"}]}
-    check_table(plan(one_unit, {"epochs": 5, "loss": "binary_crossentropy"}), table)
+    job = post_job(client, dataset_id=dataset_id, network=one_unit, training={"epochs": 5})
+    spec = client.get(f"/jobs/{job['id']}/spec").json
+    assert spec["network"]["layers"] == [{"units": 1, "activation": "sigmoid"}]
     two_units = {"input_dim": 2, "layers": [{"units": 2, "activation": "softmax"}]}
-    check_table(plan(two_units, {"epochs": 5}), table)
+    job = post_job(client, dataset_id=dataset_id, network=two_units, training={"epochs": 5})
+    assert client.get(f"/jobs/{job['id']}/spec").json["network"]["layers"] == two_units["layers"]
+
+
+def test_hidden_layers_only_get_the_output_layer_the_task_needs(client: FlaskClient) -> None:
+    dataset_id = spam_dataset(client)
+    hidden = {"layers": [{"units": 3, "activation": "relu"}]}
+    job = post_job(client, dataset_id=dataset_id, network=hidden, training={"epochs": 5})
+    spec = client.get(f"/jobs/{job['id']}/spec").json
+    assert spec["network"] == {
+        "input_dim": 2,
+        "layers": [{"units": 3, "activation": "relu"}, {"units": 1, "activation": "sigmoid"}],
+    }
+    assert spec["training"]["loss"] == "binary_crossentropy"
 
 
 @pytest.mark.parametrize(
     ("layer", "training", "field", "message"),
     [
-        (
-            {"units": 3, "activation": "sigmoid"},
-            {"epochs": 5},
-            "network.layers[0].units",
-            "is 3 but the dataset has 2 classes: use 2 (or 1 for two classes)",
-        ),
         (
             {"units": 1, "activation": "softmax"},
             {"epochs": 5},
@@ -65,11 +65,18 @@ def test_two_classes_train_one_sigmoid_unit() -> None:
     ],
 )
 def test_refusals_name_the_field(
-    layer: dict[str, Any], training: dict[str, Any], field: str, message: str
+    client: FlaskClient, layer: dict[str, Any], training: dict[str, Any], field: str, message: str
 ) -> None:
-    with pytest.raises(ApiError) as info:
-        check_table(plan({"input_dim": 2, "layers": [layer]}, training), spam_table())
-    assert (info.value.status, info.value.field, str(info.value)) == (422, field, message)
+    response = client.post(
+        "/jobs",
+        json={
+            "dataset_id": spam_dataset(client),
+            "network": {"input_dim": 2, "layers": [layer]},
+            "training": training,
+        },
+    )
+    assert response.status_code == 422, response.json
+    assert (response.json["error"]["field"], response.json["error"]["message"]) == (field, message)
 
 
 def test_the_openapi_names_are_the_engine_registries() -> None:

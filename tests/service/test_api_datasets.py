@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +20,7 @@ from .api_helpers import (
     leftover_jobs_cancelled,
     post_dataset,
     post_job,
+    stored_frame,
 )
 from .processes import ROOT
 
@@ -32,10 +32,21 @@ def client(service_settings: Settings) -> Iterator[FlaskClient]:
 
 
 def stored_arrays(dataset_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stored features as numbers, and the targets (class labels one-hot)."""
+    frame = stored_frame(dataset_id)
     with Session.begin() as session:
-        dataset = q.get_dataset(session, dataset_id, with_data=True)
+        dataset = q.get_dataset(session, dataset_id)
         assert dataset is not None
-        return q.unpack_arrays(dataset.data)
+        targets = list(dataset.target_names or ())
+    inputs = np.column_stack([frame[name].values for name in frame.names if name not in targets])
+    columns = []
+    for name in targets:
+        column = frame[name]
+        if column.kind == "category":
+            columns.append(np.eye(len(column.categories))[column.values])
+        else:
+            columns.append(column.values.reshape(-1, 1))
+    return inputs, np.hstack(columns)
 
 
 def test_json_dataset_with_numeric_targets(client: FlaskClient) -> None:
@@ -51,8 +62,7 @@ def test_json_dataset_with_numeric_targets(client: FlaskClient) -> None:
     inputs, targets = stored_arrays(body["id"])
     np.testing.assert_array_equal(inputs, XOR["inputs"])
     np.testing.assert_array_equal(targets, XOR["targets"])
-    expected = hashlib.sha256(inputs.tobytes() + targets.tobytes()).hexdigest()
-    assert body["sha256"] == expected
+    assert body["sha256"] == stored_frame(body["id"]).sha256()
 
 
 def test_json_dataset_with_a_flat_list_of_numbers_as_targets(client: FlaskClient) -> None:
@@ -65,7 +75,7 @@ def test_json_dataset_with_a_flat_list_of_numbers_as_targets(client: FlaskClient
 def test_json_dataset_with_class_labels_is_one_hot(client: FlaskClient) -> None:
     body = post_dataset(client, targets=["dog", "cat", "emu", "cat"])
     assert body["classes"] == ["cat", "dog", "emu"]
-    assert body["n_targets"] == 3
+    assert body["n_targets"] == 1 and body["task"] == "classification"
     _, targets = stored_arrays(body["id"])
     np.testing.assert_array_equal(targets, [[0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 0, 0]])
 
@@ -77,7 +87,7 @@ def test_csv_dataset_with_class_labels(client: FlaskClient) -> None:
     assert response.status_code == 201, response.json
     body = response.json
     assert body["name"] == "iris"
-    assert (body["n_samples"], body["n_features"], body["n_targets"]) == (9, 4, 3)
+    assert (body["n_samples"], body["n_features"], body["n_targets"]) == (9, 4, 1)
     assert body["classes"] == ["setosa", "versicolor", "virginica"]
     assert body["feature_names"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     assert body["target_names"] == ["species"]
@@ -131,7 +141,10 @@ def test_blank_lines_before_the_header_are_skipped(client: FlaskClient) -> None:
     )
     assert response.status_code == 422
     # The line number counts the blank lines too.
-    assert response.json["error"]["message"] == "line 5, column 1: expected a number, got 'oops'"
+    assert response.json["error"]["message"] == (
+        "line 5, column 1: 'oops' is text in a column of numbers; "
+        "pass categorical=x if this column holds categories"
+    )
     assert response.json["error"]["field"] == "x"
 
 
@@ -225,9 +238,9 @@ def test_dataset_cell_limit(service_settings: Settings) -> None:
     assert csv.json["error"]["code"] == "limit_exceeded"
 
 
-def test_one_hot_labels_count_toward_the_cell_limit(service_settings: Settings) -> None:
-    # 4 rows x (2 features + 4 classes) = 24 values, although the JSON holds only 12.
-    small = client_for(service_settings, max_dataset_cells=20)
+def test_the_cell_limit_counts_the_stored_columns(service_settings: Settings) -> None:
+    # 4 rows x (2 features + 1 column of labels) = 12 values.
+    small = client_for(service_settings, max_dataset_cells=10)
     response = small.post(
         "/datasets", json={"name": "wide", "inputs": XOR["inputs"], "targets": ["a", "b", "c", "d"]}
     )
@@ -247,24 +260,26 @@ def upload_error(client: FlaskClient, text: str, target: str = "y") -> dict[str,
 
 
 @pytest.mark.parametrize(
-    ("text", "message", "field"),
-    [
-        # A row of empty cells is a row of missing values, not a blank line.
-        ("a,b,y\n1,2,0\n,,\n3,4,1\n", "line 3: a row of empty cells; ", "body"),
-        ("a,b,y\n1,2,0\n   \n3,4,1\n", "line 3: a row of empty cells; ", "body"),
-        ("a,b,y\n1,2,0\n3,,1\n", "line 3, column 2: an empty cell; ", "b"),
-        ("a,b,y\n1,2,0\nNA,4,1\n", "line 3, column 1: 'NA' marks a missing value; ", "a"),
-    ],
+    ("text", "column", "missing"),
+    [("a,b,y\n1,2,0\n3,,1\n", "b", 1), ("a,b,y\n1,2,0\nNA,4,1\nnan,5,0\n", "a", 2)],
 )
-def test_a_missing_value_is_refused_at_its_line_and_column(
-    client: FlaskClient, text: str, message: str, field: str
+def test_a_missing_feature_value_is_kept_as_missing(
+    client: FlaskClient, text: str, column: str, missing: int
 ) -> None:
-    error = upload_error(client, text)
-    assert error == {
-        "code": "validation_error",
-        "message": message + "missing values are not supported until a later release",
-        "field": field,
-    }
+    response = client.post("/datasets?name=gaps&target=y", data=text, content_type="text/csv")
+    assert response.status_code == 201, response.json
+    profile = {c["name"]: c for c in response.json["profile"]["columns"]}
+    assert profile[column]["missing"] == missing
+    assert np.isnan(stored_frame(response.json["id"])[column].values).sum() == missing
+
+
+def test_a_row_of_empty_cells_has_no_target(client: FlaskClient) -> None:
+    # A row of empty cells is a row of missing values, not a blank line.
+    error = upload_error(client, "a,b,y\n1,2,0\n,,\n3,4,1\n")
+    assert error["field"] == "y"
+    assert error["message"].startswith("line 3: the target 'y' is missing here")
+    spaces = upload_error(client, "a,b,y\n1,2,0\n   \n3,4,1\n")
+    assert spaces["message"] == "line 3: expected 3 values, got 1"
 
 
 @pytest.mark.parametrize(
@@ -278,10 +293,6 @@ def test_a_missing_value_is_refused_at_its_line_and_column(
         ("infinity", "must be finite, got 'infinity'"),
         ("-inf", "must be finite, got '-inf'"),
         ("1e999", "must be finite, got '1e999'"),
-        (
-            "nan",
-            "'nan' marks a missing value; missing values are not supported until a later release",
-        ),
     ],
 )
 def test_only_plain_decimal_numbers_are_numbers(
@@ -305,29 +316,30 @@ def test_a_missing_target_is_not_a_class(client: FlaskClient) -> None:
     text = (CASES / "c09_target_with_NA.csv").read_text()
     assert upload_error(client, text, "price") == {
         "code": "validation_error",
-        "message": "line 4, column 3: 'NA' marks a missing value; "
-        "missing values are not supported until a later release",
+        "message": "line 4: the target 'price' is missing here (1 rows have no target); "
+        "remove those rows or fill them in",
         "field": "price",
     }
     for marker in ("", "n/a", "NULL", "NaN", "?"):
         error = upload_error(client, f"x,label\n1,cat\n2,{marker}\n3,dog\n", "label")
         assert error["field"] == "label"
-        assert error["message"].startswith("line 3, column 2: ")
-        assert error["message"].endswith("missing values are not supported until a later release")
+        assert error["message"].startswith("line 3: the target 'label' is missing here")
 
 
 def test_a_target_column_mixing_numbers_and_text_is_refused(client: FlaskClient) -> None:
     stray_word = upload_error(client, "x,y\n1,10\n2,20\n3,x\n4,40\n")
     assert stray_word == {
         "code": "validation_error",
-        "message": "line 4, column 2: 'x' is text in a column of numbers; a target column "
-        "holds either numbers (regression) or class labels (classification)",
+        "message": "line 4, column 2: 'x' is text in a column of numbers; "
+        "pass categorical=y if this column holds categories",
         "field": "y",
     }
-    stray_number = upload_error(client, "x,y\n1,cat\n2,7\n3,dog\n")
-    assert stray_number["message"].startswith(
-        "line 3, column 2: '7' is a number among class labels; "
+    # Mostly text: a column of labels, one of which is written with digits.
+    labels = client.post(
+        "/datasets?name=l&target=y", data="x,y\n1,cat\n2,7\n3,dog\n", content_type="text/csv"
     )
+    assert labels.status_code == 201, labels.json
+    assert labels.json["classes"] == ["7", "cat", "dog"]
 
 
 def test_csv_with_cr_line_ends(client: FlaskClient) -> None:

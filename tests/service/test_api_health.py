@@ -101,8 +101,20 @@ def test_openapi_describes_bodies_responses_and_errors(client: FlaskClient) -> N
     assert "Location" in create_job["responses"]["202"]["headers"]
 
     datasets = document["paths"]["/datasets"]["post"]
-    assert set(datasets["requestBody"]["content"]) == {"application/json", "text/csv"}
-    assert {p["name"] for p in datasets["parameters"]} == {"name", "target"}
+    assert set(datasets["requestBody"]["content"]) == {
+        "application/json",
+        "text/csv",
+        "application/vnd.apache.parquet",
+    }
+    assert {p["name"] for p in datasets["parameters"]} == {
+        "name",
+        "target",
+        "task",
+        "categorical",
+        "ignore",
+        "delimiter",
+        "decimal",
+    }
 
     error_ref = document["paths"]["/jobs/{job_id}"]["get"]["responses"]["404"]["content"][
         "application/json"

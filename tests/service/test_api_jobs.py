@@ -111,17 +111,6 @@ MISMATCHES = [
         id="input_dim-vs-features",
     ),
     pytest.param(
-        "xor",
-        {
-            "network": {
-                "input_dim": 2,
-                "layers": [{"units": 3, "activation": "tanh"}, {"units": 2, "activation": "tanh"}],
-            }
-        },
-        "network.layers[1].units",
-        id="output-units-vs-targets",
-    ),
-    pytest.param(
         "iris",
         {
             "network": {
@@ -195,9 +184,10 @@ def test_job_is_checked_against_the_spec_and_dataset(
 
 def test_inline_dataset_is_not_stored_when_the_job_is_refused(client: FlaskClient) -> None:
     newest = client.get("/datasets?limit=1").json["datasets"]
-    response = client.post("/jobs", json=_job(dataset={**XOR, "targets": [[0, 1]] * 4}))
+    refused = _job(dataset=XOR, network={**SMALL_NET, "input_dim": 3})
+    response = client.post("/jobs", json=refused)
     assert response.status_code == 422
-    assert response.json["error"]["field"] == "network.layers[1].units"
+    assert response.json["error"]["field"] == "network.input_dim"
     assert client.get("/datasets?limit=1").json["datasets"] == newest
 
 
@@ -379,3 +369,19 @@ def test_integers_beyond_float_range_are_a_422(client: FlaskClient, xor_id: int)
     response = client.post("/jobs", json=_job(dataset_id=xor_id, network=weights))
     assert response.status_code == 422
     assert response.json["error"]["field"] == "network.layers[0].weights[0][0]"
+
+
+def test_a_last_layer_narrower_or_wider_than_the_targets_gets_an_output_layer(
+    client: FlaskClient,
+) -> None:
+    # Two tanh units before one target column: hidden units, and the regression's
+    # identity output (with its loss) comes after them.
+    network = {
+        "input_dim": 2,
+        "layers": [{"units": 3, "activation": "tanh"}, {"units": 2, "activation": "tanh"}],
+    }
+    job = client.post("/jobs", json=_job(dataset=XOR, network=network))
+    assert job.status_code == 202, job.json
+    spec = client.get(f"/jobs/{job.json['id']}/spec").json
+    assert spec["network"]["layers"][-1] == {"units": 1, "activation": "identity"}
+    assert spec["training"]["loss"] == "mse"

@@ -198,8 +198,8 @@ def test_every_example_succeeds_against_a_live_service(service: dict[str, Any]) 
                 actual = json.loads(answer.data)
                 failures += [f"{where}: {p}" for p in shape_problems(shape, actual)]
     assert failures == []
-    # Every operation, and both bodies of the two that take JSON or CSV.
-    assert sent == len(operations(service["document"])) + 2
+    # Every operation, and both bodies of the three that take JSON or CSV.
+    assert sent == len(operations(service["document"])) + 3
 
 
 def test_the_documented_model_predicts_xor(service: dict[str, Any]) -> None:

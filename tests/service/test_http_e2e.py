@@ -93,7 +93,7 @@ def test_iris_csv_to_a_classifier_that_names_labels(
     )
     assert upload.status_code == 201, upload.json
     dataset = upload.json
-    assert (dataset["n_samples"], dataset["n_features"], dataset["n_targets"]) == (150, 4, 3)
+    assert (dataset["n_samples"], dataset["n_features"], dataset["n_targets"]) == (150, 4, 1)
     assert dataset["classes"] == ["setosa", "versicolor", "virginica"]
 
     job = submit(
