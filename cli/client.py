@@ -24,6 +24,15 @@ from typing import Any
 
 FINAL = ("succeeded", "failed", "cancelled")
 
+# The Content-Type of a table file, by its extension; other files go as CSV.
+TABLE_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".pq": "application/vnd.apache.parquet",
+    ".tsv": "text/tab-separated-values",
+    ".tab": "text/tab-separated-values",
+    ".csv": "text/csv",
+}
+
 
 class ClientError(Exception):
     """An error answer of the API, with its status, code, message and field."""
@@ -90,12 +99,49 @@ class Client:
     # --- datasets -------------------------------------------------------------
 
     def upload_csv(self, path: str | Path, name: str, targets: list[str]) -> dict[str, Any]:
-        query = urllib.parse.urlencode({"name": name, "target": ",".join(targets)})
-        data = Path(path).read_bytes()
+        return self.upload_file(path, name, targets)
+
+    def upload_file(
+        self,
+        path: str | Path,
+        name: str,
+        targets: list[str],
+        *,
+        task: str | None = None,
+        categorical: list[str] | None = None,
+        ignore: list[str] | None = None,
+        delimiter: str | None = None,
+        decimal: str | None = None,
+        charset: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a table file as a dataset: Parquet, tab-separated or CSV, told apart by
+        the file's extension (anything else is CSV). ``charset`` names a text file's
+        encoding (UTF-8 unless told); the reading options are the API's query parameters.
+        """
+        path = Path(path)
+        content_type = TABLE_TYPES.get(path.suffix.lower(), "text/csv")
+        if charset and content_type.startswith("text/"):
+            content_type += f"; charset={charset}"
+        options = {
+            "name": name,
+            "target": ",".join(targets),
+            "task": task,
+            "categorical": ",".join(categorical or []) or None,
+            "ignore": ",".join(ignore or []) or None,
+            "delimiter": delimiter,
+            "decimal": decimal,
+        }
+        query = urllib.parse.urlencode({k: v for k, v in options.items() if v is not None})
         answer: dict[str, Any] = self.request(
-            "POST", f"/datasets?{query}", data=data, content_type="text/csv"
+            "POST", f"/datasets?{query}", data=path.read_bytes(), content_type=content_type
         )
         return answer
+
+    def dataset(self, dataset_id: int) -> dict[str, Any]:
+        return self.request("GET", f"/datasets/{dataset_id}")  # type: ignore[no-any-return]
+
+    def datasets(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self.request("GET", f"/datasets?limit={limit}")["datasets"]  # type: ignore[no-any-return]
 
     def upload(self, inputs: list[list[float]], targets: list[Any], name: str) -> dict[str, Any]:
         answer: dict[str, Any] = self.request(

@@ -11,16 +11,21 @@ import csv
 import functools
 import io
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .client import Client, ClientError
 from .errors import Failure
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 # Where `backprop up` listens unless told otherwise.
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -63,13 +68,83 @@ def datasets() -> None:
 @datasets.command("upload")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
-    "--target", "targets", required=True, multiple=True, help="target column (repeatable)"
+    "--target",
+    "targets",
+    required=True,
+    multiple=True,
+    help="target column (repeatable, or a,b): several make a multilabel or multi-output set",
 )
 @click.option("--name", default=None, help="defaults to the file's name")
+@click.option(
+    "--task",
+    type=click.Choice(["auto", "classification", "regression", "multilabel"]),
+    default="auto",
+    show_default=True,
+    help="auto: the service tells from the target's values",
+)
+@click.option("--categorical", multiple=True, help="columns of numbers to read as categories")
+@click.option("--ignore", multiple=True, help="columns to leave out (ids, free text)")
+@click.option("--delimiter", default=None, help="a text file's field separator (default ,)")
+@click.option("--decimal", default=None, help="a text file's decimal mark (default .)")
+@click.option("--charset", default=None, help="a text file's encoding, e.g. windows-1252")
+@click.option("--json", "as_json", is_flag=True, help="print the stored dataset as JSON")
 @with_client
-def datasets_upload(path: Path, targets: tuple[str, ...], name: str | None, client: Client) -> None:
-    """Upload a CSV file; prints the stored dataset as JSON."""
-    click.echo(json.dumps(client.upload_csv(path, name or path.stem, list(targets))))
+def datasets_upload(
+    path: Path,
+    targets: tuple[str, ...],
+    name: str | None,
+    task: str,
+    categorical: tuple[str, ...],
+    ignore: tuple[str, ...],
+    delimiter: str | None,
+    decimal: str | None,
+    charset: str | None,
+    as_json: bool,
+    client: Client,
+) -> None:
+    """Upload a table: CSV, tab-separated (.tsv) or Parquet (.parquet), by the file's
+    extension. Prints the profile of its columns, or with --json the stored dataset."""
+    if path.suffix.lower() in (".parquet", ".pq") and (charset or delimiter or decimal):
+        raise Failure("--charset, --delimiter and --decimal are for text files, not Parquet")
+    dataset = client.upload_file(
+        path,
+        name or path.stem,
+        list(targets),
+        task=None if task == "auto" else task,
+        categorical=list(categorical),
+        ignore=list(ignore),
+        delimiter=delimiter,
+        decimal=decimal,
+        charset=charset,
+    )
+    _print_dataset(dataset, as_json)
+
+
+@datasets.command("show")
+@click.argument("dataset_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="print the dataset as JSON")
+@with_client
+def datasets_show(dataset_id: int, as_json: bool, client: Client) -> None:
+    """A dataset's profile: each column's type, role, missing and distinct counts, and
+    its statistics or most frequent categories."""
+    _print_dataset(client.dataset(dataset_id), as_json)
+
+
+@datasets.command("list")
+@with_client
+def datasets_list(client: Client) -> None:
+    """Newest datasets first, one line each."""
+    for dataset in client.datasets():
+        task = dataset.get("task") or "-"
+        shape = f"{dataset['n_samples']:>8} rows {dataset['n_features']:>4} features"
+        click.echo(f"{dataset['id']:>6}  {task:<14} {shape}  {dataset['name']}")
+
+
+def _print_dataset(dataset: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(dataset))
+        return
+    print_dataset(dataset)
 
 
 def read_spec(path: Path) -> dict[str, Any]:
@@ -227,3 +302,98 @@ def predict(model_id: int, source: io.BufferedReader, header: str | None, client
     writer.writerow([f"output_{i}" for i in range(width)] + (["label"] if labels else []))
     for index, outputs in enumerate(answer["outputs"]):
         writer.writerow(outputs + ([labels[index]] if labels else []))
+
+
+# --- a dataset's profile as tables for a terminal ---------------------------------
+
+# Eighths of a character cell, for a histogram in one line of text.
+BARS = "▁▂▃▄▅▆▇█"
+# A pipe or a file has no width to ask; this one fits a profile without folding names.
+PIPE_WIDTH = 160
+
+
+def sparkline(counts: list[int]) -> str:
+    """One character per bin, as tall as its count; an empty bin is a space."""
+    top = max(counts, default=0)
+    if top == 0:
+        return ""
+    return "".join(
+        BARS[max(1, math.ceil(8 * count / top)) - 1] if count else " " for count in counts
+    )
+
+
+def number(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def profile_table(profile: dict[str, Any]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    table.add_column("column", no_wrap=True, style="bold")
+    table.add_column("type", no_wrap=True)
+    table.add_column("role", no_wrap=True)
+    for heading in ("missing", "distinct", "min", "max", "mean", "std"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    table.add_column("distribution / top categories")
+    for column in profile["columns"]:
+        cells = [Text(column["name"]), Text(column["type"]), Text(column["role"])]
+        if column["type"] == "ignored":
+            cells += [Text("")] * 6 + [Text(column.get("reason") or "", style="dim")]
+        elif column["type"] == "number":
+            histogram = column.get("histogram")
+            cells += [Text(str(column["missing"])), Text(str(column["distinct"]))]
+            cells += [Text(number(column.get(key))) for key in ("min", "max", "mean", "std")]
+            cells.append(Text(sparkline(histogram["counts"]) if histogram else ""))
+        else:
+            top = "  ".join(f"{entry['value']} {entry['count']}" for entry in column["top"])
+            cells += [Text(str(column["missing"])), Text(str(column["distinct"]))]
+            cells += [Text("")] * 4 + [Text(top)]
+        table.add_row(*cells, style="dim" if column["role"] == "ignored" else None)
+    return table
+
+
+def balance_table(balance: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    total = sum(entry["count"] for entry in balance) or 1
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("class", no_wrap=True, style="bold")
+    table.add_column("rows", justify="right")
+    table.add_column("share", justify="right")
+    for entry in balance:
+        share = f"{100 * entry['count'] / total:.1f}%"
+        table.add_row(Text(str(entry["class"])), str(entry["count"]), share)
+    return table
+
+
+def print_dataset(dataset: dict[str, Any], console: Console | None = None) -> None:
+    """The dataset's id, name and shape, its columns' profile and its class balance."""
+    # rich is loaded here, not with the module: every `backprop` command imports this one.
+    from rich.console import Console
+    from rich.text import Text
+
+    if console is None:
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console = Console(highlight=False, width=PIPE_WIDTH)
+    profile = dataset.get("profile")
+    task = dataset.get("task") or "no task"
+    console.print(
+        Text(
+            f"dataset {dataset['id']}: {dataset['name']}, {dataset['n_samples']} rows, "
+            f"{dataset['n_features']} features, {task}",
+            style="bold",
+        )
+    )
+    if profile is None:
+        # Stored from JSON arrays: no columns to describe beyond their names.
+        names = ", ".join(dataset.get("feature_names") or []) or "unnamed"
+        console.print(Text(f"features: {names}"))
+        return
+    console.print(profile_table(profile))
+    if profile.get("class_balance"):
+        console.print()
+        console.print(balance_table(profile["class_balance"]))

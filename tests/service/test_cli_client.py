@@ -61,13 +61,123 @@ def backprop(
 
 @pytest.fixture(scope="module")
 def iris_id(service: dict[str, str]) -> int:
-    done = backprop(
-        service, "datasets", "upload", str(ROOT / "examples" / "iris.csv"), "--target", "species"
-    )
+    iris = str(ROOT / "examples" / "iris.csv")
+    done = backprop(service, "datasets", "upload", iris, "--target", "species", "--json")
     assert done.returncode == 0, done.stderr
     dataset = json.loads(done.stdout)
     assert dataset["classes"] == ["setosa", "versicolor", "virginica"]
     return int(dataset["id"])
+
+
+@pytest.fixture(scope="module")
+def penguins(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """palmerpenguins' 344 rows, missing cells and all, as a pandas DataFrame."""
+    from palmerpenguins import load_penguins
+
+    return load_penguins()
+
+
+def profile_rows(table: str) -> dict[str, list[str]]:
+    """The cells of each column's row of the printed profile, by column name."""
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.split("│")]
+        if len(cells) >= 3 and cells[0] and cells[0] != "column":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_upload_prints_the_profile_as_a_table(
+    service: dict[str, str], penguins: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "penguins.csv"
+    penguins.to_csv(path, index=False)
+    done = backprop(service, "datasets", "upload", str(path), "--target", "species")
+    assert done.returncode == 0, done.stderr
+    first, *table = done.stdout.splitlines()
+    dataset_id = int(first.split(":")[0].removeprefix("dataset "))
+    assert first == f"dataset {dataset_id}: penguins, 344 rows, 7 features, classification"
+    rows = profile_rows("\n".join(table))
+    assert list(rows)[: len(penguins.columns)] == list(penguins.columns)
+    types = {name: cells[:2] for name, cells in rows.items() if name in penguins.columns}
+    assert types == {
+        "species": ["category", "target"],
+        "island": ["category", "feature"],
+        "bill_length_mm": ["number", "feature"],
+        "bill_depth_mm": ["number", "feature"],
+        "flipper_length_mm": ["number", "feature"],
+        "body_mass_g": ["number", "feature"],
+        "sex": ["category", "feature"],
+        "year": ["number", "feature"],
+    }
+    # missing, distinct, min, max, mean, std, then the histogram or the top categories
+    bill = rows["bill_length_mm"][2:]
+    column = penguins["bill_length_mm"]
+    assert bill[:4] == ["2", str(column.nunique()), f"{column.min():.4g}", f"{column.max():.4g}"]
+    assert float(bill[4]) == pytest.approx(column.mean(), rel=1e-3)
+    assert float(bill[5]) == pytest.approx(column.std(ddof=0), rel=1e-3)
+    assert len(bill[6]) == 10 and "█" in bill[6]
+    assert rows["island"][2:4] == ["0", "3"]
+    assert rows["island"][-1] == "Biscoe 168  Dream 124  Torgersen 52"
+    assert rows["sex"][2] == str(penguins["sex"].isna().sum())
+    # The class balance follows, one row per species.
+    assert [rows[name][0] for name in ("Adelie", "Chinstrap", "Gentoo")] == ["152", "68", "124"]
+    shown = backprop(service, "datasets", "show", str(dataset_id))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == done.stdout
+    raw = backprop(service, "datasets", "show", str(dataset_id), "--json")
+    assert json.loads(raw.stdout)["profile"]["n_rows"] == 344
+
+
+@pytest.mark.parametrize(
+    ("suffix", "options"),
+    [
+        (".parquet", []),
+        (".tsv", []),
+        (".csv", ["--delimiter", ";", "--decimal", ",", "--charset", "windows-1252"]),
+    ],
+)
+def test_other_files_give_the_same_profile(
+    service: dict[str, str], penguins: Any, tmp_path: Path, suffix: str, options: list[str]
+) -> None:
+    """Parquet by its extension, tab-separated by its, and a European spreadsheet's CSV
+    (semicolons, decimal commas, Windows' encoding) by the options: the same table."""
+    reference = tmp_path / "reference.csv"
+    penguins.to_csv(reference, index=False)
+    path = tmp_path / f"penguins{suffix}"
+    if suffix == ".parquet":
+        penguins.to_parquet(path, index=False)
+    elif suffix == ".tsv":
+        penguins.to_csv(path, index=False, sep="\t")
+    else:
+        # A name no UTF-8 reader would take: 'Torgersen' spelt with a Windows-1252 'ø'.
+        european = penguins.replace({"island": {"Torgersen": "Torgersøn"}})
+        european.to_csv(path, index=False, sep=";", decimal=",", encoding="windows-1252")
+    uploads = [
+        backprop(service, "datasets", "upload", str(file), "--target", "species", "--json", *more)
+        for file, more in ((reference, []), (path, options))
+    ]
+    assert all(done.returncode == 0 for done in uploads), [done.stderr for done in uploads]
+    expected, profile = (json.loads(done.stdout)["profile"] for done in uploads)
+    if suffix == ".csv":
+        island = next(c for c in profile["columns"] if c["name"] == "island")
+        assert {"value": "Torgersøn", "count": 52} in island["top"]
+        island["top"] = [
+            {**entry, "value": "Torgersen"} if entry["value"] == "Torgersøn" else entry
+            for entry in island["top"]
+        ]
+    assert profile == expected
+
+
+def test_a_refused_upload_is_one_line(
+    service: dict[str, str], penguins: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "penguins.csv"
+    penguins.to_csv(path, index=False)
+    done = backprop(service, "datasets", "upload", str(path), "--target", "beak_colour")
+    message = one_line_error(done)
+    assert message.startswith("backprop: 422 validation_error: ") and "beak_colour" in message
+    assert done.stdout == ""
 
 
 def test_train_follow_shows_progress_and_ends_with_the_model(

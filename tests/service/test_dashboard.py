@@ -1,6 +1,8 @@
 """The dashboard in a real browser (headless Chromium driven by Playwright): a job's
 loss curve gains points while a real worker trains it, and the final status shows;
-a wrong key is explained; the job page shows the model and can cancel.
+a wrong key is explained; the job page shows the model and can cancel; a CSV file
+uploaded through the page shows its profile, trains with the default network and
+ends with held-out scores and a confusion matrix.
 With BACKPROP_UPDATE_SCREENSHOT=1 it also refreshes the README's docs/dashboard.png;
 otherwise the screenshot goes to the test's temporary folder, leaving the checkout clean."""
 
@@ -74,6 +76,8 @@ def test_the_loss_curve_grows_while_the_job_trains(
                 "optimizer": "adam",
                 "normalize": "standardize",
                 "validation_split": 0.2,
+                # a fifth held out, so that the page (and the README's picture) has scores
+                "test_split": 0.2,
             },
         },
         key,
@@ -121,9 +125,13 @@ def test_the_loss_curve_grows_while_the_job_trains(
         assert last[0]["val_accuracy"] is not None
         assert float(shown or "nan") == pytest.approx(last[0]["val_accuracy"], rel=1e-5)
         page.wait_for_selector("#predict-input")
-        # The form starts with one row of the model's named features.
-        start = page.input_value("#predict-input")
-        assert start == ('[{"sepal_length":0,"sepal_width":0,"petal_length":0,"petal_width":0}]')
+        # The form starts with one row of the model's named features, each at the
+        # value its preprocessing fills a missing cell with (the training median).
+        model = call(base, "GET", f"/models/{done['model_id']}", key=key)[1]
+        fills = {c["name"]: c["fill"] for c in model["spec"]["preprocess"]["columns"]}
+        start = json.loads(page.input_value("#predict-input"))
+        assert start == [fills]
+        assert list(start[0]) == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
         page.click("#predict button[type=submit]")
         page.wait_for_function(
             "document.getElementById('predict-output').textContent.includes('labels')"
@@ -133,6 +141,8 @@ def test_the_loss_curve_grows_while_the_job_trains(
         page.wait_for_function(
             "document.getElementById('predict-output').textContent.includes('setosa')"
         )
+        page.wait_for_selector("#confusion")
+        assert page.locator("#metrics-rows").text_content() == "30 test rows held out of training"
         refresh = os.environ.get("BACKPROP_UPDATE_SCREENSHOT") == "1"
         screenshot = ROOT / "docs" / "dashboard.png" if refresh else tmp_path / "dashboard.png"
         page.screenshot(path=str(screenshot), full_page=True)
@@ -240,8 +250,19 @@ def test_docs_page_renders_every_operation(live_api: tuple[str, str]) -> None:
         shown = page.locator("details.op summary").all_text_contents()
         ending = [i for i, op in enumerate(shown) if op.startswith("DELETE") or "/cancel" in op]
         assert len(ending) >= 2 and ending == list(range(len(shown) - len(ending), len(shown)))
-        # One example per operation, and one more for each that also takes CSV.
-        assert page.locator("pre.example").count() == operations + 2
+
+        # One example per body media type the document gives one for (JSON, CSV...),
+        # and one for each operation without a body.
+        def examples(operation: dict[str, Any]) -> int:
+            content = operation.get("requestBody", {}).get("content")
+            if content is None:
+                return 1
+            return sum("example" in media for media in content.values())
+
+        every = [op for methods in document["paths"].values() for op in methods.values()]
+        assert page.locator("pre.example").count() == sum(map(examples, every))
+        upload = document["paths"]["/datasets"]["post"]
+        assert upload["operationId"] == "datasets_create_dataset" and examples(upload) >= 2
         example = page.locator(
             "details[data-operation='jobs_create_job'] pre.example"
         ).text_content()
@@ -252,7 +273,7 @@ def test_docs_page_renders_every_operation(live_api: tuple[str, str]) -> None:
         uploads = page.locator("details[data-operation='datasets_create_dataset'] pre.example")
         commands = [example, *uploads.all_text_contents()]
         browser.close()
-    assert len(commands) == 3
+    assert len(commands) == 1 + examples(upload)
     for command in commands:
         done = subprocess.run(
             ["bash", "-c", 'curl() { command curl --silent --fail-with-body "$@"; }\n' + command],
@@ -285,5 +306,190 @@ def test_the_dataset_page_counts_classes_or_targets(live_api: tuple[str, str]) -
             "3 samples × 1 feature → 3 classes",
             "2 samples × 1 feature → 2 targets",
         ]
+        assert errors == []
+        browser.close()
+
+
+def test_a_csv_uploaded_through_the_page_trains_and_is_scored(
+    live_api: tuple[str, str], tmp_path: Path
+) -> None:
+    """palmerpenguins' 344 penguins (with their missing cells) as a user's CSV file:
+    the upload form offers its header's columns, the dataset page profiles them, the
+    default job trains on them and the job page scores the quarter held out."""
+    from palmerpenguins import load_penguins
+
+    base, key = live_api
+    penguins = load_penguins()
+    path = tmp_path / "penguins.csv"
+    penguins.to_csv(path, index=False)
+    with playwright.sync_playwright() as p:
+        browser, page, errors = _open_dashboard(p, base, key)
+        page.click("header nav a:has-text('Datasets')")
+        page.wait_for_selector("#upload")
+        page.set_input_files("#upload-file", str(path))
+        page.wait_for_selector("#upload-target option[value=species]")
+        offered = page.locator("#upload-target option").all_text_contents()
+        assert offered == list(penguins.columns)
+        assert page.input_value("#upload-name") == "penguins"
+        # A target that is not a column: the API's error shows, and nothing is stored.
+        page.evaluate(
+            """() => {
+                const select = document.getElementById('upload-target');
+                select.append(new Option('beak_colour', 'beak_colour'));
+                for (const option of select.options) {
+                    option.selected = option.value === 'beak_colour';
+                }
+            }"""
+        )
+        stored = call(base, "GET", "/datasets", key=key)[1]["datasets"]
+        page.click("#upload-submit")
+        page.wait_for_function("document.getElementById('upload-error').textContent !== ''")
+        problem = page.locator("#upload-error").text_content() or ""
+        assert problem.startswith("422 validation_error: ") and "beak_colour" in problem, problem
+        assert problem.endswith("(target)")
+        assert call(base, "GET", "/datasets", key=key)[1]["datasets"] == stored
+
+        page.select_option("#upload-target", "species")
+        page.select_option("#upload-task", "classification")
+        page.click("#upload-submit")
+        page.wait_for_selector("#profile")
+        dataset_id = int(page.url.rsplit("/", 1)[1])
+        dataset = call(base, "GET", f"/datasets/{dataset_id}", key=key)[1]
+        assert dataset["task"] == "classification"
+
+        def cells(column: str) -> dict[str, str]:
+            row = page.locator(f"#profile tr[data-column='{column}']")
+            found = {}
+            for name in ("type", "role", "missing", "distinct", "min", "max", "top"):
+                cell = row.locator(f"td.{name}")
+                if cell.count():
+                    found[name] = (cell.text_content() or "").strip()
+            return found
+
+        shown = [
+            c
+            for c in page.locator("#profile tr[data-column]").evaluate_all(
+                "rows => rows.map(r => r.dataset.column)"
+            )
+        ]
+        assert shown == list(penguins.columns)
+        island = cells("island")
+        assert island["type"] == "category" and island["role"] == "feature"
+        assert island["distinct"] == "3" and island["missing"] == "0"
+        assert island["top"].startswith("Biscoe 168")
+        assert "Dream 124" in island["top"] and "Torgersen 52" in island["top"]
+        bill = cells("bill_length_mm")
+        assert bill["type"] == "number" and bill["missing"] == "2"
+        assert float(bill["min"]) == penguins["bill_length_mm"].min()
+        assert float(bill["max"]) == penguins["bill_length_mm"].max()
+        assert cells("species")["role"] == "target"
+        assert cells("sex")["missing"] == str(penguins["sex"].isna().sum())
+        # Ten bars per number column, as tall as their counts.
+        bars = page.locator("#profile tr[data-column='bill_length_mm'] svg.histogram rect")
+        assert bars.count() == 10
+        heights = [float(bars.nth(i).get_attribute("height") or "nan") for i in range(10)]
+        counts = next(c for c in dataset["profile"]["columns"] if c["name"] == "bill_length_mm")[
+            "histogram"
+        ]["counts"]
+        assert sum(counts) == len(penguins) - 2
+        assert heights.index(max(heights)) == counts.index(max(counts))
+        balance = page.locator("#class-balance tr[data-class]").evaluate_all(
+            "rows => rows.map(r => [r.dataset.class, r.cells[1].textContent])"
+        )
+        expected = penguins["species"].value_counts().sort_index()
+        assert balance == [[name, str(n)] for name, n in expected.items()]
+
+        # The default job, as the textarea has it, from the dataset page.
+        spec = json.loads(page.input_value("#job-spec"))
+        assert spec == {
+            "network": {"layers": [{"units": 64, "activation": "relu"}]},
+            "training": {
+                "epochs": 200,
+                "optimizer": "adam",
+                "normalize": "standardize",
+                "test_split": 0.25,
+                "validation_split": 0.1,
+            },
+        }
+        page.click("#job-submit")
+        page.wait_for_url(re.compile(r".*#/jobs/\d+$"))
+        job_id = int(page.url.rsplit("/", 1)[1])
+        # The job page renders once its job and spec have come.
+        page.wait_for_function(
+            "document.getElementById('status')?.textContent === 'succeeded'", timeout=120_000
+        )
+        page.wait_for_selector("#metrics")
+        job = call(base, "GET", f"/jobs/{job_id}", key=key)[1]
+        assert job["dataset_id"] == dataset_id
+        metrics = call(base, "GET", f"/models/{job['model_id']}", key=key)[1]["metrics"]
+        shown_accuracy = page.locator("#scores tr[data-metric=accuracy] td").text_content()
+        assert float(shown_accuracy or "nan") == pytest.approx(metrics["accuracy"], rel=1e-3)
+        assert metrics["accuracy"] > 0.9
+        # A quarter of the 344 rows was held out: round(0.25 * 344) = 86.
+        test_rows = round(0.25 * len(penguins))
+        assert page.locator("#metrics-rows").text_content() == (
+            f"{test_rows} test rows held out of training"
+        )
+        header = page.locator("#confusion tr").first.locator("th").all_text_contents()
+        assert header[1:] == ["Adelie", "Chinstrap", "Gentoo"]
+        matrix = page.locator("#confusion tr[data-class]").evaluate_all(
+            "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => Number(td.textContent)))"
+        )
+        assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+        assert sum(map(sum, matrix)) == test_rows
+        assert matrix == metrics["confusion_matrix"]["matrix"]
+        # The predict form starts from a row the model takes as it is.
+        page.wait_for_selector("#predict-input")
+        start = json.loads(page.input_value("#predict-input"))
+        assert start[0]["island"] == "Biscoe" and start[0]["sex"] == "female"
+        page.click("#predict button[type=submit]")
+        page.wait_for_function(
+            "document.getElementById('predict-output').textContent.includes('labels')"
+        )
+        assert errors == []
+        browser.close()
+
+
+def test_a_regression_model_shows_its_errors(live_api: tuple[str, str], tmp_path: Path) -> None:
+    """The penguins' body mass predicted from the rest: MAE, RMSE and R² of the rows
+    held out, as the model has them, and no confusion matrix."""
+    from palmerpenguins import load_penguins
+
+    base, key = live_api
+    path = tmp_path / "penguins.csv"
+    # The service refuses rows without a target: the two penguins never weighed go.
+    load_penguins().dropna(subset=["body_mass_g"]).to_csv(path, index=False)
+    import urllib.request
+
+    upload = urllib.request.Request(
+        f"{base}/datasets?name=mass&target=body_mass_g&task=regression",
+        data=path.read_bytes(),
+        method="POST",
+        headers={"Content-Type": "text/csv", "Authorization": f"Bearer {key}"},
+    )
+    with urllib.request.urlopen(upload) as response:
+        dataset = json.loads(response.read())
+    body = {
+        "dataset_id": dataset["id"],
+        "network": {"layers": [{"units": 16, "activation": "relu"}]},
+        "training": {"epochs": 100, "optimizer": "adam", "normalize": "standardize",
+                     "test_split": 0.25},
+    }  # fmt: skip
+    status, job = call(base, "POST", "/jobs", body, key)
+    assert status == 202, job
+    done = finished_job(base, job["id"], key, timeout=120)
+    assert done["status"] == "succeeded", done
+    metrics = call(base, "GET", f"/models/{done['model_id']}", key=key)[1]["metrics"]
+    with playwright.sync_playwright() as p:
+        browser, page, errors = _open_dashboard(p, base, key)
+        page.goto(f"{base}/#/jobs/{job['id']}")
+        page.wait_for_selector("#metrics[data-task=regression]")
+        shown = page.locator("#scores tr[data-metric]").evaluate_all(
+            "rows => rows.map(r => [r.dataset.metric, r.cells[1].textContent])"
+        )
+        assert [name for name, _ in shown] == ["mae", "rmse", "r2"]
+        for name, value in shown:
+            assert float(value) == pytest.approx(metrics[name], rel=1e-3), name
+        assert page.locator("#confusion").count() == 0
         assert errors == []
         browser.close()

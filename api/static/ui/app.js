@@ -1,4 +1,5 @@
-// The dashboard: jobs, a live loss curve per job, datasets, predictions.
+// The dashboard: jobs, a live loss curve per job, datasets (upload, profile,
+// train), held-out scores, predictions.
 // Everything it shows comes from the authenticated API with the key kept in
 // localStorage; EventSource cannot send that header, so the job stream is read
 // with fetch() and parsed here.
@@ -27,8 +28,22 @@ async function api(path, options = {}) {
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) throw await refused(response);
   const body = response.headers.get("Content-Type")?.includes("json") ? await response.json() : null;
-  if (!response.ok) throw new Error(body?.error?.message || response.statusText);
+  if (!response.ok) throw new ApiError(response, body);
   return body;
+}
+
+// An error answer of the API: {"error": {"code", "message", "field"}}, or a bare status
+// when something else (a proxy) answered.
+class ApiError extends Error {
+  constructor(response, body) {
+    super(body?.error?.message || response.statusText);
+    this.status = response.status;
+    this.code = body?.error?.code || "http_error";
+    this.field = body?.error?.field || null;
+  }
+  get full() {
+    return `${this.status} ${this.code}: ${this.message}${this.field ? ` (${this.field})` : ""}`;
+  }
 }
 
 function el(tag, attributes = {}, ...children) {
@@ -39,6 +54,19 @@ function el(tag, attributes = {}, ...children) {
 }
 
 function fmt(value) { return value === null || value === undefined ? "–" : Number(value).toPrecision(6); }
+// Shorter, for tables of statistics: 4 significant digits, no exponent below a million.
+function num(value) {
+  if (value === null || value === undefined) return "–";
+  const n = Number(value);
+  return Math.abs(n) >= 1e6 || (n !== 0 && Math.abs(n) < 1e-3) ? n.toExponential(3) : String(Number(n.toPrecision(4)));
+}
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attributes = {}, ...children) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
 
 function askForKey() {
   view.replaceChildren(document.getElementById("key-form").content.cloneNode(true));
@@ -114,6 +142,7 @@ async function jobPage(id) {
   const modelId = el("span", { id: "model-id" }, "–");
   const accuracy = el("span", { id: "val-accuracy" }, "–");
   const chartBox = el("div", { id: "chart", "data-points": "0" });
+  const metricsBox = el("div", { id: "metrics-box" });
   const predictBox = el("div", { id: "predict" });
   view.replaceChildren(
     el("h1", {}, `Job #${id} `, status, " ", cancel),
@@ -123,7 +152,7 @@ async function jobPage(id) {
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("h2", {}, "Network"), el("pre", {}, JSON.stringify(spec.network, null, 2))),
       el("div", { class: "card" }, el("h2", {}, "Training"), el("pre", {}, JSON.stringify(spec.training, null, 2)))),
-    predictBox);
+    metricsBox, predictBox);
 
   const epochs = [], loss = [], valLoss = [];
   const chart = new uPlot({
@@ -142,7 +171,7 @@ async function jobPage(id) {
     cancel.disabled = state.cancel_requested;
     if (state.cancel_requested && !cancel.hidden) cancel.textContent = "Cancelling…";
     if (state.model_id) modelId.textContent = `#${state.model_id}`;
-    if (state.model_id && !predictBox.hasChildNodes()) predictForm(state.model_id, predictBox);
+    if (state.model_id && !predictBox.hasChildNodes()) modelPanels(state.model_id, metricsBox, predictBox);
   }
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
@@ -173,21 +202,79 @@ async function jobPage(id) {
   }
 }
 
+// The finished model's held-out scores (when training.test_split held rows out)
+// and a predict form, from one GET /models/<id>.
+async function modelPanels(modelId, metricsBox, predictBox) {
+  predictBox.replaceChildren(el("p", {}, `Loading model #${modelId}…`));
+  let model;
+  try { model = await api(`/models/${modelId}`); } catch (error) {
+    predictBox.replaceChildren(el("p", { class: "error" }, `model #${modelId}: ${error.message}`));
+    return;
+  }
+  if (model.metrics) metricsBox.replaceChildren(metricsCard(model.metrics));
+  predictForm(model, predictBox);
+}
+
+function scoreTable(rows) {
+  return el("table", { id: "scores", class: "compact" }, ...rows
+    .filter(([, , value]) => value !== undefined)
+    .map(([key, label, value]) => el("tr", { "data-metric": key }, el("th", {}, label), el("td", {}, num(value)))));
+}
+
+// Rows are the true classes and columns the predicted ones, as scikit-learn's
+// confusion_matrix has them; the diagonal (right answers) is highlighted.
+function confusionTable({ labels, matrix }) {
+  const head = el("tr", {}, el("th", { class: "corner" }, "true \\ predicted"), ...labels.map((l) => el("th", {}, l)));
+  const rows = matrix.map((counts, i) => el("tr", { "data-class": labels[i] }, el("th", {}, labels[i]),
+    ...counts.map((n, j) => el("td", { class: i === j ? "hit" : n ? "miss" : "" }, String(n)))));
+  return el("table", { id: "confusion", class: "compact numbers" }, head, ...rows);
+}
+
+function metricsCard(m) {
+  const card = el("div", { class: "card", id: "metrics", "data-task": m.task });
+  const where = `${m.n_samples} ${m.split || "test"} rows held out of training`;
+  card.append(el("h2", {}, "Held-out scores"), el("p", { id: "metrics-rows" }, where));
+  if (m.task === "classification") {
+    card.append(scoreTable([["accuracy", "accuracy", m.accuracy], ["balanced_accuracy", "balanced accuracy", m.balanced_accuracy],
+      ["log_loss", "log loss", m.log_loss], ["roc_auc", "ROC AUC", m.roc_auc ?? undefined]]));
+    card.append(el("h3", {}, "Confusion matrix"), confusionTable(m.confusion_matrix));
+    const head = el("tr", {}, ...["class", "precision", "recall", "F1", "support"].map((h) => el("th", {}, h)));
+    card.append(el("h3", {}, "Per class"), el("table", { id: "per-class", class: "compact numbers" }, head,
+      ...m.per_class.map((c) => el("tr", {}, el("th", {}, c.class), el("td", {}, num(c.precision)),
+        el("td", {}, num(c.recall)), el("td", {}, num(c.f1)), el("td", {}, String(c.support))))));
+  } else if (m.task === "regression") {
+    card.append(scoreTable([["mae", "MAE", m.mae], ["rmse", "RMSE", m.rmse], ["r2", "R²", m.r2]]));
+  } else {
+    card.append(scoreTable([["subset_accuracy", "subset accuracy", m.subset_accuracy], ["hamming_loss", "Hamming loss", m.hamming_loss]]));
+    const head = el("tr", {}, ...["label", "F1", "support"].map((h) => el("th", {}, h)));
+    card.append(el("table", { id: "per-label", class: "compact numbers" }, head,
+      ...m.per_label.map((c) => el("tr", {}, el("th", {}, c.label), el("td", {}, num(c.f1)), el("td", {}, String(c.support))))));
+  }
+  return card;
+}
+
 // Starts with one row as wide as the model's input: an object keyed by feature
 // name when the model has names, else a list. Lists go as `inputs`, objects as
-// `instances`.
-async function predictForm(modelId, box) {
-  box.replaceChildren(el("p", {}, `Loading model #${modelId}…`));
-  const { spec } = await api(`/models/${modelId}`);
+// `instances`. A model trained on a typed table takes its raw columns: the row
+// starts from what its preprocessing fills a missing cell with (the median, or
+// the first category), so that it predicts as it stands.
+function predictForm(model, box) {
+  const modelId = model.id, spec = model.spec;
   const names = spec.feature_names;
-  const row = names ? Object.fromEntries(names.map((name) => [name, 0])) : Array(spec.input_dim).fill(0);
+  const columns = Object.fromEntries((spec.preprocess?.columns || []).map((c) => [c.name, c]));
+  const typical = (name) => {
+    const c = columns[name];
+    if (!c) return 0;
+    return c.kind === "category" ? (c.categories[0] ?? null) : (c.fill ?? 0);
+  };
+  const row = names ? Object.fromEntries(names.map((name) => [name, typical(name)])) : Array(spec.input_dim).fill(0);
   const input = el("textarea", { rows: "4", id: "predict-input", "data-width": String(spec.input_dim) });
   input.value = JSON.stringify([row]);
   const output = el("pre", { id: "predict-output" });
   const button = el("button", { type: "submit" }, "Predict");
-  const help = names
-    ? `Rows as JSON: objects keyed by ${names.join(", ")}, or lists of ${spec.input_dim} numbers in that order.`
-    : `Rows as JSON: lists of ${spec.input_dim} numbers.`;
+  const help = !names ? `Rows as JSON: lists of ${spec.input_dim} numbers.`
+    : spec.preprocess ? `Rows as JSON: objects keyed by ${names.join(", ")} (null for a missing value).`
+      : `Rows as JSON: objects keyed by ${names.join(", ")}, or lists of ${spec.input_dim} numbers in that order.`;
   const form = el("form", { class: "card" }, el("h2", {}, `Predict with model #${modelId}`),
     el("p", {}, help), input, button, output);
   form.addEventListener("submit", async (event) => {
@@ -199,9 +286,185 @@ async function predictForm(modelId, box) {
         method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(named ? { instances: rows } : { inputs: rows }) });
       output.textContent = JSON.stringify(answer, null, 2);
-    } catch (error) { output.textContent = error.message; }
+    } catch (error) { output.textContent = error.full || error.message; }
   });
   box.replaceChildren(form);
+}
+
+// The header row of a CSV file, for the target picker: fields split on the
+// delimiter, double quotes honoured (a quoted field may hold the delimiter).
+function headerNames(text, delimiter) {
+  const line = text.replace(/^\uFEFF/, "").split(/\r?\n/, 1)[0];
+  const names = [];
+  let field = "", quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') { field += '"'; i++; } else if (c === '"') quoted = false; else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === delimiter) { names.push(field.trim()); field = ""; } else field += c;
+  }
+  names.push(field.trim());
+  return names.filter((name) => name !== "");
+}
+
+// The API's own guess when no delimiter is given: the candidate found most often
+// in the header outside quotes (ties: the first listed), else a comma.
+function guessDelimiter(text) {
+  const line = text.split(/\r?\n/, 1)[0].replace(/"[^"]*"/g, "");
+  const counts = [",", ";", "\t", "|"].map((c) => [c, line.split(c).length - 1]);
+  const [best, most] = counts.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return most ? best : ",";
+}
+
+function uploadForm() {
+  const file = el("input", { type: "file", id: "upload-file", name: "file", accept: ".csv,.tsv,.txt,text/csv", required: "" });
+  const name = el("input", { id: "upload-name", name: "name", required: "", placeholder: "penguins" });
+  const delimiter = el("input", { id: "upload-delimiter", name: "delimiter", placeholder: "auto", size: "4", maxlength: "1" });
+  const decimal = el("input", { id: "upload-decimal", name: "decimal", value: ".", size: "2", maxlength: "1" });
+  const charset = el("select", { id: "upload-charset", name: "charset" },
+    ...["utf-8", "windows-1252", "iso-8859-1", "utf-16"].map((c) => el("option", { value: c }, c)));
+  const target = el("select", { id: "upload-target", name: "target", multiple: "", size: "4", required: "", disabled: "" });
+  const task = el("select", { id: "upload-task", name: "task" },
+    ...["auto", "classification", "regression", "multilabel"].map((t) => el("option", { value: t }, t)));
+  const button = el("button", { type: "submit", id: "upload-submit" }, "Upload");
+  const problem = el("p", { id: "upload-error", class: "error", role: "alert" });
+  const label = (text, input, hint = "") => el("label", {}, el("span", {}, text), input, hint ? el("small", {}, hint) : "");
+  const form = el("form", { id: "upload", class: "card" }, el("h2", {}, "Upload a CSV or TSV file"),
+    el("div", { class: "fields" }, label("file", file), label("name", name), label("delimiter", delimiter),
+      label("decimal mark", decimal), label("encoding", charset),
+      label("target column(s)", target, "Ctrl-click for several"), label("task", task, "auto: from the target's values")),
+    button, problem);
+
+  // A .tsv file goes as tab-separated values, whose delimiter is the tab.
+  const tabs = () => /\.(tsv|tab)$/i.test(file.files[0]?.name || "");
+  async function readHeader() {
+    const chosen = file.files[0];
+    target.replaceChildren();
+    target.disabled = true;
+    if (!chosen) return;
+    if (!name.value) name.value = chosen.name.replace(/\.[^.]*$/, "");
+    delimiter.disabled = tabs();
+    if (tabs()) delimiter.value = "";
+    delimiter.placeholder = tabs() ? "tab" : "auto";
+    // The header is in the first few kilobytes; no need to read a large file whole.
+    const head = new TextDecoder(charset.value).decode(await chosen.slice(0, 65536).arrayBuffer());
+    const names = headerNames(head, tabs() ? "\t" : delimiter.value || guessDelimiter(head));
+    target.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+    target.disabled = names.length === 0;
+    // The last column is the usual place for the label.
+    if (names.length) target.options[names.length - 1].selected = true;
+  }
+  file.addEventListener("change", () => readHeader().catch((error) => { problem.textContent = error.message; }));
+  for (const input of [delimiter, charset]) input.addEventListener("change", () => readHeader().catch(() => {}));
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    problem.textContent = "";
+    const targets = [...target.selectedOptions].map((o) => o.value);
+    if (!targets.length) { problem.textContent = "Pick the target column."; return; }
+    const query = new URLSearchParams({ name: name.value.trim(), target: targets.join(",") });
+    if (task.value !== "auto") query.set("task", task.value);
+    if (!tabs() && delimiter.value) query.set("delimiter", delimiter.value);
+    if (decimal.value && decimal.value !== ".") query.set("decimal", decimal.value);
+    const type = `${tabs() ? "text/tab-separated-values" : "text/csv"}; charset=${charset.value}`;
+    button.disabled = true;
+    try {
+      const dataset = await api(`/datasets?${query}`, { method: "POST", headers: { "Content-Type": type }, body: file.files[0] });
+      location.hash = `#/datasets/${dataset.id}`;
+    } catch (error) {
+      problem.textContent = error.full || error.message;
+    } finally { button.disabled = false; }
+  });
+  return form;
+}
+
+async function datasetsPage() {
+  const { datasets } = await api("/datasets?limit=100");
+  const head = el("tr", {}, ...["dataset", "name", "task", "rows", "features", "created"].map((h) => el("th", {}, h)));
+  const rows = datasets.map((d) => el("tr", { "data-dataset": d.id },
+    el("td", {}, el("a", { href: `#/datasets/${d.id}` }, `#${d.id}`)), el("td", {}, d.name),
+    el("td", {}, d.task || "–"), el("td", {}, String(d.n_samples)), el("td", {}, String(d.n_features)),
+    el("td", {}, new Date(d.created_at).toLocaleString())));
+  view.replaceChildren(el("h1", {}, "Datasets"), uploadForm(), el("table", { id: "datasets" }, head, ...rows));
+}
+
+// Ten bars of a number column's histogram, drawn as inline SVG; each bar's
+// tooltip gives its range and count.
+function histogram(h) {
+  if (!h) return "";
+  const width = 120, height = 28, top = Math.max(1, ...h.counts), bar = width / h.counts.length;
+  return svg("svg", { class: "histogram", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `histogram: ${h.counts.join(", ")}` },
+  ...h.counts.map((count, i) => {
+    const tall = count ? Math.max(1, (count / top) * height) : 0;
+    return svg("rect", { x: (i * bar + 0.5).toFixed(1), y: (height - tall).toFixed(1), width: (bar - 1).toFixed(1), height: tall.toFixed(1) },
+      svg("title", {}, `${num(h.edges[i])} – ${num(h.edges[i + 1])}: ${count}`));
+  }));
+}
+
+function profileTable(profile) {
+  const head = el("tr", {}, ...["column", "type", "role", "missing", "distinct", "min", "max", "mean", "std", "distribution"]
+    .map((h) => el("th", {}, h)));
+  const rows = profile.columns.map((c) => {
+    const cells = [el("th", { class: "name" }, c.name), el("td", { class: "type" }, c.type), el("td", { class: "role" }, c.role)];
+    if (c.type === "ignored") {
+      cells.push(el("td", { colspan: "7", class: "reason" }, c.reason || ""));
+    } else {
+      cells.push(el("td", { class: "missing" }, String(c.missing)), el("td", { class: "distinct" }, String(c.distinct)));
+      if (c.type === "number") {
+        cells.push(...["min", "max", "mean", "std"].map((k) => el("td", { class: k }, num(c[k]))),
+          el("td", { class: "histogram" }, histogram(c.histogram)));
+      } else {
+        const top = (c.top || []).map((t) => el("span", { class: "category" }, `${t.value} `, el("small", {}, String(t.count))));
+        cells.push(el("td", { colspan: "5", class: "top" }, ...top));
+      }
+    }
+    return el("tr", { "data-column": c.name, class: c.role }, ...cells);
+  });
+  return el("table", { id: "profile", class: "compact" }, head, ...rows);
+}
+
+function classBalance(balance) {
+  const most = Math.max(1, ...balance.map((b) => b.count));
+  const total = balance.reduce((sum, b) => sum + b.count, 0);
+  return el("table", { id: "class-balance", class: "compact" },
+    el("tr", {}, el("th", {}, "class"), el("th", {}, "rows"), el("th", {}, "share")),
+    ...balance.map((b) => el("tr", { "data-class": b.class }, el("th", {}, b.class), el("td", {}, String(b.count)),
+      el("td", {}, el("span", { class: "bar", style: `width: ${(100 * b.count / most).toFixed(1)}px` }),
+        ` ${total ? ((100 * b.count) / total).toFixed(1) : 0}%`))));
+}
+
+// What a first job on a table usually wants: the API fills in the input width
+// and the output layer the task needs, and scores the held-out quarter.
+const DEFAULT_JOB = {
+  network: { layers: [{ units: 64, activation: "relu" }] },
+  training: { epochs: 200, optimizer: "adam", normalize: "standardize", test_split: 0.25, validation_split: 0.1 },
+};
+
+function jobForm(datasetId) {
+  const spec = el("textarea", { id: "job-spec", rows: "18", spellcheck: "false" });
+  spec.value = JSON.stringify(DEFAULT_JOB, null, 2);
+  const problem = el("p", { id: "job-error", class: "error", role: "alert" });
+  const button = el("button", { type: "submit", id: "job-submit" }, "Train");
+  const form = el("form", { id: "train", class: "card" }, el("h2", {}, "Train a network on this dataset"),
+    el("p", {}, "Hidden layers only: the input width and the output layer are filled in. ",
+      el("code", {}, "test_split"), " holds rows out to score the model on."), spec, button, problem);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    problem.textContent = "";
+    let body;
+    try { body = JSON.parse(spec.value); } catch (error) { problem.textContent = `not JSON: ${error.message}`; return; }
+    button.disabled = true;
+    try {
+      const job = await api("/jobs", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ...body, dataset_id: datasetId }) });
+      location.hash = `#/jobs/${job.id}`;
+    } catch (error) {
+      problem.textContent = error.full || error.message;
+    } finally { button.disabled = false; }
+  });
+  return form;
 }
 
 async function datasetPage(id) {
@@ -209,11 +472,21 @@ async function datasetPage(id) {
   const count = (n, noun, plural = `${noun}s`) => `${n} ${n === 1 ? noun : plural}`;
   // A class column is stored one-hot, one target per class: count the classes.
   const outcome = d.classes ? count(d.classes.length, "class", "classes") : count(d.n_targets, "target");
-  view.replaceChildren(el("h1", {}, `Dataset #${d.id}: ${d.name}`), el("div", { class: "card" },
+  const summary = el("div", { class: "card" },
     el("p", { id: "shape" }, `${count(d.n_samples, "sample")} × ${count(d.n_features, "feature")} → ${outcome}`),
+    el("p", { id: "task" }, `task: ${d.task || "not set"}`),
     el("p", {}, `features: ${(d.feature_names || []).join(", ") || "unnamed"}`),
     el("p", {}, `classes: ${(d.classes || []).join(", ") || "none (numeric targets)"}`),
-    el("p", {}, `sha256 ${d.sha256}`)));
+    el("p", {}, `sha256 ${d.sha256}`));
+  const parts = [el("h1", {}, `Dataset #${d.id}: ${d.name}`), summary];
+  if (d.profile) {
+    parts.push(el("div", { class: "card wide" }, el("h2", {}, `Columns (${d.profile.n_rows} rows)`), profileTable(d.profile)));
+    if (d.profile.class_balance) {
+      parts.push(el("div", { class: "card" }, el("h2", {}, "Class balance"), classBalance(d.profile.class_balance)));
+    }
+  }
+  parts.push(jobForm(d.id));
+  view.replaceChildren(...parts);
 }
 
 async function route() {
@@ -223,9 +496,10 @@ async function route() {
   try {
     if (kind === "jobs" && id) await jobPage(Number(id));
     else if (kind === "datasets" && id) await datasetPage(Number(id));
+    else if (kind === "datasets") await datasetsPage();
     else await jobsPage();
   } catch (error) {
-    if (error.message !== "unauthorized") view.replaceChildren(el("p", { class: "error" }, error.message));
+    if (error.message !== "unauthorized") view.replaceChildren(el("p", { class: "error" }, error.full || error.message));
   }
 }
 
