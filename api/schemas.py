@@ -363,7 +363,7 @@ class PredictRequest(StrictBody):
 class EvaluateRequest(StrictBody):
     """Rows with known targets: a stored dataset, or records holding the target columns."""
 
-    model_config = _example({"dataset_id": 1})
+    model_config = _example({"records": [{"x1": 0, "x2": 1, "y": 1}, {"x1": 1, "x2": 1, "y": 0}]})
 
     dataset_id: Id | None = None
     records: list[dict[Name, Any]] | None = None

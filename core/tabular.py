@@ -155,7 +155,10 @@ def design(
     resolved_training = dict(training)
     if appended and config.loss is None:
         resolved_training["loss"] = target.output_layer()[2]
-    output = resolved["layers"][-1].get("activation", "sigmoid")
+    layers = resolved.get("layers")
+    last = layers[-1] if isinstance(layers, list) and layers else None
+    # A spec without layers gets no scaling here; the engine's parser names what is wrong.
+    output = last.get("activation", "sigmoid") if isinstance(last, dict) else None
     scale = config.target_scaling == "standardize" or (
         config.target_scaling == "auto" and task == "regression" and output == "identity"
     )
