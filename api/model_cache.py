@@ -24,6 +24,14 @@ class Served:
     # them, and predict ignores them. Empty if the dataset had no names (or, for a
     # model stored before models kept them, if the dataset has since been deleted).
     target_names: tuple[str, ...] = ()
+    # Columns the upload ignored (identifiers, a saved row index, ignore=): predict
+    # bodies cut from the training file hold them, and predict skips them too.
+    ignored_columns: tuple[str, ...] = ()
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Columns a predict body may hold besides the model's inputs."""
+        return (*self.target_names, *self.ignored_columns)
 
 
 class ModelCache:
@@ -52,8 +60,9 @@ class ModelCache:
                 dataset = q.get_dataset(session, row.dataset_id)
                 names = dataset.target_names if dataset is not None else None
             target_names = tuple(names or ())
+            ignored_columns = tuple(row.spec.get("ignored_columns") or ())
         # Decoding outside the lock: two threads may both load a model, which is harmless.
-        served = Served(core.Model.from_bytes(weights), target_names)
+        served = Served(core.Model.from_bytes(weights), target_names, ignored_columns)
         with self._lock:
             self._models[model_id] = (model_owner, served)
             self._models.move_to_end(model_id)

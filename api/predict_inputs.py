@@ -107,7 +107,8 @@ def table_frame(
         )
     selected = _by_name(frame, names, ignored, "", "" if body.is_parquet else "line 1: ")
     if with_targets:
-        kept = [name for name in ignored if name in frame]
+        # ``ignored`` holds the targets first; other skipped columns stay out.
+        kept = [name for name in ignored if name in frame and name not in selected]
         return Frame([*selected, *frame.select(kept)])
     return selected
 

@@ -436,9 +436,17 @@ def _python_float(cell: str) -> float | None:
         return None
 
 
-def _row_index(values: np.ndarray[Any, np.dtype[np.float64]]) -> str | None:
+# Names that tools give the row index they save with a table (pandas writes an empty
+# header, or "Unnamed: 0" once read back; R writes "" or "rownames"): only such a
+# column of 0..n-1 or 1..n is taken for an index, not a feature that counts up.
+INDEX_NAMES = frozenset({"", "index", "rownames", "row.names", "row", "id", "unnamed: 0"})
+
+
+def _row_index(name: str, values: np.ndarray[Any, np.dtype[np.float64]]) -> str | None:
     """Why a number column looks like a saved row index, or None."""
     n = values.shape[0]
+    if name.strip().lower() not in INDEX_NAMES:
+        return None
     if n < MIN_ROWS_TO_INFER_IGNORED or values[0] not in (0.0, 1.0):
         return None
     start = int(values[0])
@@ -467,7 +475,7 @@ def _build(column: _Column, values: Any, kind: str | None, infer_text: bool, kee
         array = column.numbers(values)
         if not keep and np.isnan(array).all():
             return None, "every value is missing"
-        reason = None if keep else _row_index(array)
+        reason = None if keep else _row_index(name, array)
         return (None, reason) if reason else (Column(name, NUMBER, array), None)
     if pa.types.is_null(vtype):
         if kind == CATEGORY:
@@ -499,7 +507,7 @@ def _build(column: _Column, values: Any, kind: str | None, infer_text: bool, kee
         # word, while a few numbers among words are categories like the rest.
         if n_numbers * 2 >= n_present:
             array = column.numbers_from_text(text, number, True)
-            reason = None if keep else _row_index(array)
+            reason = None if keep else _row_index(name, array)
             return (None, reason) if reason else (Column(name, NUMBER, array), None)
     codes, categories = text.categories()
     if not keep and n_present >= MIN_ROWS_TO_INFER_IGNORED and len(categories) == n_present:
@@ -728,6 +736,10 @@ def _has_header(line: int, cells: list[str], options: ReadOptions) -> bool:
     """Whether the first record names the columns; "auto" decides by its cells."""
     if options.header != "auto":
         return options.header == "present"
+    # Every column the reader was told to expect, by name: a header, even of names
+    # that read as numbers (columns called 2019 and 2020).
+    if options.names and len(set(cells)) > 1 and set(options.names) <= set(cells):
+        return True
     kinds = {_classify(cell, options.decimal) for cell in cells} - {"missing"}
     if kinds == {"text"}:
         return True
@@ -743,7 +755,9 @@ def _has_header(line: int, cells: list[str], options: ReadOptions) -> bool:
 def _check_header(line: int, names: list[str]) -> None:
     seen: set[str] = set()
     for column, name in enumerate(names, start=1):
-        if not name:
+        # The first column may be unnamed: pandas writes its row index so. It must then
+        # turn out to be that index (read_csv checks), or it is refused as unnamed.
+        if not name and column > 1:
             raise invalid("body", f"line {line}, column {column}: the header row needs a name here")
         if name in seen:
             raise invalid(name, f"line {line}: the column name {name!r} appears twice")
@@ -814,7 +828,12 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     columns = {
         name: table.column(f"c{i}") for i, name in enumerate(names) if name not in options.ignore
     }
-    return _assemble(names, columns, options, places, True, options.decimal)
+    read = _assemble(names, columns, options, places, True, options.decimal)
+    # An upload must have found the unnamed column an index; a predict body (read with
+    # a schema) may still hold the index its model's upload ignored.
+    if "" in read.frame and options.schema is None:
+        raise invalid("body", f"line {first_line}, column 1: the header row needs a name here")
+    return read
 
 
 def _arrow_csv(

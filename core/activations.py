@@ -44,6 +44,9 @@ class Activation:
     # Outputs that sum to 1 over the units: allowed only in the output layer,
     # needs two or more units and targets that are class distributions.
     distribution: bool = False
+    # The values an output unit can reach, (low, high): a regression whose targets
+    # lie outside cannot be fitted by this output layer.
+    reach: tuple[float, float] = (-math.inf, math.inf)
 
 
 # --- initial weights ------------------------------------------------------------
@@ -183,6 +186,7 @@ ACTIVATIONS = registry(
         sigmoid_scalar,
         lambda z, a: a * (1.0 - a),
         glorot_uniform_logistic,
+        reach=(0.0, 1.0),
     ),
     Activation(
         "tanh",
@@ -191,6 +195,7 @@ ACTIVATIONS = registry(
         math.tanh,
         lambda z, a: 1.0 - a * a,
         glorot_uniform,
+        reach=(-1.0, 1.0),
     ),
     Activation(
         "relu",
@@ -199,6 +204,7 @@ ACTIVATIONS = registry(
         lambda z: z if z > 0.0 else 0.0,
         lambda z, a: 1.0 if a > 0.0 else 0.0,
         he_normal,
+        reach=(0.0, math.inf),
     ),
     Activation(
         "leaky_relu",
@@ -216,6 +222,7 @@ ACTIVATIONS = registry(
         None,
         glorot_uniform,
         distribution=True,
+        reach=(0.0, 1.0),
     ),
     Activation(
         "gaussian",
@@ -224,5 +231,6 @@ ACTIVATIONS = registry(
         gaussian_scalar,
         lambda z, a: -2.0 * z * a,
         glorot_uniform,
+        reach=(0.0, 1.0),
     ),
 )

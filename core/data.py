@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,6 +82,8 @@ def check_fit(
             raise SpecError(last, f"is {units} but the dataset has {n_targets} target columns")
         if loss in CLASSIFICATION_LOSSES or distribution:
             _check_unlabelled_targets(targets(), loss, output)
+        else:
+            _check_reach(targets(), output)
     if validation_split > 0:
         n_val = validation_rows(n_samples, validation_split)
         if n_val < 1 or n_val >= n_samples:
@@ -106,6 +109,22 @@ def _check_classes(last: str, units: int, n_targets: int, n_classes: int) -> Non
     raise SpecError(
         last, f"is {units} but the dataset has {n_classes} classes: use {n_classes}{either}"
     )
+
+
+def _check_reach(t: Array, output: str) -> None:
+    """Targets a bounded output layer cannot reach: it would train and answer 200 with
+    outputs that never come near them."""
+    low, high = ACTIVATIONS[output].reach
+    if t.size == 0 or (low == -math.inf and high == math.inf):
+        return
+    t_min, t_max = float(t.min()), float(t.max())
+    if t_min < low or t_max > high:
+        raise SpecError(
+            "targets",
+            f"a {output} output reaches only [{low:g}, {high:g}] but the targets range from "
+            f"{t_min:g} to {t_max:g}: use an identity output (the targets are then "
+            "standardized), or leave the output layer out",
+        )
 
 
 def _check_unlabelled_targets(t: Array, loss: str, output: str) -> None:

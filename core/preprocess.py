@@ -9,6 +9,8 @@ columns. Everything it learned is plain JSON, stored with the model.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -182,7 +184,9 @@ class Preprocessor:
 
     # --- applying ------------------------------------------------------------
 
-    def transform(self, frame: Frame, dtype: np.dtype[Any] | type = np.float64) -> Array:
+    def transform(
+        self, frame: Frame, dtype: np.dtype[Any] | type = np.float64, unknown: str | None = None
+    ) -> Array:
         """The encoded matrix: ``frame.n_rows`` x :attr:`width`, of ``dtype``.
 
         Columns are looked up by name, so ``frame`` may hold others too and in
@@ -192,7 +196,11 @@ class Preprocessor:
 
         Raises SpecError(field=name) for a column that is absent ("missing
         feature") or of the wrong kind, and :class:`UnknownCategory` for a
-        category the training rows never had when ``unknown="error"``.
+        category the training rows never had when ``unknown="error"`` (``unknown``
+        overrides the spec's: scoring held-out rows encodes them as zeros).
+
+        Categories are matched by text, and text that reads as a number also by
+        value: a code sent as ``2`` finds the training category ``2.0``.
         """
         columns = [self._column(frame, rule) for rule in self._rules]
         out = np.zeros((frame.n_rows, self.width), dtype=dtype)
@@ -204,7 +212,7 @@ class Preprocessor:
                 if rule.indicator:
                     out[:, offset + 1] = missing
             else:
-                self._one_hot(rule, column, out[:, offset:])
+                self._one_hot(rule, column, out[:, offset:], unknown or self.spec.unknown)
         if numbers:
             x = np.column_stack(numbers)
             # Normalizer.apply casts to dtype before it subtracts the shift, as the
@@ -223,16 +231,20 @@ class Preprocessor:
             raise SpecError(rule.name, f"expected {_PLURAL[expected]}, got {_PLURAL[column.kind]}")
         return column
 
-    def _one_hot(self, rule: _CategoryRule, column: Column, out: Array) -> None:
+    def _one_hot(self, rule: _CategoryRule, column: Column, out: Array, unknown: str) -> None:
         position = {category: k for k, category in enumerate(rule.categories)}
+        by_value = _numeric_positions(rule.categories)
         # One entry per category of this frame's column, and a last one that the
         # missing code -1 picks; -1 marks "no column" (unseen, or missing unknown).
         lookup = np.full(len(column.categories) + 1, -1, dtype=np.intp)
-        lookup[:-1] = [position.get(category, -1) for category in column.categories]
+        lookup[:-1] = [
+            position.get(category, by_value.get(_as_number(category), -1))
+            for category in column.categories
+        ]
         if rule.missing:
             lookup[-1] = len(rule.categories)
         target = lookup[column.values]
-        if self.spec.unknown == "error":
+        if unknown == "error":
             unseen = np.flatnonzero((target < 0) & (column.values >= 0))
             if unseen.size:
                 value = column.categories[int(column.values[unseen[0]])]
@@ -307,3 +319,28 @@ def _statistic(observed: Array, spec: PreprocessSpec) -> float:
     if spec.impute == "median":
         return float(np.median(observed))
     return float(np.mean(observed))
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _numeric_positions(categories: Sequence[str]) -> dict[float | None, int]:
+    """Training categories that read as numbers, by value (codes written 1 or 1.0).
+
+    A value two categories share (``01`` and ``1``) is left out: text decides those.
+    """
+    seen: dict[float, int] = {}
+    shared: set[float] = set()
+    for k, category in enumerate(categories):
+        value = _as_number(category)
+        if value is None:
+            continue
+        if value in seen:
+            shared.add(value)
+        seen[value] = k
+    return {value: k for value, k in seen.items() if value not in shared}

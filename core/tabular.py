@@ -31,6 +31,9 @@ from .spec import TrainingConfig, parse_training
 from .targets import TargetEncoder, stratified_split
 from .trainer import Trainer
 
+# Output activations whose units read as probabilities of classes or labels.
+PROBABILITIES = ("sigmoid", "softmax")
+
 
 @dataclass(frozen=True)
 class Design:
@@ -139,10 +142,18 @@ def design(
         train_rows, test_rows = np.arange(frame.n_rows), np.arange(0)
     fit_rows = train_rows[split_rows(len(train_rows), config.validation_split, config.seed)[0]]
 
+    field = "init_from_model"
+    if start is None and isinstance(network, dict):
+        start = _document(network)
+        field = "network"
     if start is not None:
         if start.preprocessor is None or start.target is None:
-            raise SpecError("init_from_model", "the model was not trained on a stored table")
+            raise SpecError(field, "the model was not trained on a stored table")
         preprocessor, target = start.preprocessor, start.target
+        for name, kind in preprocessor.kinds.items():
+            if name not in frame or frame[name].kind != kind:
+                why = "no such column" if name not in frame else f"it holds {frame[name].kind}"
+                raise SpecError(field, f"the model takes the {kind} column {name!r}: {why}")
         if network.get("layers") is None:
             network = {"input_dim": start.input_dim, **start.to_json()}
     else:
@@ -177,6 +188,27 @@ def design(
     )
 
 
+def _document(network: dict[str, Any]) -> Model | None:
+    """The model a network spec is the weights document of (``GET /models/<id>/weights``),
+    whose preprocessing it must keep; None for a plain spec.
+
+    Raises SpecError for a document whose normalization cannot be kept: that of a
+    model trained on bare arrays, which a table job would silently drop.
+    """
+    if network.get("preprocess") is not None:
+        try:
+            return Model.from_json(network)
+        except (SpecError, KeyError, TypeError, ValueError) as exc:
+            raise SpecError("network", f"not a usable model document: {exc}") from None
+    if network.get("normalization") is not None:
+        raise SpecError(
+            "network.normalization",
+            "the normalization of a model trained on arrays is not applied to a table; "
+            "leave it out to fit a new one, or start from the model (init_from_model)",
+        )
+    return None
+
+
 def _parse(training: dict[str, Any]) -> TrainingConfig:
     try:
         return parse_training(training)
@@ -201,11 +233,16 @@ def _resolve_network(
     if not isinstance(layers, list) or not layers or not all(isinstance(la, dict) for la in layers):
         return resolved, False  # the engine's parser names what is wrong
     units, activation, _ = target.output_layer()
-    last = layers[-1].get("units")
+    last, last_activation = layers[-1].get("units"), layers[-1].get("activation", "sigmoid")
     binary = target.task == "classification" and len(target.classes or ()) == 2
+    record = ACTIVATIONS.get(last_activation) if isinstance(last_activation, str) else None
     # A softmax can only be an output: a wrong width there is the spec's mistake to name.
-    distribution = getattr(ACTIVATIONS.get(layers[-1].get("activation", "")), "distribution", False)
-    if last == units or (binary and last == 2) or distribution:
+    if record is not None and record.distribution:
+        return resolved, False
+    # Classes and labels are read from probabilities: a relu layer as wide as the
+    # classes is a hidden layer, and the output layer comes after it.
+    wide_enough = last == units or (binary and last == 2)
+    if wide_enough and (target.task == "regression" or last_activation in PROBABILITIES):
         return resolved, False
     resolved["layers"] = [*layers, {"units": units, "activation": activation}]
     return resolved, True

@@ -24,7 +24,7 @@ from sklearn.metrics import (  # type: ignore[import-untyped]
 )
 
 from core import Model, SpecError
-from core.frame import Frame
+from core.frame import NUMBER, Frame
 
 TASKS = ("classification", "regression", "multilabel")
 
@@ -195,19 +195,35 @@ def evaluate(model: Model, frame: Frame, targets: list[str], split: str) -> dict
     """Score ``model`` on the rows of ``frame``, which holds its input columns and the
     ``targets`` columns; ``split`` says which rows they are ("test", "given").
 
-    Raises SpecError for a model trained before typed tables (it has no target
-    encoder), a missing target value or a class the model does not know.
+    Held-out test rows encode a category their training rows never had as zeros,
+    whatever the model does at predict time: the score is of the rows as they
+    are. Raises SpecError for a model trained before typed tables (it has no
+    target encoder), a missing or unusable target value (field: the column), or
+    a class the model does not know.
     """
-    target = model.target
-    if target is None or model.preprocessor is None:
+    target, preprocessor = model.target, model.preprocessor
+    if target is None or preprocessor is None:
         raise SpecError("model", "this model was trained before models could be scored")
-    outputs = model.predict(frame.select(model.preprocessor.input_names))
+    x = preprocessor.transform(
+        frame.select(preprocessor.input_names),
+        model.network.dtype,
+        unknown="ignore" if split == "test" else None,
+    )
+    outputs = target.decode(model.network.feedforward(x))
     truth = frame.select(targets)
     if target.task == "classification":
         expected = target.indices(truth)
     else:
+        for column in truth:
+            if column.kind != NUMBER:
+                raise SpecError(
+                    column.name, f"{target.task} targets are numbers; this column holds text"
+                )
+            values = column.values
+            bad = np.isnan(values) if target.task == "regression" else ~np.isin(values, (0.0, 1.0))
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                what = "missing" if np.isnan(values[row]) else f"{values[row]:g}, not 0 or 1"
+                raise SpecError(column.name, f"row {row}: the target is {what}")
         expected = np.column_stack([column.values for column in truth])
-        if np.isnan(expected).any():
-            row = int(np.argwhere(np.isnan(expected))[0][0])
-            raise SpecError("target", f"row {row}: missing target value")
     return {**score(target.task, target.classes, outputs, expected), "split": split}

@@ -237,6 +237,8 @@ def run_job(
                 dataset.feature_names,
                 dataset.task or "regression",
             )
+            profile_columns = (dataset.profile or {}).get("columns", [])
+            ignored = [c["name"] for c in profile_columns if c.get("type") == "ignored"]
 
     run = Attempt(job_id, attempt, settings, should_give_back)
     if dataset is None:
@@ -305,10 +307,21 @@ def run_job(
         trained.feature_names = feature_names
         metrics = None
         if len(plan.test_rows):
-            metrics = evaluate(trained, frame.take(plan.test_rows), target_names, split="test")
+            try:
+                metrics = evaluate(trained, frame.take(plan.test_rows), target_names, split="test")
+            except Exception as exc:  # the job ends with its reason, once, not a lost worker
+                log.exception("job %s: scoring the held-out rows failed", job_id)
+                run.finish(
+                    JobStatus.FAILED,
+                    stop_reason=StopReason.ERROR,
+                    error=f"scoring the held-out rows failed: {type(exc).__name__}: {exc}",
+                )
+                return False
         # The model keeps its dataset's target columns, which predict ignores in a CSV of
         # the training data, so that they outlive the dataset.
-        spec = {**trained.describe(), "target_names": target_names}
+        # ... and the columns its upload ignored (ids, names, a saved row index), which a
+        # slice of the training file still holds.
+        spec = {**trained.describe(), "target_names": target_names, "ignored_columns": ignored}
         model = (spec, summary, trained.to_bytes(), metrics)
         run.finish(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)
     return False

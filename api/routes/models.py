@@ -103,9 +103,9 @@ def predict(model_id: int, payload: PredictRequest | TableBody | NpyBody) -> Pre
     if isinstance(payload, NpyBody):
         frame = npy_frame(payload, model)
     elif isinstance(payload, TableBody):
-        frame = table_frame(payload, model, served.target_names)
+        frame = table_frame(payload, model, served.skipped)
     else:
-        frame = json_frame(payload, model, served.target_names)
+        frame = json_frame(payload, model, served.skipped)
     limit = state().settings.max_predict_rows
     if frame.n_rows > limit:
         raise limit_exceeded(
@@ -148,7 +148,7 @@ def evaluate_model(model_id: int, payload: EvaluateRequest | TableBody) -> Metri
     if not targets:
         raise invalid("model", "this model does not know its target columns")
     if isinstance(payload, TableBody):
-        frame = table_frame(payload, model, targets, with_targets=True)
+        frame = table_frame(payload, model, served.skipped, with_targets=True)
     elif payload.dataset_id is not None:
         with Session.begin() as session:
             row = q.get_dataset(session, payload.dataset_id, owner=owner(), with_data=True)

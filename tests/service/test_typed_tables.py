@@ -261,3 +261,151 @@ def test_a_job_starts_from_a_trained_model(client: FlaskClient) -> None:
         },
     )
     assert missing.status_code == 422 and missing.json["error"]["field"] == "init_from_model"
+
+
+# --- found by trying the service as a user -----------------------------------------
+
+
+def test_evaluate_refuses_multilabel_targets_that_are_not_0_or_1(client: FlaskClient) -> None:
+    text = "a,b,first,second\n0,0,0,0\n0,1,0,1\n1,0,1,0\n1,1,1,1\n"
+    dataset = upload(client, "target=first,second", text)
+    job = post_job(client, dataset_id=dataset["id"], network=HIDDEN, training={"epochs": 2})
+    model_id = train_in_process(job["id"])
+    for cell in ("2", "0.5", "yes"):
+        body = f"a,b,first,second\n0,0,0,{cell}\n"
+        scored = client.post(f"/models/{model_id}/evaluate", data=body, content_type="text/csv")
+        assert scored.status_code == 422, scored.json
+        assert scored.json["error"]["field"] == "second"
+
+
+def test_a_category_only_in_the_test_rows_is_scored_as_zeros(client: FlaskClient) -> None:
+    rows = [("a" if i % 2 else "b", i % 7, i % 2) for i in range(59)] + [("solo", 3, 1)]
+    text = "c,x,y\n" + "".join(f"{c},{x},{y}\n" for c, x, y in rows)
+    dataset = upload(client, "target=y&task=classification", text)
+    for seed in range(4):
+        job = post_job(
+            client,
+            dataset_id=dataset["id"],
+            network=HIDDEN,
+            training={
+                "epochs": 3,
+                "seed": seed,
+                "test_split": 0.5,
+                "preprocess": {"unknown": "error"},
+            },
+        )
+        model = client.get(f"/models/{train_in_process(job['id'])}").json
+        assert model["metrics"]["n_samples"] == 30
+
+
+def test_the_weights_document_keeps_its_preprocessing(client: FlaskClient) -> None:
+    dataset = upload(client, "target=species", PENGUINS_LIKE)
+    training = {"epochs": 20, "normalize": "standardize"}
+    first = train_in_process(
+        post_job(client, dataset_id=dataset["id"], network=HIDDEN, training=training)["id"]
+    )
+    weights = client.get(f"/models/{first}/weights").json
+    # A learning rate of zero keeps the weights: the same model must come back.
+    frozen = {"epochs": 1, "optimizer": {"name": "sgd", "learning_rate": 1e-300}}
+    again = train_in_process(
+        post_job(client, dataset_id=dataset["id"], network=weights, training=frozen)["id"]
+    )
+    records = [{"island": "Biscoe", "mass": 4.6}, {"island": "Dream", "mass": 3.2}]
+    answers = [
+        client.post(f"/models/{m}/predict", json={"instances": records}).json
+        for m in (first, again)
+    ]
+    np.testing.assert_allclose(answers[0]["outputs"], answers[1]["outputs"], rtol=1e-9)
+    # The document of a model trained on arrays carries a normalization a table job
+    # cannot apply: refused rather than dropped.
+    arrays = {"inputs": [[0, 0], [0, 1], [1, 0], [1, 1]], "targets": [0, 1, 1, 0]}
+    xor = client.post("/datasets", json={"name": "xor", **arrays}).json
+    document = {**weights, "preprocess": None, "normalization": {"method": "standardize"}}
+    refused = client.post(
+        "/jobs", json={"dataset_id": xor["id"], "network": document, "training": frozen}
+    )
+    assert refused.status_code == 422
+    assert refused.json["error"]["field"] == "network.normalization"
+
+
+def test_numeric_category_codes_match_by_value(client: FlaskClient) -> None:
+    text = "code,x,y\n" + "".join(f"{c}.0,{i % 3},{c % 2}\n" for i, c in enumerate([1, 2, 3] * 8))
+    dataset = upload(client, "target=y&categorical=code", text)
+    job = post_job(client, dataset_id=dataset["id"], network=HIDDEN, training={"epochs": 5})
+    url = f"/models/{train_in_process(job['id'])}/predict"
+    written = [{"code": "2.0", "x": 0}]
+    expected = client.post(url, json={"instances": written}).json["outputs"]
+    for code in (2, 2.0, "2"):
+        answer = client.post(url, json={"instances": [{"code": code, "x": 0}]}).json
+        assert answer["outputs"] == expected, code
+    unseen = client.post(url, json={"instances": [{"code": 4, "x": 0}]}).json["outputs"]
+    assert unseen != expected
+
+
+def test_columns_named_by_numbers_are_a_header(client: FlaskClient) -> None:
+    text = "2019,2020,y\n" + "".join(f"{i},{2 * i % 5},{i % 3}\n" for i in range(12))
+    dataset = upload(client, "target=y", text)
+    job = post_job(client, dataset_id=dataset["id"], network=HIDDEN, training={"epochs": 5})
+    url = f"/models/{train_in_process(job['id'])}/predict"
+    swapped = client.post(url, data="2020,2019\n1,0\n", content_type="text/csv").json
+    assert len(swapped["outputs"]) == 1
+    assert swapped == client.post(url, json={"inputs": [[0, 1]]}).json
+
+
+def test_columns_ignored_at_upload_are_skipped_at_predict(client: FlaskClient) -> None:
+    names = [f"passenger {i}" for i in range(30)]
+    text = ",name,age,sex,survived\n" + "".join(
+        f"{i},{names[i]},{20 + i},{'male' if i % 2 else 'female'},{i % 3 == 0}\n" for i in range(30)
+    )
+    dataset = upload(client, "target=survived&ignore=age", text)
+    kinds = {c["name"]: c["type"] for c in dataset["profile"]["columns"]}
+    assert kinds == {
+        "": "ignored",
+        "name": "ignored",
+        "age": "ignored",
+        "sex": "category",
+        "survived": "category",
+    }
+    job = post_job(client, dataset_id=dataset["id"], network=HIDDEN, training={"epochs": 5})
+    url = f"/models/{train_in_process(job['id'])}/predict"
+    lines = text.splitlines()
+    some = "\n".join([lines[0], lines[3], lines[4]]) + "\n"
+    answer = client.post(url, data=some, content_type="text/csv")
+    assert answer.status_code == 200, answer.json
+    assert len(answer.json["outputs"]) == 2
+    record = {"name": "x", "age": 3, "sex": "male", "survived": True}
+    assert client.post(url, json={"instances": [record]}).status_code == 200
+
+
+def test_a_feature_that_counts_up_is_kept(client: FlaskClient) -> None:
+    text = "step,y\n" + "".join(f"{i},{2 * i + 1}\n" for i in range(30))
+    dataset = upload(client, "target=y", text)
+    assert dataset["feature_names"] == ["step"]
+
+
+def test_a_relu_layer_as_wide_as_the_classes_is_hidden(client: FlaskClient) -> None:
+    dataset = upload(client, "target=species", PENGUINS_LIKE + "Torgersen,3.9,Adelie\n")
+    job = post_job(
+        client,
+        dataset_id=dataset["id"],
+        network={"layers": [{"units": 3, "activation": "relu"}]},
+        training={"epochs": 2},
+    )
+    spec = client.get(f"/jobs/{job['id']}/spec").json
+    assert spec["network"]["layers"][-1] == {"units": 3, "activation": "softmax"}
+
+
+def test_a_bounded_output_cannot_fit_large_targets(client: FlaskClient) -> None:
+    text = "x,price\n" + "".join(f"{i},{100000 + 5000 * i}\n" for i in range(10))
+    dataset = upload(client, "target=price", text)
+    refused = client.post(
+        "/jobs",
+        json={
+            "dataset_id": dataset["id"],
+            "network": {"layers": [{"units": 1, "activation": "tanh"}]},
+            "training": {"epochs": 2},
+        },
+    )
+    assert refused.status_code == 422
+    assert refused.json["error"]["field"] == "dataset_id"
+    assert "tanh output reaches only [-1, 1]" in refused.json["error"]["message"]
