@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from core.frame import CATEGORY, Column, Frame
-from core.targets import TASKS, infer_task
+from core.targets import TASKS, class_order, infer_task
 from store import Dataset
 from store import queries as q
 
@@ -50,7 +50,7 @@ class Upload:
     def classes(self) -> list[str] | None:
         if self.task != "classification":
             return None
-        return list(self.frame[self.targets[0]].categories)
+        return class_order(self.frame[self.targets[0]].categories)
 
     @property
     def n_samples(self) -> int:

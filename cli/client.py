@@ -205,12 +205,20 @@ class Client:
         """Outputs (and labels) for rows given in the model's column order."""
         return self.request("POST", f"/models/{model_id}/predict", {"inputs": inputs})  # type: ignore[no-any-return]
 
-    def predict_csv(self, model_id: int, data: bytes, header: str | None = None) -> dict[str, Any]:
-        """Outputs (and labels) for CSV rows; a header's columns are matched by name.
+    def predict_csv(
+        self,
+        model_id: int,
+        data: bytes,
+        header: str | None = None,
+        content_type: str = "text/csv",
+    ) -> dict[str, Any]:
+        """Outputs (and labels) for the rows of a table body (CSV by default, or the
+        ``content_type`` of a tab-separated or Parquet file); a header's columns are
+        matched by name.
 
         ``header`` ("present" or "absent") settles a first row the service cannot tell.
         """
         query = "" if header is None else "?" + urllib.parse.urlencode({"header": header})
         return self.request(  # type: ignore[no-any-return]
-            "POST", f"/models/{model_id}/predict{query}", data=data, content_type="text/csv"
+            "POST", f"/models/{model_id}/predict{query}", data=data, content_type=content_type
         )

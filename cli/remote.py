@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .client import Client, ClientError
+from .client import TABLE_TYPES, Client, ClientError
 from .errors import Failure
 
 if TYPE_CHECKING:
@@ -284,14 +284,16 @@ def jobs_cancel(job_id: int, client: Client) -> None:
 )
 @with_client
 def predict(model_id: int, source: io.BufferedReader, header: str | None, client: Client) -> None:
-    """Predict the rows of a CSV file (- reads stdin); prints outputs and labels as CSV.
+    """Predict the rows of a CSV, .tsv or .parquet file (- reads CSV from stdin); prints
+    outputs and labels as CSV.
 
     The file goes to the service as it is: a header row's columns are matched to the
     model's features by name, in any order; rows without a header are taken in the
     model's feature order. Every row gets an answer, or the command fails.
     """
     try:
-        answer = client.predict_csv(model_id, source.read(), header=header)
+        kind = TABLE_TYPES.get(Path(source.name).suffix.lower(), "text/csv")
+        answer = client.predict_csv(model_id, source.read(), header=header, content_type=kind)
     except ClientError as error:
         if error.field != "header":
             raise

@@ -8,6 +8,8 @@ column of classes), ``multilabel`` (several 0/1 columns) or ``regression``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,20 @@ def infer_task(frame: Frame) -> str:
 def _zero_one(column: Column) -> bool:
     observed = column.values[~column.missing]
     return bool(np.isin(observed, (0.0, 1.0)).all())
+
+
+def class_order(categories: Sequence[str]) -> list[str]:
+    """Class names in the order of the outputs: by value when every one is a number
+    (codes 1, 2, 10, as scikit-learn orders them), else as text."""
+    values = []
+    for category in categories:
+        try:
+            values.append(float(category))
+        except ValueError:
+            return sorted(categories)
+    if not all(math.isfinite(v) for v in values):
+        return sorted(categories)
+    return [c for _, c in sorted(zip(values, categories, strict=True))]
 
 
 def code_text(value: float) -> str:
@@ -119,7 +135,7 @@ class TargetEncoder:
                 raise SpecError(FIELD, f"classification takes one target column, got {len(frame)}")
             column = frame.columns[0]
             if column.kind == CATEGORY:
-                classes = sorted(column.categories)
+                classes = class_order(column.categories)
             else:
                 classes = [code_text(v) for v in np.unique(column.values)]
             if len(classes) < 2:

@@ -421,3 +421,17 @@ def test_another_server_on_the_port_is_one_line(
     done = backprop({"BACKPROP_URL": other_server, "BACKPROP_API_KEY": "bp_unused"}, *arguments)
     assert message in one_line_error(done)
     assert done.stdout == ""
+
+
+def test_predict_a_parquet_file(service: dict[str, str], iris_model: int, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    table = pa.table({name: [row[i] for row in C04_ROWS] for i, name in enumerate(names)})
+    path = tmp_path / "rows.parquet"
+    pq.write_table(table, path)
+    outputs, labels = predicted(backprop(service, "predict", str(iris_model), str(path)))
+    assert labels == C04_LABELS
+    client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
+    assert outputs == client.predict(iris_model, C04_ROWS)["outputs"]

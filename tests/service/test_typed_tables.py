@@ -409,3 +409,14 @@ def test_a_bounded_output_cannot_fit_large_targets(client: FlaskClient) -> None:
     assert refused.status_code == 422
     assert refused.json["error"]["field"] == "dataset_id"
     assert "tanh output reaches only [-1, 1]" in refused.json["error"]["message"]
+
+
+def test_class_codes_are_ordered_by_value(client: FlaskClient) -> None:
+    text = "x,grade\n" + "".join(f"{i},{[1, 2, 10][i % 3]}\n" for i in range(9))
+    dataset = upload(client, "target=grade&task=classification", text)
+    assert dataset["classes"] == ["1", "2", "10"]
+    job = post_job(client, dataset_id=dataset["id"], network=HIDDEN, training={"epochs": 2})
+    answer = client.post(
+        f"/models/{train_in_process(job['id'])}/predict", json={"inputs": [[1]]}
+    ).json
+    assert answer["output_names"] == ["1", "2", "10"]
