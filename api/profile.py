@@ -59,6 +59,17 @@ def _finite(value: float) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _std(values: np.ndarray[Any, Any]) -> float:
+    """Population standard deviation; where squaring overflows (values near 1e300),
+    computed again on the values scaled into [-1, 1]."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        plain = float(values.std())
+    largest = float(np.abs(values).max())
+    if math.isfinite(plain) or largest == 0.0 or not math.isfinite(largest):
+        return plain
+    return largest * float((values / largest).std())
+
+
 def _describe(column: Column, role: str) -> dict[str, Any]:
     missing = column.missing
     entry: dict[str, Any] = {
@@ -86,7 +97,7 @@ def _describe(column: Column, role: str) -> dict[str, Any]:
         min=_finite(observed.min()),
         max=_finite(observed.max()),
         mean=_finite(observed.mean()),
-        std=_finite(observed.std()),
+        std=_finite(_std(observed)),
     )
     # The reader refuses infinities, so the observed values are finite.
     if observed.size == 0 or not math.isfinite(float(observed.max() - observed.min())):

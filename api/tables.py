@@ -344,6 +344,9 @@ class _Column:
     position: int
     places: _Places
     decimal: str
+    # What an upload may say to read the column as categories (a predict body's
+    # columns take the model's types, so it has nothing to say there).
+    remedy: str = ""
 
     @property
     def nan_is_missing(self) -> bool:
@@ -380,8 +383,7 @@ class _Column:
         if inferred:
             return self.error(
                 row,
-                f"{quoted} is text in a column of numbers; pass categorical={self.name} "
-                "if this column holds categories",
+                f"{quoted} is text in a column of numbers{self.remedy}",
             )
         return self.error(row, f"expected a number, got {quoted}")
 
@@ -581,7 +583,12 @@ def _assemble(
             ignored.append(name)
             inferred[name] = unsupported[name]
             continue
-        reading = _Column(name, position, places, decimal)
+        remedy = (
+            f"; pass categorical={name} if this column holds categories"
+            if options.schema is None
+            else ""
+        )
+        reading = _Column(name, position, places, decimal, remedy)
         built, reason = _build(
             reading, columns[name], _kind(name, options), infer_text, name in options.keep
         )

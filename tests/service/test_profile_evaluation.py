@@ -203,3 +203,9 @@ def test_regression_scores() -> None:
     json.dumps(one, allow_nan=False)
     overflowed = score("regression", None, np.array([[np.inf], [1.0]]), np.array([1.0, 2.0]))
     assert overflowed["mae"] is None and overflowed["n_samples"] == 2
+
+
+def test_the_std_of_huge_values_is_a_number() -> None:
+    frame = Frame([Column.number("y", [2.0, 1e300, 6.0]), Column.number("x", [1.0, 2.0, 3.0])])
+    column = profile(frame, ["y"], "regression", {})["columns"][0]
+    assert column["std"] == pytest.approx(np.std([2.0 / 1e300, 1.0, 6.0 / 1e300]) * 1e300)
