@@ -190,9 +190,9 @@ def encoded(model: core.Model, frame: Frame) -> np.ndarray[Any, Any]:
 
     A model stored before typed tables takes numbers only, without missing values.
     """
+    if frame.n_rows == 0:
+        return np.zeros((0, model.network.output_dim))
     if model.preprocessor is None:
-        if frame.n_rows == 0:
-            return np.zeros((0, model.network.output_dim))
         x = np.column_stack([column.values for column in frame])
         if np.isnan(x).any():
             row, col = (int(i) for i in np.argwhere(np.isnan(x))[0])
@@ -201,8 +201,6 @@ def encoded(model: core.Model, frame: Frame) -> np.ndarray[Any, Any]:
                 "missing value; this model was trained before missing values were imputed",
             )
         return model.predict(x)
-    if frame.n_rows == 0:
-        return np.zeros((0, model.network.output_dim))
     try:
         return model.predict(frame)
     except core.SpecError as exc:

@@ -56,10 +56,6 @@ class Model:
         return is_classifier(self.loss, self.classes)
 
     @property
-    def multilabel(self) -> bool:
-        return self.target is not None and self.target.task == "multilabel"
-
-    @property
     def takes_numbers_only(self) -> bool:
         """Whether rows of numbers in input order can stand for the input columns."""
         if self.preprocessor is None:
@@ -70,29 +66,18 @@ class Model:
     def input_dim(self) -> int:
         return self.network.input_dim
 
-    def prepare(self, inputs: Any) -> Array:
+    def prepare(self, inputs: Any, unknown: str | None = None) -> Array:
         """Inputs as a 2-D array of the network's dtype, normalized as in training.
 
         ``inputs``: rows of numbers (samples x input columns), or a Frame of the
-        model's input columns when it was trained on a table.
+        model's input columns when it was trained on a table. ``unknown``
+        overrides what the preprocessing does with a category it never saw.
         """
         if self.preprocessor is not None:
             if not isinstance(inputs, Frame):
                 inputs = self._number_frame(inputs)
-            encoded = self.preprocessor.transform(inputs, self.network.dtype)
-            return encoded
-        x = np.asarray(inputs)
-        if x.dtype.kind not in "fiu":
-            raise SpecError("inputs", f"expected numbers, got values of type {x.dtype}")
-        x = x.astype(self.network.dtype, copy=False)
-        if x.ndim == 1:
-            x = x.reshape(1, -1)
-        if x.ndim != 2 or x.shape[1] != self.input_dim:
-            raise SpecError(
-                "inputs", f"expected rows of {self.input_dim} numbers, got shape {x.shape}"
-            )
-        if not np.isfinite(x).all():
-            raise SpecError("inputs", "must be finite (no NaN or Infinity)")
+            return self.preprocessor.transform(inputs, self.network.dtype, unknown)
+        x = _number_rows(inputs, self.input_dim, self.network.dtype)
         if self.normalizer is not None:
             return self.normalizer.apply(x)
         return x
@@ -106,20 +91,15 @@ class Model:
                 "this model takes named columns, some of them categories; send rows as "
                 f"objects keyed by {', '.join(names)}",
             )
-        x = np.asarray(inputs)
-        if x.dtype.kind not in "fiu":
-            raise SpecError("inputs", f"expected numbers, got values of type {x.dtype}")
-        if x.ndim == 1:
-            x = x.reshape(1, -1)
-        if x.ndim != 2 or x.shape[1] != len(names):
-            raise SpecError("inputs", f"expected rows of {len(names)} numbers, got shape {x.shape}")
-        if not np.isfinite(x).all():
-            raise SpecError("inputs", "must be finite (no NaN or Infinity)")
-        return Frame.from_arrays(x, names)
+        return Frame.from_arrays(_number_rows(inputs, len(names), np.dtype(np.float64)), names)
 
-    def predict(self, inputs: Any) -> Array:
-        """Network outputs, one row per input row, in the targets' own units."""
-        outputs = self.network.feedforward(self.prepare(inputs))
+    def predict(self, inputs: Any, unknown: str | None = None) -> Array:
+        """Network outputs, one row per input row, in the targets' own units.
+
+        ``unknown``: as for :meth:`prepare` (scoring held-out rows encodes
+        unseen categories as zeros whatever the model does at predict time).
+        """
+        outputs = self.network.feedforward(self.prepare(inputs, unknown))
         if self.target is not None:
             return self.target.decode(outputs)
         return outputs
@@ -238,6 +218,25 @@ class Model:
             meta.get("feature_names"),
             **_encoders(meta),
         )
+
+
+def _number_rows(inputs: Any, width: int, dtype: np.dtype[Any]) -> Array:
+    """``inputs`` as rows of ``width`` finite numbers of ``dtype`` (one 1-D row allowed).
+
+    Finiteness is checked after the cast, so a value beyond float32's range is
+    refused by a float32 model. Raises SpecError naming ``inputs``.
+    """
+    x = np.asarray(inputs)
+    if x.dtype.kind not in "fiu":
+        raise SpecError("inputs", f"expected numbers, got values of type {x.dtype}")
+    x = x.astype(dtype, copy=False)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2 or x.shape[1] != width:
+        raise SpecError("inputs", f"expected rows of {width} numbers, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise SpecError("inputs", "must be finite (no NaN or Infinity)")
+    return x
 
 
 def _encoders(data: dict[str, Any]) -> dict[str, Any]:

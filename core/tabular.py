@@ -52,7 +52,6 @@ class Design:
     target: TargetEncoder
     train_rows: Rows
     test_rows: Rows
-    appended_output: bool
 
     @property
     def classes(self) -> list[str] | None:
@@ -184,7 +183,6 @@ def design(
         target,
         train_rows,
         test_rows,
-        appended,
     )
 
 

@@ -204,12 +204,9 @@ def evaluate(model: Model, frame: Frame, targets: list[str], split: str) -> dict
     target, preprocessor = model.target, model.preprocessor
     if target is None or preprocessor is None:
         raise SpecError("model", "this model was trained before models could be scored")
-    x = preprocessor.transform(
-        frame.select(preprocessor.input_names),
-        model.network.dtype,
-        unknown="ignore" if split == "test" else None,
+    outputs = model.predict(
+        frame.select(preprocessor.input_names), unknown="ignore" if split == "test" else None
     )
-    outputs = target.decode(model.network.feedforward(x))
     truth = frame.select(targets)
     if target.task == "classification":
         expected = target.indices(truth)
