@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
-from store import configure
+from store import connect
 from store.logs import configure_logging
 from store.settings import Settings, load_settings
 
@@ -33,7 +33,7 @@ class IdConverter(IntegerConverter):
 def create_app(settings: Settings | None = None) -> Flask:
     """A configured app: settings, store, error handlers, one blueprint per resource."""
     settings = settings or load_settings()
-    configure(settings.database_url)
+    connect(settings)
 
     app = Flask(__name__, static_folder=None)
     # Werkzeug answers larger bodies with 413 before a view reads them.

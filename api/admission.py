@@ -10,6 +10,7 @@ could know before training. The job records the completed spec.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +19,10 @@ from sqlalchemy.orm import Session
 import core
 from core.frame import Frame
 from core.tabular import Design, design
-from store import Dataset
+from store import Dataset, storage
 from store import queries as q
 from store.settings import Settings
+from worker.frames import dataset_frame
 
 from .errors import invalid, limit_exceeded
 from .schemas import JobCreate
@@ -84,10 +86,10 @@ def inline_upload(payload: JobCreate, settings: Settings) -> Upload | None:
 def _start_model(session: Session, model_id: int | None, owner: str) -> core.Model | None:
     if model_id is None:
         return None
-    row = q.get_model(session, model_id, with_weights=True, owner=owner)
+    row = q.get_model(session, model_id, owner=owner)
     if row is None:
         raise invalid("init_from_model", f"no model with id {model_id}")
-    return core.Model.from_bytes(row.weights)
+    return core.Model.from_bytes(storage().read(row.weights_key))
 
 
 def _design(
@@ -150,8 +152,11 @@ def check_plan(plan: Design, frame: Frame, settings: Settings, field: str) -> No
         raise invalid(field if about_dataset else exc.field, exc.message) from None
 
 
-def admit(session: Session, payload: JobCreate, settings: Settings, owner: str) -> Admitted:
-    """Check the job against its dataset (stored, or inline and stored now).
+def admit(
+    session: Session, payload: JobCreate, settings: Settings, owner: str, staged: ExitStack
+) -> Admitted:
+    """Check the job against its dataset (stored, or inline and stored now: ``staged``
+    is entered before ``session``'s transaction, see :func:`api.uploads.store`).
 
     Raises ApiError (422) naming the field at fault: ``network...``,
     ``training...``, ``dataset_id``, ``dataset...`` or ``init_from_model``.
@@ -163,19 +168,19 @@ def admit(session: Session, payload: JobCreate, settings: Settings, owner: str) 
         frame, targets, task, field = upload.frame, upload.targets, upload.task, "dataset.targets"
     else:
         assert payload.dataset_id is not None
-        row = q.get_dataset(session, payload.dataset_id, owner=owner, with_data=True)
+        row = q.get_dataset(session, payload.dataset_id, owner=owner)
         if row is None:
             raise invalid("dataset_id", f"no dataset with id {payload.dataset_id}")
         check_cells(
             row.n_samples, row.n_features + row.n_targets, settings.max_dataset_cells, "dataset_id"
         )
-        frame = Frame.from_bytes(q.dataset_bytes(session, row))
+        frame = dataset_frame(row)
         targets, task, field = list(row.target_names or ()), row.task or "regression", "dataset_id"
     plan = _design(frame, targets, task, payload, start, field)
     check_plan(plan, frame, settings, field)
     if upload is not None:
         assert payload.dataset is not None
-        dataset = store(session, payload.dataset.name, upload, owner)
+        dataset = store(session, payload.dataset.name, upload, owner, staged)
     else:
         assert row is not None
         dataset = row

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import core
-from store import Session
+from store import Session, storage
 from store import queries as q
 
 
@@ -51,10 +51,10 @@ class ModelCache:
                 self._models.move_to_end(model_id)
                 return hit[1] if hit[0] == owner else None
         with Session.begin() as session:
-            row = q.get_model(session, model_id, with_weights=True)
+            row = q.get_model(session, model_id)
             if row is None:
                 return None
-            weights, model_owner = row.weights, row.owner
+            weights_key, model_owner = row.weights_key, row.owner
             names = row.spec.get("target_names")
             if names is None and row.dataset_id is not None:
                 dataset = q.get_dataset(session, row.dataset_id)
@@ -62,6 +62,7 @@ class ModelCache:
             target_names = tuple(names or ())
             ignored_columns = tuple(row.spec.get("ignored_columns") or ())
         # Decoding outside the lock: two threads may both load a model, which is harmless.
+        weights = storage().read(weights_key)
         served = Served(core.Model.from_bytes(weights), target_names, ignored_columns)
         with self._lock:
             self._models[model_id] = (model_owner, served)

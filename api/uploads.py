@@ -8,8 +8,11 @@ and the line and column of a CSV cell.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from core.frame import CATEGORY, Column, Frame
 from core.targets import TASKS, class_order, infer_task
-from store import Dataset
+from store import Dataset, storage
 from store import queries as q
+from worker import frames
 
 from .errors import invalid, limit_exceeded
 from .profile import profile
@@ -57,12 +61,22 @@ class Upload:
         return self.frame.n_rows
 
 
-def store(session: Session, name: str, upload: Upload, owner: str) -> Dataset:
+def store(session: Session, name: str, upload: Upload, owner: str, staged: ExitStack) -> Dataset:
+    """Write the upload's table to object storage and add its row in ``session``.
+
+    ``staged`` is entered before the transaction of ``session`` began: when that
+    transaction does not commit, leaving ``staged`` deletes the stored table, so a
+    failed upload leaves no object behind.
+    """
     frame = upload.frame
+    with tempfile.TemporaryDirectory(prefix="backprop-upload-") as folder:
+        path = Path(folder) / f"frame{frames.SUFFIX}"
+        frames.write_frame(frame, path)
+        key = staged.enter_context(storage().stage("datasets", frames.SUFFIX, path))
     return q.add_dataset(
         session,
         name,
-        frame.to_bytes(),
+        key,
         sha256=frame.sha256(),
         n_samples=frame.n_rows,
         n_features=len(upload.features),

@@ -22,7 +22,7 @@ from typing import Any
 import click
 from sqlalchemy.engine import make_url
 
-from store import LOCAL_OWNER, Session, configure
+from store import LOCAL_OWNER, Session, connect
 from store import queries as q
 from store.migrate import upgrade
 from store.settings import ENV_NAMES, Settings, load_settings
@@ -102,7 +102,7 @@ def existing_database() -> None:
             f"no database at {url.database}; run this in the folder that holds the data folder "
             "of `backprop up`, or name it with --data-dir (or BACKPROP_DATA_DIR, DATABASE_URL)"
         )
-    configure(settings.database_url)
+    connect(settings)
 
 
 @main.group()
@@ -185,7 +185,7 @@ def local_key(settings: Settings) -> str:
 
     A key file that is gone, or whose key was revoked, is replaced by a new key.
     """
-    configure(settings.database_url)
+    connect(settings)
     path = settings.data_dir / "api-key"
     saved = path.read_text().strip() if path.is_file() else ""
     with Session.begin() as session:

@@ -2,6 +2,16 @@
 
 from .db import Session, configure, engine_for
 from .models import LOCAL_OWNER, ApiKey, Base, Dataset, Epoch, Job, JobStatus, TrainedModel
+from .objects import Storage, configure_storage, storage
+from .settings import Settings
+
+
+def connect(settings: Settings) -> None:
+    """Bind this process to the database and the object store the settings name;
+    called once at process start."""
+    configure(settings.database_url)
+    configure_storage(settings.storage_url, settings.cache_folder)
+
 
 __all__ = [
     "LOCAL_OWNER",
@@ -12,7 +22,12 @@ __all__ = [
     "Job",
     "JobStatus",
     "Session",
+    "Settings",
+    "Storage",
     "TrainedModel",
     "configure",
+    "configure_storage",
+    "connect",
     "engine_for",
+    "storage",
 ]

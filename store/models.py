@@ -1,5 +1,6 @@
-"""Tables. Datasets and model weights live in the database, so every API and
-worker process on any host sees the same ones."""
+"""Tables. The rows every API and worker process shares; the bytes of datasets,
+checkpoints and model weights live in object storage (:mod:`store.objects`),
+and each row names its object's key."""
 
 from __future__ import annotations
 
@@ -109,8 +110,8 @@ class Dataset(Base):
     # per column: type, role, missing and distinct counts, moments or top categories
     profile: Mapped[dict[str, Any] | None]
     sha256: Mapped[str] = mapped_column(String(64))
-    # core.frame.Frame.to_bytes(): the typed columns with their missing values
-    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # the object of its typed columns (worker.frames: an Arrow IPC file)
+    data_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -177,7 +178,8 @@ class Checkpoint(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     attempt: Mapped[int]
     epoch: Mapped[int]
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    # the object of core.Trainer.checkpoint()'s bytes
+    data_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -195,8 +197,18 @@ class TrainedModel(Base):
     spec: Mapped[dict[str, Any]]
     # stop reason, epochs, final losses
     summary: Mapped[dict[str, Any]]
-    # core.Model.to_bytes(): .npz, read back with allow_pickle=False
-    weights: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # the object of core.Model.to_bytes(): .npz, read back with allow_pickle=False
+    weights_key: Mapped[str] = mapped_column(String(200))
     # scores of the rows held out by training.test_split (worker/evaluation.py)
     metrics: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StoredObject(Base):
+    """One part of an object kept by the database backend of :mod:`store.objects`."""
+
+    __tablename__ = "objects"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
 from .models import (
     LOCAL_OWNER,
@@ -44,17 +44,14 @@ def _owned_row(
     table: type[Owned],
     row_id: int,
     owner: str | None,
-    heavy: Any = None,
     *,
     lock: bool = False,
 ) -> Owned | None:
-    """Row ``row_id`` of ``table``, only if ``owner`` (when given) owns it; ``heavy`` is a
-    deferred column to load with it, ``lock`` takes the row for update."""
+    """Row ``row_id`` of ``table``, only if ``owner`` (when given) owns it; ``lock``
+    takes the row for update."""
     query = select(table).where(table.id == row_id)
     if owner is not None:
         query = query.where(table.owner == owner)
-    if heavy is not None:
-        query = query.options(undefer(heavy))
     if lock:
         query = query.with_for_update()
     return session.scalars(query).one_or_none()
@@ -66,7 +63,7 @@ def _owned_row(
 def add_dataset(
     session: Session,
     name: str,
-    data: bytes,
+    data_key: str,
     *,
     sha256: str,
     n_samples: int,
@@ -79,9 +76,8 @@ def add_dataset(
     profile: dict[str, Any] | None = None,
     owner: str = LOCAL_OWNER,
 ) -> Dataset:
-    """Store a dataset: ``data`` is its table as bytes (``core.frame.Frame.to_bytes``),
-    ``sha256`` the digest of its contents. Read the bytes back with
-    :func:`dataset_bytes`; nothing else reads or writes them."""
+    """Record a dataset whose table is stored under ``data_key`` (see
+    ``store.objects.Storage.stage``); ``sha256`` is the digest of its contents."""
     dataset = Dataset(
         owner=owner,
         name=name,
@@ -94,23 +90,16 @@ def add_dataset(
         target_names=target_names,
         profile=profile,
         sha256=sha256,
-        data=data,
+        data_key=data_key,
     )
     session.add(dataset)
     session.flush()
     return dataset
 
 
-def dataset_bytes(session: Session, dataset: Dataset) -> bytes:
-    """The stored table of ``dataset``, as :func:`add_dataset` was given it."""
-    return dataset.data
-
-
-def get_dataset(
-    session: Session, dataset_id: int, *, with_data: bool = False, owner: str | None = None
-) -> Dataset | None:
+def get_dataset(session: Session, dataset_id: int, *, owner: str | None = None) -> Dataset | None:
     """The dataset; with ``owner``, only if it is theirs (else None, as if missing)."""
-    return _owned_row(session, Dataset, dataset_id, owner, Dataset.data if with_data else None)
+    return _owned_row(session, Dataset, dataset_id, owner)
 
 
 def list_datasets(
@@ -126,6 +115,7 @@ def delete_dataset(session: Session, dataset: Dataset) -> None:
     """Delete a dataset unless a queued or running job needs it (:class:`InUse`).
 
     Finished jobs and trained models keep the dataset's hash, not the dataset.
+    The caller discards the object under ``dataset.data_key`` after committing.
     """
     busy = session.scalar(
         select(exists().where(Job.dataset_id == dataset.id, Job.status.in_(ACTIVE)))
@@ -262,10 +252,23 @@ def release_lease(session: Session, job_id: int, attempt: int) -> None:
     )
 
 
-def save_checkpoint(session: Session, job_id: int, attempt: int, epoch: int, data: bytes) -> None:
+def save_checkpoint(
+    session: Session, job_id: int, attempt: int, epoch: int, data_key: str
+) -> str | None:
+    """Make the object under ``data_key`` the job's checkpoint; returns the key of the
+    one it replaces, for the caller to discard after committing."""
+    previous = session.scalar(select(Checkpoint.data_key).where(Checkpoint.job_id == job_id))
     session.merge(
-        Checkpoint(job_id=job_id, attempt=attempt, epoch=epoch, data=data, created_at=utcnow())
+        Checkpoint(
+            job_id=job_id, attempt=attempt, epoch=epoch, data_key=data_key, created_at=utcnow()
+        )
     )
+    return previous
+
+
+def checkpoint_prefix(job_id: int) -> str:
+    """Where a job's checkpoints are stored: discard it once the job has finished."""
+    return f"checkpoints/{job_id}/"
 
 
 def get_checkpoint(session: Session, job_id: int) -> Checkpoint | None:
@@ -279,6 +282,7 @@ def jobs_to_requeue(
     requeue_seconds: float,
     max_attempts: int,
     lost_reason: str,
+    failed: list[int] | None = None,
 ) -> list[int]:
     """Jobs whose message may be gone; marks them sent and fails the hopeless.
 
@@ -288,7 +292,9 @@ def jobs_to_requeue(
     lost their message. A duplicate message is harmless: only one attempt can
     take the lease. The caller sends the messages after committing, and names
     ``lost_reason``, the stop reason of a job out of attempts
-    (``core.StopReason.WORKER_LOST``: the store does not import the engine).
+    (``core.StopReason.WORKER_LOST``: the store does not import the engine); the
+    ids of the jobs failed here are appended to ``failed``, for the caller to
+    discard their checkpoints after committing.
     """
     now = utcnow()
     stale = now - timedelta(seconds=lease_seconds)
@@ -319,6 +325,8 @@ def jobs_to_requeue(
                 error=f"the worker running this job was lost {counted} times; "
                 f"gave up after {max_attempts} attempts",
             )
+            if failed is not None:
+                failed.append(job.id)
             continue
         if (
             job.status == JobStatus.RUNNING
@@ -401,9 +409,10 @@ def add_model(
     dataset: Dataset,
     spec: dict[str, Any],
     summary: dict[str, Any],
-    weights: bytes,
+    weights_key: str,
     metrics: dict[str, Any] | None = None,
 ) -> TrainedModel:
+    """Record a trained model whose weights are stored under ``weights_key``."""
     model = TrainedModel(
         owner=job.owner,
         job_id=job.id,
@@ -411,7 +420,7 @@ def add_model(
         dataset_sha256=dataset.sha256,
         spec=spec,
         summary=summary,
-        weights=weights,
+        weights_key=weights_key,
         metrics=metrics,
     )
     session.add(model)
@@ -419,12 +428,9 @@ def add_model(
     return model
 
 
-def get_model(
-    session: Session, model_id: int, *, with_weights: bool = False, owner: str | None = None
-) -> TrainedModel | None:
+def get_model(session: Session, model_id: int, *, owner: str | None = None) -> TrainedModel | None:
     """The model; with ``owner``, only if it is theirs (else None, as if missing)."""
-    heavy = TrainedModel.weights if with_weights else None
-    return _owned_row(session, TrainedModel, model_id, owner, heavy)
+    return _owned_row(session, TrainedModel, model_id, owner)
 
 
 # --- API keys -----------------------------------------------------------------

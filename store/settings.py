@@ -62,6 +62,12 @@ def _broker_url(text: str) -> str:
     return text
 
 
+def _storage_url(text: str) -> str:
+    from .objects import check_url  # the backends' own rules, declared with them
+
+    return check_url(text)
+
+
 def _text(text: str) -> str:
     return text
 
@@ -130,6 +136,14 @@ class Settings:
         _text,
         "prefix of every Redis key the broker uses (tests use one per run)",
     )
+    storage_url: str = setting(
+        "BACKPROP_STORAGE_URL",
+        "file://{data_dir}/objects",
+        _storage_url,
+        "where datasets, checkpoints and model weights are kept: `file:///folder`, "
+        "`database://` (the database above) or `s3://bucket/prefix` (boto3's `AWS_*` "
+        "variables; `?endpoint_url=` for another S3-compatible server)",
+    )
     queue: str = setting(
         "BACKPROP_QUEUE",
         "training",
@@ -142,9 +156,15 @@ class Settings:
         _count,
         "largest request body (413 above)",
     )
+    max_upload_bytes: int = setting(
+        "BACKPROP_MAX_UPLOAD_BYTES",
+        "4294967296",
+        _count,
+        "largest dataset upload (413 above); it is spooled to a temporary file, not memory",
+    )
     max_dataset_cells: int = setting(
         "BACKPROP_MAX_DATASET_CELLS",
-        "20000000",
+        "200000000",
         _count,
         "rows × columns of a dataset",
     )
@@ -228,6 +248,12 @@ class Settings:
     @property
     def broker_folder(self) -> Path:
         return self.data_dir / "broker"
+
+    @property
+    def cache_folder(self) -> Path:
+        """Local copies of stored datasets, by content digest (object storage backends
+        other than a local folder)."""
+        return self.data_dir / "cache"
 
     def as_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings in a child process."""

@@ -19,7 +19,7 @@ from typing import Any
 from celery import Celery, bootsteps
 from celery.signals import worker_shutting_down
 
-from store import configure
+from store import connect
 from store.settings import Settings
 
 from .reconciler import Reconciler
@@ -35,7 +35,7 @@ class Lifecycle:
         self.reconciler: Reconciler | None = None
 
     def start(self) -> None:
-        configure(self.settings.database_url)
+        connect(self.settings)
         worker_shutting_down.connect(self._on_stop_signal, weak=False)
         self.reconciler = Reconciler(self.settings, self.app)
         self.reconciler.start()

@@ -14,7 +14,7 @@ import threading
 from celery import Celery
 
 from core import StopReason
-from store import Session
+from store import Session, storage
 from store import queries as q
 from store.settings import Settings
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 def reconcile_once(settings: Settings, app: Celery) -> list[int]:
     """One sweep, sending through ``app``; returns the ids sent again."""
+    failed: list[int] = []
     with Session.begin() as session:
         ids = q.jobs_to_requeue(
             session,
@@ -32,7 +33,9 @@ def reconcile_once(settings: Settings, app: Celery) -> list[int]:
             requeue_seconds=settings.requeue_seconds,
             max_attempts=settings.max_attempts,
             lost_reason=StopReason.WORKER_LOST,
+            failed=failed,
         )
+    storage().discard(*(q.checkpoint_prefix(job_id) for job_id in failed))
     for job_id in ids:  # after the commit, as with every message
         enqueue_training(job_id, app)
     if ids:

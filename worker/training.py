@@ -19,16 +19,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from core import EpochStats, Model, SpecError, StopReason, Trainer, TrainResult
-from core.frame import Frame
 from core.tabular import design
-from store import JobStatus, Session
+from store import JobStatus, Session, storage
 from store import queries as q
 from store.settings import Settings
 
 from .evaluation import evaluate
+from .frames import dataset_frame
 
 log = logging.getLogger(__name__)
 
@@ -103,23 +104,31 @@ class Attempt:
         job's message again after this returns with ``given_back`` set.
         """
         with self._lock:
+            replaced = None
             try:
-                with Session.begin() as session:
-                    self.cancel = q.renew_lease(session, self.job_id, self.attempt)
-                    q.record_epochs(session, self.job_id, self.pending)
-                    give_back = give_back and not self.cancel
+                with ExitStack() as staged:
+                    key = None
                     if (checkpoint or give_back) and self.trainer is not None:
-                        q.save_checkpoint(
-                            session,
-                            self.job_id,
-                            self.attempt,
-                            self.trainer.epoch,
-                            self.trainer.checkpoint(),
+                        # Stored before the transaction that names it: a worker killed
+                        # in between leaves the previous checkpoint in force.
+                        epoch, data = self.trainer.epoch, self.trainer.checkpoint()
+                        key = staged.enter_context(
+                            storage().stage(q.checkpoint_prefix(self.job_id), ".npz", data)
                         )
-                        self.last_checkpoint = time.monotonic()
-                    if give_back:
-                        q.release_lease(session, self.job_id, self.attempt)
+                    with Session.begin() as session:
+                        self.cancel = q.renew_lease(session, self.job_id, self.attempt)
+                        q.record_epochs(session, self.job_id, self.pending)
+                        give_back = give_back and not self.cancel
+                        if key is not None:
+                            replaced = q.save_checkpoint(
+                                session, self.job_id, self.attempt, epoch, key
+                            )
+                            self.last_checkpoint = time.monotonic()
+                        if give_back:
+                            q.release_lease(session, self.job_id, self.attempt)
                 self.given_back = give_back
+                if replaced is not None:
+                    storage().discard(replaced)
             except q.LeaseLost:
                 log.warning(
                     "job %s: attempt %s lost its lease; stopping", self.job_id, self.attempt
@@ -154,30 +163,44 @@ class Attempt:
             self._heartbeat.join()
 
     def finish(self, status: JobStatus, **fields: Any) -> None:
-        """Record the last epochs and the outcome in one fenced transaction."""
+        """Record the last epochs and the outcome in one fenced transaction.
+
+        ``model`` (spec, summary, weights bytes, metrics) is stored first and
+        recorded in the same transaction as the outcome."""
+        model = fields.pop("model", None)
+        unused = None
         try:
-            with Session.begin() as session:
-                q.renew_lease(session, self.job_id, self.attempt)
-                q.record_epochs(session, self.job_id, self.pending)
-                job = q.get_job(session, self.job_id)
-                assert job is not None
-                model = fields.pop("model", None)
+            with ExitStack() as staged:
+                weights_key = None
                 if model is not None:
-                    dataset = (
-                        None if job.dataset_id is None else q.get_dataset(session, job.dataset_id)
-                    )
-                    if dataset is None:
-                        status, fields = (
-                            JobStatus.FAILED,
-                            {"error": "the job's dataset was deleted"},
+                    spec, summary, weights, metrics = model
+                    weights_key = staged.enter_context(storage().stage("models", ".npz", weights))
+                with Session.begin() as session:
+                    q.renew_lease(session, self.job_id, self.attempt)
+                    q.record_epochs(session, self.job_id, self.pending)
+                    job = q.get_job(session, self.job_id)
+                    assert job is not None
+                    if weights_key is not None:
+                        dataset = (
+                            None
+                            if job.dataset_id is None
+                            else q.get_dataset(session, job.dataset_id)
                         )
-                    else:
-                        q.add_model(session, job, dataset, *model)
-                q.finish_job(session, job, status, **fields)
+                        if dataset is None:
+                            status, fields = (
+                                JobStatus.FAILED,
+                                {"error": "the job's dataset was deleted"},
+                            )
+                            unused = weights_key
+                        else:
+                            q.add_model(session, job, dataset, spec, summary, weights_key, metrics)
+                    q.finish_job(session, job, status, **fields)
         except q.LeaseLost:
             log.warning(
                 "job %s: attempt %s lost its lease before finishing", self.job_id, self.attempt
             )
+            return
+        storage().discard(q.checkpoint_prefix(self.job_id), *([unused] if unused else []))
 
 
 def within_limit(training: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -224,14 +247,13 @@ def run_job(
         assert job is not None
         dataset = None if job.dataset_id is None else q.get_dataset(session, job.dataset_id)
         checkpoint = q.get_checkpoint(session, job_id)
-        saved = None if checkpoint is None else checkpoint.data
+        saved_key = None if checkpoint is None else checkpoint.data_key
         network, training = job.network, job.training
-        start: bytes | None = None
+        start_key: str | None = None
         if job.init_model_id is not None:
-            start_row = q.get_model(session, job.init_model_id, with_weights=True)
-            start = None if start_row is None else start_row.weights
+            start_row = q.get_model(session, job.init_model_id)
+            start_key = None if start_row is None else start_row.weights_key
         if dataset is not None:
-            table = q.dataset_bytes(session, dataset)
             target_names, feature_names, task = (
                 list(dataset.target_names or ()),
                 dataset.feature_names,
@@ -244,11 +266,13 @@ def run_job(
     if dataset is None:
         run.finish(JobStatus.FAILED, error="the job's dataset was deleted")
         return False
-    if job.init_model_id is not None and start is None:
+    if job.init_model_id is not None and start_key is None:
         run.finish(JobStatus.FAILED, error="the model the job starts from was deleted")
         return False
     try:
-        frame = Frame.from_bytes(table)
+        saved = None if saved_key is None else storage().read(saved_key)
+        start = None if start_key is None else storage().read(start_key)
+        frame = dataset_frame(dataset)
         features = [name for name in frame.names if name not in target_names]
         plan = design(
             frame,

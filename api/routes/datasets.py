@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from flask import Blueprint
 
-from store import Session
+from store import Session, storage
 from store import queries as q
 
 from ..auth import owner
@@ -66,8 +68,8 @@ def create_dataset(payload: DatasetCreate | TableBody) -> tuple[DatasetOut, dict
         name, upload = params.name, from_table(read, targets, params.task, limit)
     else:
         name, upload = payload.name, _from_json(payload, limit)
-    with Session.begin() as session:
-        out = DatasetOut.model_validate(store(session, name, upload, owner()))
+    with ExitStack() as staged, Session.begin() as session:
+        out = DatasetOut.model_validate(store(session, name, upload, owner(), staged))
     return out, {"Location": f"/datasets/{out.id}"}
 
 
@@ -100,3 +102,4 @@ def delete_dataset(dataset_id: int) -> None:
             q.delete_dataset(session, dataset)
         except q.InUse as exc:
             raise conflict(str(exc)) from None
+    storage().discard(dataset.data_key)

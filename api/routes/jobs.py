@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 
 from flask import Blueprint
 from sqlalchemy.orm import Session as OrmSession
 
 from core import StopReason
-from store import Job, JobStatus, Session
+from store import Job, JobStatus, Session, storage
 from store import queries as q
 
 from .. import admission
@@ -47,8 +48,8 @@ def _job_fields(job: Job) -> dict[str, object]:
 @responds(202, JobOut, errors=(503,), headers={"Location": "URL of the new job"})
 def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
     """Queue a training job on a stored or an inline dataset."""
-    with Session.begin() as session:
-        admitted = admission.admit(session, payload, state().settings, owner())
+    with ExitStack() as staged, Session.begin() as session:
+        admitted = admission.admit(session, payload, state().settings, owner(), staged)
         # The completed spec: the worker designs the same job again from it, and finds
         # nothing left to fill in.
         job = q.add_job(
@@ -138,4 +139,7 @@ def cancel_job(job_id: int) -> JobOut:
         if job.status.finished:
             raise conflict(f"job {job_id} has already finished ({job.status.value})")
         q.request_cancel(session, job, stop_reason=StopReason.CANCELLED)
-        return job_out(session, job)
+        out = job_out(session, job)
+    if out.status.finished:  # a queued job may hold the checkpoint of a given-back attempt
+        storage().discard(q.checkpoint_prefix(job_id))
+    return out

@@ -8,10 +8,10 @@ import numpy as np
 from flask import Blueprint, Response, request
 
 import core
-from core.frame import Frame
 from store import Session
 from store import queries as q
 from worker.evaluation import evaluate
+from worker.frames import dataset_frame
 
 from ..auth import owner
 from ..decorators import NPY, NpyBody, TableBody, body, responds
@@ -151,10 +151,10 @@ def evaluate_model(model_id: int, payload: EvaluateRequest | TableBody) -> Metri
         frame = table_frame(payload, model, served.skipped, with_targets=True)
     elif payload.dataset_id is not None:
         with Session.begin() as session:
-            row = q.get_dataset(session, payload.dataset_id, owner=owner(), with_data=True)
+            row = q.get_dataset(session, payload.dataset_id, owner=owner())
             if row is None:
                 raise invalid("dataset_id", f"no dataset with id {payload.dataset_id}")
-            frame = Frame.from_bytes(q.dataset_bytes(session, row))
+        frame = dataset_frame(row)
     elif payload.records is not None:
         names, kinds = input_columns(model)
         read = read_records(payload.records, ReadOptions(schema=kinds), field="records")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -19,9 +19,10 @@ from flask.testing import FlaskClient
 import core
 from api.uploads import from_arrays, store
 from core.frame import Frame
-from store import LOCAL_OWNER, Dataset, JobStatus, Session
+from store import LOCAL_OWNER, Dataset, JobStatus, Session, storage
 from store import queries as q
 from store.settings import Settings, load_settings
+from worker.frames import dataset_frame
 from worker.training import run_job
 
 
@@ -39,15 +40,18 @@ def store_arrays(
     targets = targets.tolist() if isinstance(targets, np.ndarray) else targets
     inputs = inputs.tolist() if isinstance(inputs, np.ndarray) else inputs
     upload = from_arrays(inputs, targets, feature_names, target_names, max_cells=10**9)
-    return store(session, name, upload, owner)
+    with ExitStack() as staged:
+        dataset = store(session, name, upload, owner, staged)
+        staged.pop_all()  # kept whether or not the caller's transaction commits
+    return dataset
 
 
 def stored_frame(dataset_id: int) -> Frame:
     """A stored dataset's table."""
     with Session.begin() as session:
-        dataset = q.get_dataset(session, dataset_id, with_data=True)
+        dataset = q.get_dataset(session, dataset_id)
         assert dataset is not None
-        return Frame.from_bytes(q.dataset_bytes(session, dataset))
+    return dataset_frame(dataset)
 
 
 IRIS_LIKE = """sepal_length,sepal_width,petal_length,petal_width,species
@@ -131,9 +135,9 @@ def train_in_process(job_id: int) -> int:
 
 def stored_model(model_id: int) -> core.Model:
     with Session.begin() as session:
-        row = q.get_model(session, model_id, with_weights=True)
+        row = q.get_model(session, model_id)
         assert row is not None
-        return core.Model.from_bytes(row.weights)
+    return core.Model.from_bytes(storage().read(row.weights_key))
 
 
 def as_array(rows: Any) -> np.ndarray:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import redis
 
-from store import Session, configure
+from store import Session, connect
 from store import queries as q
 from store.migrate import upgrade
 from store.settings import Settings, load_settings
@@ -66,6 +66,9 @@ def environment(database_url: str, namespace: str, data_dir: Path) -> dict[str, 
         "BROKER_URL": REDIS_URL,
         "BROKER_PREFIX": f"backprop-test-{RUN_ID}-{namespace}:",
         "BACKPROP_QUEUE": f"training-{RUN_ID}-{namespace}",
+        # PostgreSQL runs keep stored bytes in the database, so the embedded runs (a
+        # local folder) and these test both backends under the same scenarios.
+        "BACKPROP_STORAGE_URL": "database://",
     }
 
 
@@ -91,7 +94,7 @@ def apply_env(env: dict[str, str]) -> Settings:
     """Point this process's settings and store at ``env``; returns the settings."""
     os.environ.update(env)
     settings = load_settings()
-    configure(settings.database_url)
+    connect(settings)
     return settings
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import StatementError
 
 import core
-from store import Epoch, JobStatus, Session
+from store import Epoch, JobStatus, Session, storage
 from store import queries as q
 from store.migrate import upgrade
 from store.settings import Settings
@@ -160,9 +160,9 @@ def trained_weights(job_id: int) -> list[np.ndarray[Any, Any]]:
     with Session.begin() as session:
         model_id = q.model_id_for_job(session, job_id)
         assert model_id is not None
-        row = q.get_model(session, model_id, with_weights=True)
+        row = q.get_model(session, model_id)
         assert row is not None
-        model = core.Model.from_bytes(row.weights)
+    model = core.Model.from_bytes(storage().read(row.weights_key))
     return model.network.weights + model.network.biases
 
 
