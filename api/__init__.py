@@ -18,7 +18,18 @@ from .errors import register_error_handlers
 from .metrics import Metrics
 from .metrics import install as install_metrics
 from .model_cache import ModelCache
-from .routes import datasets, events, health, jobs, metrics, models, openapi, plots, ui
+from .routes import (
+    datasets,
+    events,
+    health,
+    jobs,
+    metrics,
+    models,
+    openapi,
+    plots,
+    predictions,
+    ui,
+)
 from .schemas import MAX_ID
 from .services import KEY, ServiceState
 
@@ -53,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events.bp,
         plots.bp,
         models.bp,
+        predictions.bp,
         health.bp,
         metrics.bp,
         openapi.bp,

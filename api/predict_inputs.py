@@ -210,14 +210,4 @@ def encoded(model: core.Model, frame: Frame) -> np.ndarray[Any, Any]:
 
 def output_names(model: core.Model, target_names: Sequence[str]) -> list[str] | None:
     """What each output column is: a class, a label or a target column."""
-    target = model.target
-    units = model.network.output_dim
-    if target is not None:
-        if target.task == "classification" and target.classes is not None:
-            return [target.classes[-1]] if units == 1 else list(target.classes)
-        return list(target.names)
-    if model.classes is not None:
-        return [model.classes[-1]] if units == 1 else list(model.classes)
-    if len(target_names) == units:
-        return list(target_names)
-    return None
+    return model.output_names(target_names)

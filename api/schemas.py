@@ -569,6 +569,51 @@ class JobList(Out):
     next_after: int | None
 
 
+class PredictionCreate(StrictBody):
+    """A batch prediction of every row of a stored dataset."""
+
+    model_config = _example({"dataset_id": 1})
+
+    dataset_id: Id
+
+
+class PredictionOut(Out):
+    """A batch prediction job: queued, running, then its outputs ready to download."""
+
+    id: int
+    model_id: int | None
+    dataset_id: int | None
+    status: JobStatus
+    rows_total: int = Field(description="Rows of the dataset.")
+    rows_done: int = Field(
+        description="Rows predicted so far by the current attempt (an attempt that takes "
+        "over after a lost worker starts again from the first row)."
+    )
+    attempt: int
+    error: str | None
+    stop_reason: str | None
+    cancel_requested: bool
+    result: str | None = Field(
+        description="URL of the outputs once the job has succeeded; "
+        "`?format=csv` or `?format=parquet` (the default)."
+    )
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class PredictionList(Out):
+    predictions: list[PredictionOut]
+    next_after: int | None
+
+
+class ResultQuery(Query):
+    format: Literal["csv", "parquet"] = Field(
+        default="parquet",
+        description="Parquet (the stored file, as is) or CSV (converted on the way out).",
+    )
+
+
 def _nullable_numbers(schema: dict[str, Any]) -> None:
     # The engine declares its numbers as floats; documents that they may come as null.
     for prop in schema["properties"].values():

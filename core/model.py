@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,21 @@ class Model:
         if self.classes is None:
             return [int(i) for i in index]
         return [self.classes[int(i)] for i in index]
+
+    def output_names(self, target_names: Sequence[str] = ()) -> list[str] | None:
+        """What each output column is: a class, a label or a target column (None when
+        nothing names them: a model of bare arrays without target names)."""
+        target = self.target
+        units = self.network.output_dim
+        if target is not None:
+            if target.task == "classification" and target.classes is not None:
+                return [target.classes[-1]] if units == 1 else list(target.classes)
+            return list(target.names)
+        if self.classes is not None:
+            return [self.classes[-1]] if units == 1 else list(self.classes)
+        if len(target_names) == units:
+            return list(target_names)
+        return None
 
     def predict_labels(self, inputs: Any) -> list[Any]:
         return self.labels_from_outputs(self.predict(inputs))

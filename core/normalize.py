@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -69,11 +70,27 @@ class Normalizer:
         Raises ValueError for a method not in ``METHODS`` (the spec parser
         refuses those first).
         """
+        return cls.fit_columns(method, (x[:, j] for j in range(x.shape[1])))
+
+    @classmethod
+    def fit_columns(cls, method: str, columns: Iterable[Array]) -> Normalizer:
+        """:meth:`fit` on the matrix whose columns ``columns`` yields one at a time
+        (1-D, of equal length), without stacking them: a million-row table is
+        fitted in the memory of one column."""
         if method not in METHODS:
             raise ValueError(f"unknown normalization {method!r}")
         moments, is_constant = METHODS[method]
-        shift, scale = moments(x)
-        scale = np.where(is_constant(x.shape[0], shift, scale), 1.0, scale)
+        shifts, scales, n = [], [], 0
+        for column in columns:
+            # Each column contiguous, whatever the layout of the matrix it came from:
+            # NumPy's sums depend on memory layout, and a table's preprocessing and
+            # the Trainer's normalization of the same numbers must agree bit for bit.
+            shift, scale = moments(np.ascontiguousarray(column).reshape(-1, 1))
+            shifts.append(shift)
+            scales.append(scale)
+            n = column.shape[0]
+        shift, scale = np.concatenate(shifts), np.concatenate(scales)
+        scale = np.where(is_constant(n, shift, scale), 1.0, scale)
         return cls(method, shift, scale)
 
     def apply(self, x: Array, dtype: np.dtype[Any] | type | None = None) -> Array:

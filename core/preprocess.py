@@ -32,6 +32,9 @@ MISSING_LABEL = "<missing>"
 
 FORMAT_VERSION = 1
 
+# Rows encoded at a time by Preprocessor.transform.
+TRANSFORM_ROWS = 65536
+
 _PLURAL = {NUMBER: "numbers", CATEGORY: "categories"}
 
 
@@ -165,21 +168,25 @@ class Preprocessor:
         ``spec.normalize`` that :func:`parse_preprocess` would have refused.
         """
         rules: list[_Rule] = []
-        imputed: list[Array] = []
         for column in frame:
             missing = column.missing
             had_missing = bool(missing.any())
             if column.kind == NUMBER:
                 fill = _statistic(column.values[~missing], spec)
                 rules.append(_NumberRule(column.name, fill, spec.missing_indicator and had_missing))
-                imputed.append(np.where(missing, fill, column.values))
             else:
                 seen = np.unique(column.values[~missing])
                 categories = tuple(sorted(column.categories[int(code)] for code in seen))
                 rules.append(_CategoryRule(column.name, categories, had_missing))
+        numbers = [r for r in rules if isinstance(r, _NumberRule)]
         normalizer = None
-        if spec.normalize is not None and imputed:
-            normalizer = Normalizer.fit(spec.normalize, np.column_stack(imputed))
+        if spec.normalize is not None and numbers:
+            # One imputed float64 column at a time, not the stacked matrix.
+            imputed = (
+                np.where(frame[r.name].missing, r.fill, frame[r.name].values).astype(np.float64)
+                for r in numbers
+            )
+            normalizer = Normalizer.fit_columns(spec.normalize, imputed)
         return cls(spec, rules, normalizer)
 
     # --- applying ------------------------------------------------------------
@@ -204,11 +211,20 @@ class Preprocessor:
         """
         columns = [self._column(frame, rule) for rule in self._rules]
         out = np.zeros((frame.n_rows, self.width), dtype=dtype)
+        # In blocks of rows: the temporaries of a block, not of the whole table, come
+        # on top of the output (a million rows x 100 columns is 400 MB in float32).
+        for start in range(0, frame.n_rows, TRANSFORM_ROWS):
+            block = slice(start, start + TRANSFORM_ROWS)
+            self._transform_rows([c.take(block) for c in columns], out[block], unknown)
+        return out
+
+    def _transform_rows(self, columns: list[Column], out: Array, unknown: str | None) -> None:
+        dtype = out.dtype
         numbers: list[Array] = []
         for rule, offset, column in zip(self._rules, self._offsets, columns, strict=True):
             if isinstance(rule, _NumberRule):
                 missing = column.missing
-                numbers.append(np.where(missing, rule.fill, column.values))
+                numbers.append(np.where(missing, rule.fill, column.values.astype(np.float64)))
                 if rule.indicator:
                     out[:, offset + 1] = missing
             else:
@@ -220,7 +236,6 @@ class Preprocessor:
             out[:, self._number_places] = (
                 x.astype(dtype) if self.normalizer is None else self.normalizer.apply(x, dtype)
             )
-        return out
 
     def _column(self, frame: Frame, rule: _Rule) -> Column:
         if rule.name not in frame:

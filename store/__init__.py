@@ -1,7 +1,17 @@
 """Persistence shared by the API and the workers: models, sessions, queries."""
 
 from .db import Session, configure, engine_for
-from .models import LOCAL_OWNER, ApiKey, Base, Dataset, Epoch, Job, JobStatus, TrainedModel
+from .models import (
+    LOCAL_OWNER,
+    ApiKey,
+    Base,
+    Dataset,
+    Epoch,
+    Job,
+    JobKind,
+    JobStatus,
+    TrainedModel,
+)
 from .objects import Storage, configure_storage, storage
 from .settings import Settings
 
@@ -20,6 +30,7 @@ __all__ = [
     "Dataset",
     "Epoch",
     "Job",
+    "JobKind",
     "JobStatus",
     "Session",
     "Settings",

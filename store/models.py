@@ -75,6 +75,13 @@ class JobStatus(enum.StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class JobKind(enum.StrEnum):
+    """What a job does: train a network, or predict a stored dataset with a model."""
+
+    TRAINING = "training"
+    PREDICTION = "prediction"
+
+
 # Rows made without an API key (the CLI, tests of the store) belong to this owner.
 LOCAL_OWNER = "local"
 
@@ -121,6 +128,10 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(100), index=True, default=LOCAL_OWNER)
+    # Training and batch prediction share the queue, leases, retries and cancel.
+    kind: Mapped[str] = mapped_column(
+        String(20), default=JobKind.TRAINING, server_default=JobKind.TRAINING.value
+    )
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
     status: Mapped[JobStatus] = mapped_column(
         Enum(JobStatus, name="job_status", values_callable=lambda e: [m.value for m in e]),
@@ -130,6 +141,10 @@ class Job(Base):
     training: Mapped[dict[str, Any]]
     # a trained model whose weights and preprocessing the job starts from
     init_model_id: Mapped[int | None]
+    # a prediction job: the model it predicts with, and the object of its outputs
+    model_id: Mapped[int | None]
+    output_key: Mapped[str | None] = mapped_column(String(200))
+    # a prediction job counts rows here: the dataset's rows, and those predicted
     epochs_total: Mapped[int]
     epochs_completed: Mapped[int] = mapped_column(default=0)
     loss: Mapped[float | None] = mapped_column(Float)

@@ -20,6 +20,7 @@ from .models import (
     Dataset,
     Epoch,
     Job,
+    JobKind,
     JobStatus,
     TrainedModel,
     utcnow,
@@ -151,11 +152,37 @@ def add_job(
     return job
 
 
+def add_prediction_job(session: Session, model: TrainedModel, dataset: Dataset) -> Job:
+    """Queue a batch prediction of every row of ``dataset`` with ``model``; the job's
+    ``epochs_total`` counts the rows and ``epochs_completed`` those predicted."""
+    job = Job(
+        owner=model.owner,
+        kind=JobKind.PREDICTION,
+        dataset_id=dataset.id,
+        model_id=model.id,
+        network={},
+        training={},
+        epochs_total=dataset.n_samples,
+        status=JobStatus.QUEUED,
+        enqueued_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
 def get_job(
-    session: Session, job_id: int, *, for_update: bool = False, owner: str | None = None
+    session: Session,
+    job_id: int,
+    *,
+    for_update: bool = False,
+    owner: str | None = None,
+    kind: str | None = None,
 ) -> Job | None:
-    """The job; with ``owner``, only if it is theirs (else None, as if missing)."""
-    return _owned_row(session, Job, job_id, owner, lock=for_update)
+    """The job; with ``owner``, only if it is theirs (else None, as if missing); with
+    ``kind``, only a job of that kind."""
+    job = _owned_row(session, Job, job_id, owner, lock=for_update)
+    return None if job is None or (kind is not None and job.kind != kind) else job
 
 
 def list_jobs(
@@ -165,9 +192,12 @@ def list_jobs(
     status: JobStatus | None = None,
     after: int | None = None,
     limit: int = 50,
+    kind: str = JobKind.TRAINING,
 ) -> list[Job]:
     """Newest first; ``after`` is the cursor (the last id of the previous page)."""
-    query = select(Job).where(Job.owner == owner).order_by(Job.id.desc()).limit(limit)
+    query = (
+        select(Job).where(Job.owner == owner, Job.kind == kind).order_by(Job.id.desc()).limit(limit)
+    )
     if status is not None:
         query = query.where(Job.status == status)
     if after is not None:
@@ -366,6 +396,11 @@ def finish_job(
     job.finished_at = utcnow()
     job.lease_owner = None
     session.execute(delete(Checkpoint).where(Checkpoint.job_id == job.id))
+
+
+def record_progress(session: Session, job_id: int, rows_done: int) -> None:
+    """A prediction job's rows predicted so far (call after :func:`renew_lease`)."""
+    session.execute(update(Job).where(Job.id == job_id).values(epochs_completed=rows_done))
 
 
 def record_epochs(session: Session, job_id: int, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from store import Session
+from store import JobKind, Session
 from store import queries as q
 
 from ..auth import owner
@@ -58,7 +58,7 @@ def job_events(job_id: int) -> Response:
     after = _last_event_id()
     who = owner()
     with Session.begin() as session:
-        mine(session, "job", job_id, q.get_job)
+        mine(session, "job", job_id, q.get_job, kind=JobKind.TRAINING)
     limit = state().settings.sse_seconds
 
     def stream() -> Iterator[str]:

@@ -9,7 +9,7 @@ from flask import Blueprint
 from sqlalchemy.orm import Session as OrmSession
 
 from core import StopReason
-from store import Job, JobStatus, Session, storage
+from store import Job, JobKind, JobStatus, Session, storage
 from store import queries as q
 
 from .. import admission
@@ -60,11 +60,12 @@ def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
             init_model_id=admitted.init_model_id,
         )
         out = job_out(session, job)
-    _enqueue(job.id)
+    enqueue(job.id)
     return out, {"Location": f"/jobs/{out.id}"}
 
 
-def _enqueue(job_id: int) -> None:
+def enqueue(job_id: int) -> None:
+    """Send the job's message after its commit; a broker that refuses it fails the job (503)."""
     try:
         state().broker.enqueue(job_id)
     except Exception as exc:
@@ -104,7 +105,7 @@ def list_jobs(params: JobListQuery) -> JobList:
 def get_job(job_id: int) -> JobOut:
     """A job's status and progress."""
     with Session.begin() as session:
-        return job_out(session, mine(session, "job", job_id, q.get_job))
+        return job_out(session, mine(session, "job", job_id, q.get_job, kind=JobKind.TRAINING))
 
 
 @bp.get("/<id:job_id>/spec")
@@ -114,7 +115,7 @@ def get_spec(job_id: int) -> JobSpec:
     `input_dim` (the encoded width), the output layer the task needs and its loss
     filled in where the submission left them out."""
     with Session.begin() as session:
-        job = mine(session, "job", job_id, q.get_job)
+        job = mine(session, "job", job_id, q.get_job, kind=JobKind.TRAINING)
         return JobSpec(network=job.network, training=job.training)
 
 
@@ -124,7 +125,7 @@ def get_spec(job_id: int) -> JobSpec:
 def list_epochs(job_id: int, params: EpochQuery) -> EpochList:
     """The job's epochs in order, after epoch `after`."""
     with Session.begin() as session:
-        mine(session, "job", job_id, q.get_job)
+        mine(session, "job", job_id, q.get_job, kind=JobKind.TRAINING)
         rows = q.list_epochs(session, job_id, after=params.after, limit=params.limit + 1)
         page, next_after = one_page(rows, params.limit, epoch_out, "epoch")
     return EpochList(epochs=page, next_after=next_after)
@@ -135,7 +136,7 @@ def list_epochs(job_id: int, params: EpochQuery) -> EpochList:
 def cancel_job(job_id: int) -> JobOut:
     """Cancel a job: a queued one at once, a running one at its next epoch boundary."""
     with Session.begin() as session:
-        job = mine(session, "job", job_id, q.get_job, for_update=True)
+        job = mine(session, "job", job_id, q.get_job, for_update=True, kind=JobKind.TRAINING)
         if job.status.finished:
             raise conflict(f"job {job_id} has already finished ({job.status.value})")
         q.request_cancel(session, job, stop_reason=StopReason.CANCELLED)

@@ -6,7 +6,7 @@ import io
 
 from flask import Blueprint, Response
 
-from store import Session
+from store import JobKind, Session
 from store import queries as q
 
 from ..decorators import responds
@@ -26,7 +26,7 @@ def loss_png(job_id: int) -> Response:
     from matplotlib.figure import Figure
 
     with Session.begin() as session:
-        job = mine(session, "job", job_id, q.get_job)
+        job = mine(session, "job", job_id, q.get_job, kind=JobKind.TRAINING)
         epochs: list[int] = []
         losses: list[float] = []
         val: list[tuple[int, float]] = []

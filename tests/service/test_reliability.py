@@ -91,6 +91,7 @@ def isolated(
             "BACKPROP_DATA_DIR": str(data_dir),
             "DATABASE_URL": url,
             "BROKER_URL": "filesystem://",
+            "BACKPROP_STORAGE_URL": (data_dir / "objects").as_uri(),
             "BROKER_PREFIX": "",
             "BACKPROP_QUEUE": "training",
         }
