@@ -238,16 +238,18 @@ class DatabaseStore:
 
     def delete_prefix(self, prefix: str) -> None:
         with self.sessions() as session:
-            session.execute(delete(StoredObject).where(StoredObject.key.startswith(prefix)))
+            session.execute(delete(StoredObject).where(_starts(prefix)))
 
     def keys(self, prefix: str = "") -> list[str]:
         with self.sessions() as session:
-            found = session.scalars(
-                select(func.distinct(StoredObject.key))
-                .where(StoredObject.key.startswith(prefix))
-                .order_by(StoredObject.key)
-            )
-            return list(found)
+            found = session.scalars(select(func.distinct(StoredObject.key)).where(_starts(prefix)))
+            # Sorted here: the database's collation need not order as Python does.
+            return sorted(found)
+
+
+def _starts(prefix: str) -> Any:
+    # Not LIKE (startswith): `_` and `%` are wildcards there, and SQLite's LIKE ignores case.
+    return func.substr(StoredObject.key, 1, len(prefix)) == prefix
 
 
 class S3Store:
@@ -387,13 +389,17 @@ class Storage:
         anything else in the block) raises, the object is deleted and the error
         goes on.
         """
-        key = f"{prefix}/{uuid.uuid4().hex}{suffix}"
+        key = f"{prefix.rstrip('/')}/{uuid.uuid4().hex}{suffix}"
         if isinstance(source, Path):
             self.objects.put_file(key, source)
         else:
             self.objects.put(key, source)
         try:
             yield key
+        except GeneratorExit:
+            # Closed without being exited (an ExitStack.pop_all() dropped): no failure,
+            # the caller keeps the object.
+            raise
         except BaseException:
             self.discard(key)
             raise
