@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -315,12 +315,15 @@ class S3Store:
 
 
 def _file(url: str, sessions: Callable[[], Any]) -> ObjectStore:
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
+    # Read by hand, not by urlsplit: the default is made from the data folder's own
+    # path, where a '#' or '?' is part of a folder name.
+    rest = url.removeprefix("file://")
+    host, slash, path = rest.partition("/")
+    if host not in ("", "localhost"):
         raise ValueError("a file:// URL names a folder on this host (file:///abs/folder)")
-    if not parts.path or not parts.path.startswith("/"):
+    if not slash or not path:
         raise ValueError("a file:// URL needs an absolute folder (file:///abs/folder)")
-    return FileStore(Path(parts.path))
+    return FileStore(Path(unquote("/" + path)))
 
 
 def _database(url: str, sessions: Callable[[], Any]) -> ObjectStore:

@@ -62,6 +62,8 @@ class Attempt:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, daemon=True)
+        # the thread writing a checkpoint in the background, if one is
+        self._writer: threading.Thread | None = None
 
     # --- called by the trainer -------------------------------------------------
 
@@ -70,9 +72,11 @@ class Attempt:
         # dict, where asdict() deep-copies it (about 6 us, as much as a whole epoch
         # of a tiny network trained online).
         self.pending.append(vars(stats))
+        if self._writer is not None and self._writer.is_alive():
+            return  # a checkpoint is being written: keep buffering, in epoch order
         now = time.monotonic()
         if now - self.last_checkpoint >= self.settings.checkpoint_seconds:
-            self.write(checkpoint=True)
+            self.checkpoint_in_background()
         elif now - self.last_write >= self.settings.epoch_flush_seconds:
             self.write()
 
@@ -92,36 +96,73 @@ class Attempt:
 
     # --- writes ----------------------------------------------------------------
 
+    def checkpoint_in_background(self) -> None:
+        """Snapshot the trainer now, between epochs, and store and record the snapshot
+        (with the epochs buffered so far) in a thread of its own, so that training
+        goes on while a large network's checkpoint is uploaded. One write at a time:
+        the next write of any kind waits for this one (:meth:`settle`)."""
+        assert self.trainer is not None
+        epoch, data, pending = self.trainer.epoch, self.trainer.checkpoint(), self.pending
+        self.pending = []
+        self.last_checkpoint = time.monotonic()
+        self._writer = threading.Thread(
+            target=self._commit,
+            args=(pending, (epoch, data), False),
+            name=f"backprop-checkpoint-{self.job_id}",
+            daemon=True,
+        )
+        self._writer.start()
+
+    def settle(self) -> None:
+        """Wait for a checkpoint being written in the background."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+
     def write(self, checkpoint: bool = False, give_back: bool = False) -> None:
-        """Flush buffered epochs under the lease, and a checkpoint if asked.
+        """Flush buffered epochs under the lease, and a checkpoint if asked, now.
 
         ``give_back`` also checkpoints and queues the job again (unless it was
         cancelled meanwhile: then it ends as cancelled); the caller sends the
         job's message again after this returns with ``given_back`` set.
         """
+        self.settle()
+        snapshot = None
+        if (checkpoint or give_back) and self.trainer is not None:
+            snapshot = (self.trainer.epoch, self.trainer.checkpoint())
+            self.last_checkpoint = time.monotonic()
+        pending, self.pending = self.pending, []
+        self._commit(pending, snapshot, give_back)
+
+    def _commit(
+        self,
+        pending: list[dict[str, Any]],
+        snapshot: tuple[int, bytes] | None,
+        give_back: bool,
+    ) -> None:
+        """One fenced transaction: the lease renewed, ``pending`` epochs recorded and
+        the ``snapshot`` (epoch, checkpoint bytes) made the job's checkpoint."""
         with self._lock:
             replaced = None
             try:
                 with ExitStack() as staged:
                     key = None
-                    if (checkpoint or give_back) and self.trainer is not None:
+                    if snapshot is not None:
                         # Stored before the transaction that names it: a worker killed
                         # in between leaves the previous checkpoint in force.
-                        epoch, data = self.trainer.epoch, self.trainer.checkpoint()
                         key = staged.enter_context(
-                            storage().stage(q.checkpoint_prefix(self.job_id), ".npz", data)
+                            storage().stage(q.checkpoint_prefix(self.job_id), ".npz", snapshot[1])
                         )
                     with Session.begin() as session:
                         self.cancel = q.renew_lease(session, self.job_id, self.attempt)
-                        q.record_epochs(session, self.job_id, self.pending)
+                        q.record_epochs(session, self.job_id, pending)
                         if self.rows_done is not None:
                             q.record_progress(session, self.job_id, self.rows_done)
                         give_back = give_back and not self.cancel
-                        if key is not None:
+                        if key is not None and snapshot is not None:
                             replaced = q.save_checkpoint(
-                                session, self.job_id, self.attempt, epoch, key
+                                session, self.job_id, self.attempt, snapshot[0], key
                             )
-                            self.last_checkpoint = time.monotonic()
                         if give_back:
                             q.release_lease(session, self.job_id, self.attempt)
                 self.given_back = give_back
@@ -132,7 +173,14 @@ class Attempt:
                     "job %s: attempt %s lost its lease; stopping", self.job_id, self.attempt
                 )
                 self.lost = True
-            self.pending = []
+            except Exception:
+                if threading.current_thread() is not self._writer:
+                    raise
+                # A background checkpoint that failed (storage or database down) is
+                # only a checkpoint missed: its epochs go back to the buffer, and the
+                # next write tries again.
+                log.exception("job %s: writing a checkpoint failed", self.job_id)
+                self.pending[:0] = pending
             self.last_write = time.monotonic()
 
     def _beat(self) -> None:
@@ -163,6 +211,7 @@ class Attempt:
         try:
             yield
         finally:
+            self.settle()
             self._done.set()
             self._heartbeat.join()
 
@@ -179,6 +228,7 @@ class Attempt:
         recorded in the same transaction as the outcome; so is ``output`` (the
         file of a prediction job's outputs), whichever attempt writes it: only
         the one that still holds the lease records its key."""
+        self.settle()
         model = fields.pop("model", None)
         output = fields.pop("output", None)
         unused = None
