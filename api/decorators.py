@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import numpy as np
 from flask import Response, jsonify, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from .errors import ApiError, from_validation_error
+from .errors import ApiError, from_validation_error, too_large
+from .services import state
 
 M = TypeVar("M", bound=BaseModel)
 # body() and query() add keyword arguments, so a decorated view's signature differs.
@@ -31,6 +35,9 @@ TSV = "text/tab-separated-values"
 PARQUET = "application/vnd.apache.parquet"
 NPY = "application/x-npy"
 TABLES = (CSV, TSV, PARQUET)
+# What an upload's body is copied to its temporary file in.
+SPOOL_CHUNK = 1 << 20
+UPLOAD_SETTING = "BACKPROP_MAX_UPLOAD_BYTES"
 
 
 @dataclass
@@ -66,11 +73,12 @@ class NpyBody:
 @dataclass(frozen=True)
 class TableBody:
     """A CSV (``text/csv``, ``text/tab-separated-values``) or Parquet request: its
-    query parameters, its bytes as sent, its media type and the charset it declares
-    (``utf-8`` when it declares none)."""
+    query parameters, its bytes as sent (or, for an upload, the path of the temporary
+    file they were copied to, which lives as long as the view runs), its media type
+    and the charset it declares (``utf-8`` when it declares none)."""
 
     params: BaseModel
-    raw: bytes
+    raw: bytes | Path
     media: str
     charset: str
 
@@ -98,9 +106,35 @@ def _read_json() -> Any:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
 
 
-def _read_table(params: BaseModel) -> TableBody:
+def _read_table(params: BaseModel, spooled: Path | None = None) -> TableBody:
     charset = request.mimetype_params.get("charset", "utf-8")
-    return TableBody(params, request.get_data(cache=False), request.mimetype, charset)
+    raw = spooled if spooled is not None else request.get_data(cache=False)
+    return TableBody(params, raw, request.mimetype, charset)
+
+
+def _spool(file: IO[bytes]) -> None:
+    """Copy the request body into ``file`` in chunks, never holding it whole.
+
+    The limit is ``BACKPROP_MAX_UPLOAD_BYTES`` instead of the other bodies'
+    ``BACKPROP_MAX_BODY_BYTES``: Werkzeug refuses a larger Content-Length before
+    anything is read, and a chunked body once it passes the limit. Raises ApiError
+    413 naming the setting.
+    """
+    limit = state().settings.max_upload_bytes
+    request.max_content_length = limit  # this request only (Flask >= 3.1)
+    written = 0
+    try:
+        if request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge()
+        stream = request.stream
+        while chunk := stream.read(SPOOL_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise RequestEntityTooLarge()
+            file.write(chunk)
+        file.flush()
+    except RequestEntityTooLarge:
+        raise too_large(limit, UPLOAD_SETTING) from None
 
 
 def _read_npy() -> np.ndarray[Any, Any]:
@@ -130,7 +164,11 @@ def _unsupported(accepted: list[str]) -> ApiError:
 
 
 def body(
-    model: type[BaseModel], *, csv: type[BaseModel] | None = None, npy: bool = False
+    model: type[BaseModel],
+    *,
+    csv: type[BaseModel] | None = None,
+    npy: bool = False,
+    upload: bool = False,
 ) -> Callable[[View], View]:
     """Pass the validated body to the view as ``payload``.
 
@@ -139,6 +177,9 @@ def body(
     string validated by ``csv``.
     With ``npy``, an ``application/x-npy`` body arrives as a :class:`NpyBody`
     (large numeric batches, which JSON would make slow to parse).
+    With ``upload``, a table body is a dataset upload: it is copied to a temporary
+    file (deleted when the view returns) under ``BACKPROP_MAX_UPLOAD_BYTES``, and
+    the :class:`TableBody` holds that file's path instead of the bytes.
     """
 
     def decorate(view: View) -> View:
@@ -150,6 +191,12 @@ def body(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if request.mimetype == JSON:
                 kwargs["payload"] = _validate(model, _read_json())
+            elif csv is not None and request.mimetype in TABLES and upload:
+                params = _validate(csv, request.args.to_dict())
+                with tempfile.NamedTemporaryFile(prefix="backprop-upload-") as file:
+                    _spool(file)
+                    kwargs["payload"] = _read_table(params, Path(file.name))
+                    return view(*args, **kwargs)
             elif csv is not None and request.mimetype in TABLES:
                 kwargs["payload"] = _read_table(_validate(csv, request.args.to_dict()))
             elif npy and request.mimetype == NPY:

@@ -51,6 +51,13 @@ def limit_exceeded(field: str | None, message: str) -> ApiError:
     return ApiError(422, "limit_exceeded", message, field)
 
 
+def too_large(limit: int | None, setting: str) -> ApiError:
+    """413 for a body past ``limit`` bytes, naming the setting that sets it."""
+    return ApiError(
+        413, "payload_too_large", f"the request body is larger than {limit} bytes ({setting})"
+    )
+
+
 def not_found(what: str, ident: int) -> ApiError:
     return ApiError(404, "not_found", f"no {what} with id {ident}")
 
@@ -116,7 +123,7 @@ def _http_error(exc: HTTPException) -> Response:
         message = f"{request.method} is not allowed on {request.path}"
     elif status == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        message = f"the request body is larger than {limit} bytes (BACKPROP_MAX_BODY_BYTES)"
+        message = too_large(limit, "BACKPROP_MAX_BODY_BYTES").message
     return error_response(status, HTTP_CODES.get(status, "http_error"), message, headers=headers)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,10 @@ from core.targets import code_text
 
 HISTOGRAM_BINS = 10
 TOP_CATEGORIES = 10
+# Columns are described on threads (NumPy's sorts and reductions release the GIL)
+# once the table is this large; below it, threads cost more than they save.
+PARALLEL_CELLS = 2_000_000
+MAX_THREADS = 4
 
 
 def profile(
@@ -32,13 +38,18 @@ def profile(
     the rows of each class (classification, in class order) or the 1s of each
     label (multilabel), and is None otherwise.
     """
-    columns: list[dict[str, Any]] = []
-    for column in frame:
+
+    def entry(column: Column) -> dict[str, Any]:
         if column.name in ignored:
-            columns.append(_ignored(column.name, ignored[column.name]))
-            continue
-        role = "target" if column.name in targets else "feature"
-        columns.append(_describe(column, role))
+            return _ignored(column.name, ignored[column.name])
+        return _describe(column, "target" if column.name in targets else "feature")
+
+    threads = min(MAX_THREADS, os.cpu_count() or 1, len(frame))
+    if threads > 1 and frame.n_rows * len(frame) >= PARALLEL_CELLS:
+        with ThreadPoolExecutor(threads, thread_name_prefix="profile") as pool:
+            columns = list(pool.map(entry, frame))
+    else:
+        columns = [entry(column) for column in frame]
     for name, reason in ignored.items():
         if name not in frame:
             columns.append(_ignored(name, reason))
@@ -63,11 +74,25 @@ def _std(values: np.ndarray[Any, Any]) -> float:
     """Population standard deviation; where squaring overflows (values near 1e300),
     computed again on the values scaled into [-1, 1]."""
     with np.errstate(over="ignore", invalid="ignore"):
-        plain = float(values.std())
-    largest = float(np.abs(values).max())
-    if math.isfinite(plain) or largest == 0.0 or not math.isfinite(largest):
+        plain = float(values.std(dtype=np.float64))
+    if math.isfinite(plain):
         return plain
-    return largest * float((values / largest).std())
+    largest = float(np.abs(values).max())
+    if largest == 0.0 or not math.isfinite(largest):
+        return plain
+    return largest * float((values / largest).std(dtype=np.float64))
+
+
+def _histogram(ordered: np.ndarray[Any, Any]) -> dict[str, list[Any]]:
+    """What ``np.histogram(values, bins=10)`` counts, from the sorted values: the same
+    edges (in the values' type), each bin closed on the left, the last on both sides."""
+    edges = np.histogram_bin_edges(ordered, bins=HISTOGRAM_BINS)
+    inner = np.searchsorted(ordered, edges[1:-1].astype(ordered.dtype), side="left")
+    bounds = np.concatenate(([0], inner, [ordered.size]))
+    return {
+        "edges": [float(edge) for edge in edges],
+        "counts": [int(count) for count in np.diff(bounds)],
+    }
 
 
 def _describe(column: Column, role: str) -> dict[str, Any]:
@@ -88,26 +113,32 @@ def _describe(column: Column, role: str) -> dict[str, Any]:
             {"value": column.categories[int(k)], "count": int(counts[k])} for k in order
         ]
         return entry
-    observed = column.values[~missing]
-    entry["distinct"] = int(np.unique(observed).size)
+    values = column.values
+    observed = values[~missing] if entry["missing"] else values
     if observed.size == 0:
-        entry.update(min=None, max=None, mean=None, std=None, histogram=None)
+        entry.update(distinct=0, min=None, max=None, mean=None, std=None, histogram=None)
         return entry
+    # One sort gives the distinct values, the extremes and the histogram's counts
+    # (a binary search per edge), where np.unique and np.histogram would each pass
+    # over the values again.
+    ordered = np.sort(observed)
+    low, high = ordered[0], ordered[-1]
     entry.update(
-        min=_finite(observed.min()),
-        max=_finite(observed.max()),
-        mean=_finite(observed.mean()),
+        distinct=int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1,
+        min=_finite(low),
+        max=_finite(high),
+        # Sums in float64 whatever the column holds.
+        mean=_finite(observed.mean(dtype=np.float64)),
         std=_finite(_std(observed)),
     )
-    # The reader refuses infinities, so the observed values are finite.
-    if observed.size == 0 or not math.isfinite(float(observed.max() - observed.min())):
+    # The reader refuses infinities, so the observed values are finite; their range
+    # may still overflow (-1e308 to 1e308).
+    with np.errstate(over="ignore"):
+        spread = float(high - low)
+    if not math.isfinite(spread):
         entry["histogram"] = None
     else:
-        counts, edges = np.histogram(observed, bins=HISTOGRAM_BINS)
-        entry["histogram"] = {
-            "edges": [float(edge) for edge in edges],
-            "counts": [int(count) for count in counts],
-        }
+        entry["histogram"] = _histogram(ordered)
     return entry
 
 

@@ -15,10 +15,12 @@ import csv
 import io
 import itertools
 import math
+import mmap
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +85,12 @@ OTHER_MARK_PATTERN = {
 }
 HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
 MAX_QUOTED = 40
+
+# A table body: its bytes, or (an upload spooled to disk) the path of the file that
+# holds them, which is read memory-mapped rather than copied into memory.
+Source = bytes | Path
+# Bytes in memory or a view of a mapped file; slices of a memoryview copy nothing.
+Buffer = bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -199,7 +207,7 @@ class _CsvPlaces(_Places):
     until one asks.
     """
 
-    def __init__(self, data: bytes, first_line: int, delimiter: str) -> None:
+    def __init__(self, data: Buffer, first_line: int, delimiter: str) -> None:
         self.data = data
         self.first_line = first_line
         self.delimiter = delimiter
@@ -210,7 +218,7 @@ class _CsvPlaces(_Places):
         Stops early at what Python's csv module cannot read (a cell past its field
         size limit): this only locates errors, so it must not raise one itself.
         """
-        text = self.data.decode("utf-8", errors="replace")
+        text = str(self.data, "utf-8", errors="replace")
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
         end = self.first_line - 1
         try:
@@ -388,12 +396,16 @@ class _Column:
         return self.error(row, f"expected a number, got {quoted}")
 
     def numbers(self, values: Any) -> Floats:
-        """A column pyarrow parsed as numbers, as float64; refuses what is not finite."""
+        """A column pyarrow parsed as numbers, as float64 (float32 and float16 ones as
+        float32); refuses what is not finite."""
+        vtype = values.type
+        single = pa.types.is_float32(vtype) or pa.types.is_float16(vtype)
+        target = (pa.float32(), np.float32) if single else (pa.float64(), np.float64)
         # Unsafe: integers past 2**53 round to the nearest float instead of failing.
-        floats = pc.cast(values, pa.float64(), safe=False)
-        array: np.ndarray[Any, np.dtype[np.float64]] = np.asarray(
-            floats.to_numpy(zero_copy_only=False), dtype=np.float64
-        )
+        floats = values if vtype == target[0] else pc.cast(values, target[0], safe=False)
+        if isinstance(floats, pa.ChunkedArray) and floats.num_chunks == 1:
+            floats = floats.chunk(0)  # without nulls, its values are viewed, not copied
+        array: Floats = np.asarray(floats.to_numpy(zero_copy_only=False), dtype=target[1])
         # Parquet's NaN is a missing value; elsewhere a missing cell is a null (NaN
         # here), so only more non-finite values than nulls call for a closer look.
         if self.nan_is_missing:
@@ -562,14 +574,18 @@ def _kind(name: str, options: ReadOptions) -> str | None:
 
 def _assemble(
     names: Sequence[str],
-    columns: Mapping[str, Any],
+    columns: dict[str, Any],
     options: ReadOptions,
     places: _Places,
     infer_text: bool,
     decimal: str,
     unsupported: Mapping[str, str] | None = None,
 ) -> ReadTable:
-    """The frame of ``columns`` (name -> pyarrow array), in the order of ``names``."""
+    """The frame of ``columns`` (name -> pyarrow array), in the order of ``names``.
+
+    Each array is taken out of ``columns`` once converted, so that a caller holding
+    no other reference to it frees it before the next column is converted.
+    """
     kept: list[Column] = []
     ignored: list[str] = []
     inferred: dict[str, str] = {}
@@ -590,7 +606,7 @@ def _assemble(
         )
         reading = _Column(name, position, places, decimal, remedy)
         built, reason = _build(
-            reading, columns[name], _kind(name, options), infer_text, name in options.keep
+            reading, columns.pop(name), _kind(name, options), infer_text, name in options.keep
         )
         if built is None:
             ignored.append(name)
@@ -607,8 +623,12 @@ LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 SAMPLE_BYTES = 65536
 
 
-def _utf8(body: bytes, charset: str, delimiter: str | None) -> bytes:
-    """The body as UTF-8 without a byte order mark; undecodable bytes are refused."""
+def _utf8(body: Buffer, charset: str, delimiter: str | None) -> Buffer:
+    """The body as UTF-8 without a byte order mark; undecodable bytes are refused.
+
+    UTF-8 comes back as a view of ``body``; another charset is decoded (and encoded
+    again) in memory.
+    """
     try:
         info = codecs.lookup(charset)
     except LookupError:
@@ -618,16 +638,16 @@ def _utf8(body: bytes, charset: str, delimiter: str | None) -> bytes:
         raise invalid("charset", f"unknown charset {charset!r}")
     codec = info.name
     if codec in ("utf-8", "utf-8-sig"):
-        return body[len(BOM) :] if body.startswith(BOM) else body
+        return body[len(BOM) :] if bytes(body[: len(BOM)]) == BOM else body
     try:
-        text = body.decode(codec)
+        text = str(body, codec)
     except UnicodeDecodeError as exc:
         raise _undecodable(body, exc.start, charset, delimiter=delimiter) from None
     return text.removeprefix("\ufeff").encode("utf-8")
 
 
 def _undecodable(
-    body: bytes,
+    body: Buffer,
     offset: int,
     charset: str,
     first_line: int = 1,
@@ -639,6 +659,7 @@ def _undecodable(
     ``first_line`` is the line of the file where ``body`` starts; ``names``, when
     known, name the columns. Without a ``delimiter``, the first line's is taken.
     """
+    body = bytes(body)  # a failure's message: worth a copy
     before = body[:offset]
     line = first_line + _line_breaks(before)
     start = max(before.rfind(b"\n"), before.rfind(b"\r")) + 1
@@ -674,32 +695,41 @@ def _detect_delimiter(lines: Sequence[str], decimal: str = ".") -> str:
     return best if counts[best][0] else ","
 
 
-def _sample_lines(data: bytes, start: int, limit: int = 10) -> list[str]:
+def _sample_lines(data: Buffer, start: int, limit: int = 10) -> list[str]:
     """Up to ``limit`` non-blank lines from ``start``, for guessing the delimiter."""
-    chunk = data[start : start + SAMPLE_BYTES]
+    chunk = bytes(data[start : start + SAMPLE_BYTES])
     lines = chunk.decode("utf-8", errors="replace").splitlines()
     if len(chunk) == SAMPLE_BYTES:
         lines = lines[:-1]  # cut short
     return [line for line in lines if line.strip()][:limit]
 
 
-def _line_breaks(data: bytes) -> int:
+def _line_breaks(data: Buffer) -> int:
+    data = bytes(data)
     return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
-def _skip_blank_lines(data: bytes) -> int:
+def _holds(data: Buffer, *needles: bytes) -> bool:
+    """Whether ``data`` holds one of the ``needles`` (a mapped file is not copied)."""
+    if isinstance(data, bytes):
+        return any(needle in data for needle in needles)
+    pattern = b"|".join(re.escape(needle) for needle in needles)
+    return re.search(pattern, data) is not None
+
+
+def _skip_blank_lines(data: Buffer) -> int:
     """The offset of the first byte that is not a line break."""
     found = re.search(rb"[^\r\n]", data)
     return found.start() if found else len(data)
 
 
-def _line_end(data: bytes, start: int) -> int:
+def _line_end(data: Buffer, start: int) -> int:
     """The offset of the first line break from ``start`` (or the end)."""
     found = LINE_BREAK.search(data, start)
     return found.start() if found else len(data)
 
 
-def _first_record(data: bytes, start: int, delimiter: str, line: int) -> tuple[list[str], int]:
+def _first_record(data: Buffer, start: int, delimiter: str, line: int) -> tuple[list[str], int]:
     """The cells of the record that starts at ``start`` (spaces stripped), and the
     offset past its line break.
 
@@ -709,7 +739,7 @@ def _first_record(data: bytes, start: int, delimiter: str, line: int) -> tuple[l
     """
     size = SAMPLE_BYTES
     while True:
-        chunk = data[start : start + size]
+        chunk = bytes(data[start : start + size])
         text = chunk.decode("utf-8", errors="replace")
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         try:
@@ -721,7 +751,7 @@ def _first_record(data: bytes, start: int, delimiter: str, line: int) -> tuple[l
             break
         size *= 4
     after = start + breaks[-1].end() if len(breaks) == reader.line_num else len(data)
-    if data[after - 1 : after + 1] == b"\r\n":  # a chunk cut between CR and LF
+    if bytes(data[after - 1 : after + 1]) == b"\r\n":  # a chunk cut between CR and LF
         after += 1
     return [cell.strip() for cell in row], min(after, len(data))
 
@@ -771,8 +801,23 @@ def _check_header(line: int, names: list[str]) -> None:
         seen.add(name)
 
 
-def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
-    """A typed table from CSV bytes in ``options.charset``.
+def _mapped(source: Source) -> Buffer:
+    """The bytes of a body: itself, or a read-only memory map of its file.
+
+    The map is closed when the last view of it goes (a :class:`ReadTable` keeps one
+    to find lines); the arrays pyarrow reads from it are its own, not views of it.
+    """
+    if isinstance(source, bytes):
+        return memoryview(source)
+    with open(source, "rb") as file:
+        if file.seek(0, io.SEEK_END) == 0:
+            return b""  # an empty file cannot be mapped
+        return memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
+
+
+def read_csv(body: Source, options: ReadOptions) -> ReadTable:
+    """A typed table from CSV bytes in ``options.charset`` (or the file at ``body``,
+    memory-mapped).
 
     The first record is the header, or data (``options.header``); without a
     header the columns are ``options.names`` or x0, x1, ...; with one,
@@ -785,7 +830,7 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     of the file, passes ``options.max_cells``.
     """
     _check_options(options)
-    data = _utf8(body, options.charset, options.delimiter)
+    data = _utf8(_mapped(body), options.charset, options.delimiter)
     start = _skip_blank_lines(data)
     if start == len(data):
         raise invalid("body", "the CSV body is empty")
@@ -793,14 +838,14 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     stop = _line_end(data, start)
     delimiter = options.delimiter or _detect_delimiter(
         [
-            data[start:stop].decode("utf-8", errors="replace"),
+            bytes(data[start:stop]).decode("utf-8", errors="replace"),
             *_sample_lines(data, stop),
         ],
         options.decimal,
     )
     cells, after = _first_record(data, start, delimiter, first_line)
     try:
-        data[start:after].decode("utf-8")
+        bytes(data[start:after]).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _undecodable(data, start + exc.start, "utf-8", delimiter=delimiter) from None
     if _has_header(first_line, cells, options):
@@ -835,6 +880,7 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
     columns = {
         name: table.column(f"c{i}") for i, name in enumerate(names) if name not in options.ignore
     }
+    del table  # each column is freed once converted
     read = _assemble(names, columns, options, places, True, options.decimal)
     # An upload must have found the unnamed column an index; a predict body (read with
     # a schema) may still hold the index its model's upload ignored.
@@ -844,7 +890,7 @@ def read_csv(body: bytes, options: ReadOptions) -> ReadTable:
 
 
 def _arrow_csv(
-    rows: bytes, names: list[str], delimiter: str, options: ReadOptions, places: _CsvPlaces
+    rows: Buffer, names: list[str], delimiter: str, options: ReadOptions, places: _CsvPlaces
 ) -> Any:
     """pyarrow's reading of the data rows, under internal names c0, c1, ...
 
@@ -864,10 +910,11 @@ def _arrow_csv(
         double_quote=True,
         escape_char=False,
         # Only a quote can hold a line break; without one, blocks are cut in parallel.
-        newlines_in_values=b'"' in rows,
+        newlines_in_values=_holds(rows, b'"'),
         ignore_empty_lines=True,
     )
     read = pcsv.ReadOptions(column_names=internal, autogenerate_column_names=False)
+    hex_possible = _holds(rows, b"0x", b"0X")
     for _ in range(2):
         convert = pcsv.ConvertOptions(
             column_types=text_types,
@@ -887,7 +934,6 @@ def _arrow_csv(
         except pa.ArrowInvalid as exc:
             raise _csv_failure(rows, names, places, exc) from None
         retry = {}
-        hex_possible = b"0x" in rows or b"0X" in rows
         for name in table.column_names:
             vtype = table.schema.field(name).type
             if pa.types.is_binary(vtype):
@@ -907,11 +953,11 @@ def _arrow_csv(
 
 
 def _csv_failure(
-    rows: bytes, names: list[str], places: _CsvPlaces, exc: Exception | None
+    rows: Buffer, names: list[str], places: _CsvPlaces, exc: Exception | None
 ) -> ApiError:
     """Why pyarrow could not read the rows: undecodable bytes or a ragged row."""
     try:
-        rows.decode("utf-8")
+        str(rows, "utf-8")
     except UnicodeDecodeError as bad:
         return _undecodable(rows, bad.start, "utf-8", places.first_line, places.delimiter, names)
     width = len(names)
@@ -924,46 +970,62 @@ def _csv_failure(
 # --- Parquet ------------------------------------------------------------------------
 
 
-def read_parquet(body: bytes, options: ReadOptions) -> ReadTable:
-    """A typed table from Parquet bytes.
+def _supported(vtype: Any) -> bool:
+    return bool(
+        pa.types.is_integer(vtype)
+        or pa.types.is_floating(vtype)
+        or pa.types.is_decimal(vtype)
+        or pa.types.is_string(vtype)
+        or pa.types.is_large_string(vtype)
+        or pa.types.is_dictionary(vtype)
+        or pa.types.is_boolean(vtype)
+        or pa.types.is_null(vtype)
+    )
 
-    Numeric columns become numbers; text, dictionary and boolean columns
-    categories; others (dates, timestamps, nested) are dropped with their type as
-    the reason. Raises ApiError 422 (field "body") for bytes that are not
-    Parquet, and names the column and row of a bad value.
+
+def read_parquet(body: Source, options: ReadOptions) -> ReadTable:
+    """A typed table from Parquet bytes (or the file at ``body``, memory-mapped).
+
+    Numeric columns become numbers (float32 and float16 ones float32, others
+    float64); text, dictionary and boolean columns categories; others (dates,
+    timestamps, nested) are dropped with their type as the reason. The size
+    limit is checked on the file's metadata, before any column is read, and
+    ignored or unsupported columns are not read. Raises ApiError 422 (field
+    "body") for bytes that are not Parquet, and names the column and row of a
+    bad value.
     """
     _check_options(options)
     try:
-        table = pq.read_table(pa.BufferReader(body))
+        if isinstance(body, Path):
+            file = pq.ParquetFile(str(body), memory_map=True)
+        else:
+            file = pq.ParquetFile(pa.BufferReader(body))
+        schema = file.schema_arrow
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise invalid("body", f"the body is not a Parquet file: {exc}") from None
-    names = [str(name) for name in table.column_names]
+    names = [str(name) for name in schema.names]
     if len(set(names)) != len(names):
         twice = next(name for name in names if names.count(name) > 1)
         raise invalid(twice, f"the column name {twice!r} appears twice")
     _check_names(names, options)
-    _check_cells(table.num_rows, len(names), options)
-    if table.num_rows == 0:
-        return _no_rows(list(table.column_names), options, "the Parquet file has no rows")
-    unsupported = {}
-    columns = {}
-    for i, name in enumerate(names):
-        values = table.column(i)
-        vtype = values.type
-        known = (
-            pa.types.is_integer(vtype)
-            or pa.types.is_floating(vtype)
-            or pa.types.is_decimal(vtype)
-            or pa.types.is_string(vtype)
-            or pa.types.is_large_string(vtype)
-            or pa.types.is_dictionary(vtype)
-            or pa.types.is_boolean(vtype)
-            or pa.types.is_null(vtype)
-        )
-        if known:
-            columns[name] = values
-        else:
-            unsupported[name] = f"type {vtype} is not supported"
+    n_rows = file.metadata.num_rows
+    _check_cells(n_rows, len(names), options)
+    if n_rows == 0:
+        return _no_rows(names, options, "the Parquet file has no rows")
+    unsupported = {
+        name: f"type {vtype} is not supported"
+        for name, vtype in zip(names, schema.types, strict=True)
+        if not _supported(vtype)
+    }
+    wanted = [name for name in names if name not in options.ignore and name not in unsupported]
+    try:
+        # Row groups and columns are decoded on pyarrow's threads; a column without
+        # nulls becomes a NumPy view of its arrow buffer, not a copy.
+        table = file.read(columns=None if wanted == names else wanted, use_threads=True)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise invalid("body", f"the body is not a Parquet file: {exc}") from None
+    columns = {name: table.column(name) for name in wanted}
+    del table, file
     return _assemble(names, columns, options, _ParquetPlaces(), False, ".", unsupported)
 
 

@@ -1,7 +1,8 @@
 """Typed columns: a table as users send it, before it is encoded as numbers.
 
 A :class:`Frame` holds named columns of two kinds. A number column is float64
-with NaN where a value is missing; a category column is int64 codes into its
+or float32 (a table sent as float32 stays float32: half the memory) with NaN
+where a value is missing; a category column is int64 codes into its
 sorted ``categories`` with -1 where a value is missing. Frames are what
 datasets are stored as, and what preprocessing (:mod:`core.preprocess`) and
 target encoding (:mod:`core.targets`) are fitted on and applied to.
@@ -23,6 +24,7 @@ NUMBER = "number"
 CATEGORY = "category"
 KINDS = (NUMBER, CATEGORY)
 MISSING_CODE = -1
+NUMBER_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 Codes = np.ndarray[Any, np.dtype[np.int64]]
 Values = np.ndarray[Any, np.dtype[Any]]
@@ -32,7 +34,7 @@ Values = np.ndarray[Any, np.dtype[Any]]
 class Column:
     """One named column.
 
-    ``values``: float64 (NaN = missing) for a number column; int64 codes into
+    ``values``: float64 or float32 (NaN = missing) for a number column; int64 codes into
     ``categories`` (-1 = missing) for a category column. Raises ValueError for
     a kind not in :data:`KINDS` or values that do not fit the kind.
     """
@@ -47,8 +49,8 @@ class Column:
             raise ValueError(f"column {self.name!r}: unknown kind {self.kind!r}")
         if self.values.ndim != 1:
             raise ValueError(f"column {self.name!r}: expected 1-D values")
-        if self.kind == NUMBER and self.values.dtype != np.float64:
-            raise ValueError(f"column {self.name!r}: a number column holds float64")
+        if self.kind == NUMBER and self.values.dtype not in NUMBER_DTYPES:
+            raise ValueError(f"column {self.name!r}: a number column holds float64 or float32")
         if self.kind == CATEGORY:
             if self.values.dtype != np.int64:
                 raise ValueError(f"column {self.name!r}: a category column holds int64 codes")
@@ -59,7 +61,8 @@ class Column:
 
     @classmethod
     def number(cls, name: str, values: Any) -> Column:
-        return cls(name, NUMBER, np.asarray(values, dtype=np.float64).reshape(-1))
+        """A number column: float32 values stay float32, anything else becomes float64."""
+        return cls(name, NUMBER, np.asarray(values, dtype=_number_dtype(values)).reshape(-1))
 
     @classmethod
     def category(cls, name: str, labels: Sequence[str | None]) -> Column:
@@ -94,6 +97,11 @@ class Column:
         return Column(self.name, self.kind, self.values[rows], self.categories)
 
 
+def _number_dtype(values: Any) -> type[np.floating[Any]]:
+    dtype = getattr(values, "dtype", None)
+    return np.float32 if dtype == np.float32 else np.float64
+
+
 class Frame:
     """Columns of equal length with distinct names, in order.
 
@@ -112,8 +120,9 @@ class Frame:
 
     @classmethod
     def from_arrays(cls, x: Any, names: Sequence[str] | None = None) -> Frame:
-        """Number columns from a samples x features array; unnamed ones are x0, x1, ..."""
-        array = np.asarray(x, dtype=np.float64)
+        """Number columns from a samples x features array; unnamed ones are x0, x1, ...
+        (float32 stays float32, anything else becomes float64)."""
+        array = np.asarray(x, dtype=_number_dtype(x))
         if array.ndim == 1:
             array = array.reshape(-1, 1)
         names = list(names) if names is not None else [f"x{i}" for i in range(array.shape[1])]
@@ -148,13 +157,20 @@ class Frame:
         return Frame([column.take(rows) for column in self.columns])
 
     def sha256(self) -> str:
-        """A digest of the names, kinds, categories and values (not of the stored bytes,
-        whose zip headers carry a time)."""
+        """A digest of the names, kinds, categories, value types and values (not of the
+        stored bytes, whose zip headers carry a time).
+
+        A float32 column and a float64 one of the same values differ; a float64 or
+        category column hashes as it did before float32 columns existed.
+        """
         digest = hashlib.sha256()
         for column in self.columns:
-            header = [column.name, column.kind, list(column.categories), len(column)]
+            header: list[Any] = [column.name, column.kind, list(column.categories), len(column)]
+            if column.kind == NUMBER and column.values.dtype != np.float64:
+                header.append(column.values.dtype.name)
             digest.update(json.dumps(header).encode())
-            digest.update(np.ascontiguousarray(column.values).tobytes())
+            # The array's own memory (no bytes copy of a large column).
+            digest.update(np.ascontiguousarray(column.values).data)
         return digest.hexdigest()
 
     # --- bytes: an .npz of the value arrays plus the names, kinds and categories

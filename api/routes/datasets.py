@@ -44,10 +44,14 @@ def _from_json(payload: DatasetCreate, max_cells: int) -> Upload:
 
 
 @bp.post("")
-@body(DatasetCreate, csv=DatasetCsvQuery)
+@body(DatasetCreate, csv=DatasetCsvQuery, upload=True)
 @responds(201, DatasetOut, headers={"Location": "URL of the new dataset"})
 def create_dataset(payload: DatasetCreate | TableBody) -> tuple[DatasetOut, dict[str, str]]:
     """Store a dataset: JSON arrays or records, or a CSV or Parquet body.
+
+    A CSV or Parquet body goes to a temporary file as it arrives, not to memory, and
+    may be as large as `BACKPROP_MAX_UPLOAD_BYTES` (other bodies:
+    `BACKPROP_MAX_BODY_BYTES`).
 
     A CSV (or `text/tab-separated-values`) or Parquet body takes `?name=&target=`.
     Columns are typed on the way in (numbers, categories, ignored);

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import api.tables
 from api.errors import ApiError
 from api.tables import (
     ReadOptions,
@@ -23,6 +24,26 @@ from api.tables import (
     read_records,
 )
 from core.frame import Frame
+
+
+@pytest.fixture(autouse=True, params=["bytes", "file"])
+def source(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every CSV and Parquet case twice: from bytes (predict and evaluate bodies) and
+    from the file an upload is spooled to (read memory-mapped)."""
+    if request.param == "file":
+        counter = iter(range(1_000_000))
+
+        def from_file(reader: object) -> object:
+            def read(body: bytes, options: ReadOptions) -> ReadTable:
+                path = tmp_path / f"body{next(counter)}"
+                path.write_bytes(body)
+                return reader(path, options)  # type: ignore[operator, no-any-return]
+
+            return read
+
+        monkeypatch.setitem(globals(), "read_csv", from_file(api.tables.read_csv))
+        monkeypatch.setitem(globals(), "read_parquet", from_file(api.tables.read_parquet))
+    return str(request.param)
 
 
 def refused(call: object, *args: object, **kwargs: object) -> ApiError:
@@ -470,6 +491,58 @@ def test_parquet_schema_and_bad_values() -> None:
     infinite = parquet(pa.table({"a": pa.array([1.0, float("inf")])}))
     error = refused(read_parquet, infinite, ReadOptions())
     assert (error.field, error.message) == ("a", "row 1: must be finite, got 'inf'")
+
+
+def test_parquet_float32_stays_float32() -> None:
+    values = [0.5, None, float("nan"), 0.1, 3e38]
+    body = parquet(
+        pa.table(
+            {
+                "single": pa.array(values, pa.float32()),
+                "half": pa.array([1.5, 2.0, None, 0.25, 8.0], pa.float16()),
+                "double": pa.array(values, pa.float64()),
+                "ints": pa.array([1, 2, 3, None, 5], pa.int32()),
+            }
+        )
+    )
+    table = read_parquet(body, ReadOptions())
+    dtypes = {column.name: column.values.dtype for column in table.frame}
+    assert dtypes == {
+        "single": np.float32,
+        "half": np.float32,
+        "double": np.float64,
+        "ints": np.float64,
+    }
+    # A null and a NaN are both missing; 0.1 is the float32 nearest to it, not widened.
+    single = table.frame["single"].values
+    assert np.isnan(single[[1, 2]]).all()
+    assert single[3] == np.float32(0.1) and single[4] == np.float32(3e38)
+    assert numbers(table, "half") == [1.5, 2.0, None, 0.25, 8.0]
+    assert numbers(table, "double")[3] == 0.1
+    infinite = parquet(pa.table({"a": pa.array([1.0, float("-inf")], pa.float32())}))
+    error = refused(read_parquet, infinite, ReadOptions())
+    assert (error.field, error.message) == ("a", "row 1: must be finite, got '-inf'")
+
+
+def test_parquet_of_many_row_groups_reads_every_row_in_order() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(10_000).astype(np.float32)
+    x[::7] = np.nan
+    text = np.array(["a", "b", "c"])[rng.integers(0, 3, 10_000)]
+    out = io.BytesIO()
+    pq.write_table(pa.table({"x": x, "t": text, "y": np.arange(10_000)}), out, row_group_size=999)
+    table = read_parquet(out.getvalue(), ReadOptions(keep=frozenset({"y"})))
+    np.testing.assert_array_equal(table.frame["x"].values, x)
+    assert table.frame["x"].values.dtype == np.float32
+    assert labels(table, "t") == text.tolist()
+    assert numbers(table, "y") == list(range(10_000))
+
+
+def test_parquet_cell_limit_is_checked_on_the_metadata() -> None:
+    body = parquet(pa.table({"a": pa.array([1.0, 2.0, 3.0]), "b": pa.array(["x", "y", "z"])}))
+    error = refused(read_parquet, body, ReadOptions(max_cells=5))
+    assert (error.code, error.field) == ("limit_exceeded", "body")
+    assert "3 rows x 2 columns = 6 values; the limit is 5" in error.message
 
 
 def test_not_parquet_or_no_rows() -> None:
