@@ -172,7 +172,8 @@ class Preprocessor:
             missing = column.missing
             had_missing = bool(missing.any())
             if column.kind == NUMBER:
-                fill = _statistic(column.values[~missing], spec)
+                # float32 columns are fitted in float64 too, one column at a time.
+                fill = _statistic(column.values[~missing].astype(np.float64), spec)
                 rules.append(_NumberRule(column.name, fill, spec.missing_indicator and had_missing))
             else:
                 seen = np.unique(column.values[~missing])
@@ -183,7 +184,7 @@ class Preprocessor:
         if spec.normalize is not None and numbers:
             # One imputed float64 column at a time, not the stacked matrix.
             imputed = (
-                np.where(frame[r.name].missing, r.fill, frame[r.name].values).astype(np.float64)
+                np.where(frame[r.name].missing, r.fill, frame[r.name].values.astype(np.float64))
                 for r in numbers
             )
             normalizer = Normalizer.fit_columns(spec.normalize, imputed)
@@ -192,9 +193,15 @@ class Preprocessor:
     # --- applying ------------------------------------------------------------
 
     def transform(
-        self, frame: Frame, dtype: np.dtype[Any] | type = np.float64, unknown: str | None = None
+        self,
+        frame: Frame,
+        dtype: np.dtype[Any] | type = np.float64,
+        unknown: str | None = None,
+        rows: Any = None,
     ) -> Array:
-        """The encoded matrix: ``frame.n_rows`` x :attr:`width`, of ``dtype``.
+        """The encoded matrix: ``frame.n_rows`` x :attr:`width`, of ``dtype``; with
+        ``rows`` (an index array), of those rows only, gathered a block at a time
+        rather than copied out of ``frame`` first.
 
         Columns are looked up by name, so ``frame`` may hold others too and in
         any order. A missing category value when the training rows had none
@@ -210,12 +217,14 @@ class Preprocessor:
         value: a code sent as ``2`` finds the training category ``2.0``.
         """
         columns = [self._column(frame, rule) for rule in self._rules]
-        out = np.zeros((frame.n_rows, self.width), dtype=dtype)
+        n_rows = frame.n_rows if rows is None else len(rows)
+        out = np.zeros((n_rows, self.width), dtype=dtype)
         # In blocks of rows: the temporaries of a block, not of the whole table, come
         # on top of the output (a million rows x 100 columns is 400 MB in float32).
-        for start in range(0, frame.n_rows, TRANSFORM_ROWS):
+        for start in range(0, n_rows, TRANSFORM_ROWS):
             block = slice(start, start + TRANSFORM_ROWS)
-            self._transform_rows([c.take(block) for c in columns], out[block], unknown)
+            taken = block if rows is None else rows[block]
+            self._transform_rows([c.take(taken) for c in columns], out[block], unknown)
         return out
 
     def _transform_rows(self, columns: list[Column], out: Array, unknown: str | None) -> None:

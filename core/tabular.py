@@ -63,8 +63,9 @@ class Design:
 
     def inputs(self, frame: Frame, rows: Rows | None = None) -> Array:
         """Encoded inputs of ``rows`` (all rows when None): rows x encoded width."""
-        table = frame.select(self.features)
-        return self.preprocessor.transform(table if rows is None else table.take(rows))
+        # Encoded straight into the network's dtype: no float64 copy of a float32 job.
+        dtype = np.dtype(_parse(self.training).dtype)
+        return self.preprocessor.transform(frame.select(self.features), dtype, rows=rows)
 
     def outputs(self, frame: Frame, rows: Rows | None = None) -> Array:
         """Encoded targets of ``rows``: what the network is trained to output."""
