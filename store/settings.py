@@ -148,7 +148,7 @@ class Settings:
         "BACKPROP_QUEUE",
         "training",
         _text,
-        "Celery queue of training jobs",
+        "Celery queue of training and batch prediction jobs",
     )
     max_body_bytes: int = setting(
         "BACKPROP_MAX_BODY_BYTES",
