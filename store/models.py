@@ -141,8 +141,10 @@ class Job(Base):
     training: Mapped[dict[str, Any]]
     # a trained model whose weights and preprocessing the job starts from
     init_model_id: Mapped[int | None]
-    # a prediction job: the model it predicts with, and the object of its outputs
+    # a prediction job: the model it predicts with, the object of its rows when they
+    # were uploaded with it (else the dataset's), and the object of its outputs
     model_id: Mapped[int | None]
+    input_key: Mapped[str | None] = mapped_column(String(200))
     output_key: Mapped[str | None] = mapped_column(String(200))
     # a prediction job counts rows here: the dataset's rows, and those predicted
     epochs_total: Mapped[int]

@@ -152,17 +152,28 @@ def add_job(
     return job
 
 
-def add_prediction_job(session: Session, model: TrainedModel, dataset: Dataset) -> Job:
-    """Queue a batch prediction of every row of ``dataset`` with ``model``; the job's
-    ``epochs_total`` counts the rows and ``epochs_completed`` those predicted."""
+def add_prediction_job(
+    session: Session,
+    model: TrainedModel,
+    dataset: Dataset | None = None,
+    *,
+    input_key: str | None = None,
+    n_rows: int | None = None,
+) -> Job:
+    """Queue a batch prediction with ``model`` of every row of ``dataset``, or of the
+    ``n_rows`` rows stored under ``input_key`` (a frame uploaded with the request);
+    the job's ``epochs_total`` counts the rows and ``epochs_completed`` those predicted."""
+    if (dataset is None) == (input_key is None):
+        raise ValueError("predict a dataset or an uploaded table, one of the two")
     job = Job(
         owner=model.owner,
         kind=JobKind.PREDICTION,
-        dataset_id=dataset.id,
+        dataset_id=None if dataset is None else dataset.id,
+        input_key=input_key,
         model_id=model.id,
         network={},
         training={},
-        epochs_total=dataset.n_samples,
+        epochs_total=dataset.n_samples if dataset is not None else int(n_rows or 0),
         status=JobStatus.QUEUED,
         enqueued_at=utcnow(),
     )

@@ -221,8 +221,9 @@ class Attempt:
         if time.monotonic() - self.last_write >= self.settings.epoch_flush_seconds:
             self.write()
 
-    def finish(self, status: JobStatus, **fields: Any) -> None:
-        """Record the last epochs and the outcome in one fenced transaction.
+    def finish(self, status: JobStatus, **fields: Any) -> bool:
+        """Record the last epochs and the outcome in one fenced transaction; False when
+        the lease was lost first (nothing was recorded).
 
         ``model`` (spec, summary, weights bytes, metrics) is stored first and
         recorded in the same transaction as the outcome; so is ``output`` (the
@@ -269,8 +270,9 @@ class Attempt:
             log.warning(
                 "job %s: attempt %s lost its lease before finishing", self.job_id, self.attempt
             )
-            return
+            return False
         storage().discard(q.checkpoint_prefix(self.job_id), *([unused] if unused else []))
+        return True
 
 
 def worker_name() -> str:

@@ -11,6 +11,7 @@ in the file's metadata.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ def _values(array: Any) -> np.ndarray[Any, Any]:
     if array.null_count == 0:
         return np.asarray(array.to_numpy(zero_copy_only=True))
     return np.asarray(array.to_numpy(zero_copy_only=False))
+
+
+def uploaded_frame(key: str) -> Frame:
+    """Rows stored under ``key`` with a batch prediction request (each key is written
+    once, so the key itself names its contents for the cache)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return read_frame(storage().cached(key, digest, SUFFIX))
 
 
 def dataset_frame(dataset: Dataset) -> Frame:

@@ -22,10 +22,9 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from core import Model, SpecError, StopReason
 from core.frame import Frame
 from core.losses import class_index
-from store import Dataset, JobStatus
+from store import JobStatus, storage
 
 from .attempt import Attempt
-from .frames import dataset_frame
 
 log = logging.getLogger(__name__)
 
@@ -124,33 +123,40 @@ def output_table(model: Model, outputs: np.ndarray[Any, Any], names: list[str]) 
 
 
 def run_prediction(
-    run: Attempt, model_bytes: bytes, dataset: Dataset, target_names: list[str]
+    run: Attempt,
+    model_bytes: bytes,
+    frame: Frame,
+    target_names: list[str],
+    input_key: str | None = None,
 ) -> bool:
-    """Predict every row of ``dataset`` and record the output file, under ``run``'s
-    lease. Returns True when the job was given back (see ``worker.training.run_job``)."""
+    """Predict every row of ``frame`` (a stored dataset, or the rows uploaded with the
+    request and stored under ``input_key``, discarded once the job has ended) and
+    record the output file, under ``run``'s lease. Returns True when the job was
+    given back (see ``worker.training.run_job``)."""
+    ended = _predict(run, model_bytes, frame, target_names)
+    if ended and input_key is not None:
+        storage().discard(input_key)
+    return not ended and run.given_back
+
+
+def _predict(run: Attempt, model_bytes: bytes, frame: Frame, target_names: list[str]) -> bool:
+    """Whether the job ended here (finished, failed or cancelled, and recorded)."""
     model = Model.from_bytes(model_bytes)
-    frame = dataset_frame(dataset)
     features = [name for name in frame.names if name not in set(target_names)]
     why = check_inputs(model, frame, features)
     if why is not None:
-        run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=why)
-        return False
+        return run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=why)
     try:
         with run.beating():
             outputs = predict_rows(model, frame, features, run.on_rows, run.should_stop)
     except PredictionFailed as exc:
-        run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=str(exc))
-        return False
-    if run.given_back:
-        return True
-    if run.lost:
+        return run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=str(exc))
+    if run.given_back or run.lost:
         return False
     if outputs is None:  # cancelled
-        run.finish(JobStatus.CANCELLED, stop_reason=StopReason.CANCELLED)
-        return False
+        return run.finish(JobStatus.CANCELLED, stop_reason=StopReason.CANCELLED)
     table = output_table(model, outputs, output_columns(model, target_names))
     with tempfile.TemporaryDirectory(prefix="backprop-predictions-") as folder:
         path = Path(folder) / "predictions.parquet"
         pq.write_table(table, path)
-        run.finish(JobStatus.SUCCEEDED, output=path)
-    return False
+        return run.finish(JobStatus.SUCCEEDED, output=path)

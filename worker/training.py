@@ -20,7 +20,7 @@ from store.settings import Settings
 
 from .attempt import Attempt, worker_name
 from .evaluation import evaluate
-from .frames import dataset_frame
+from .frames import dataset_frame, uploaded_frame
 from .predicting import run_prediction
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,17 @@ def run_job(
                 target_names = list(dataset.target_names or ())
     run = Attempt(job_id, attempt, settings, should_give_back)
     if job.kind == JobKind.PREDICTION:
-        if dataset is None or model_key is None:
-            gone = "dataset" if dataset is None else "model"
+        if (dataset is None and job.input_key is None) or model_key is None:
+            gone = "model" if model_key is None else "dataset"
             run.finish(JobStatus.FAILED, error=f"the job's {gone} was deleted")
             return False
         try:
-            return run_prediction(run, storage().read(model_key), dataset, target_names)
+            if dataset is not None:
+                rows = dataset_frame(dataset)
+            else:
+                assert job.input_key is not None
+                rows = uploaded_frame(job.input_key)
+            return run_prediction(run, storage().read(model_key), rows, target_names, job.input_key)
         except Exception as exc:  # the job must end with a reason whatever went wrong
             log.exception("prediction job %s crashed", job_id, extra={"job_id": job_id})
             run.finish(

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
 
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
@@ -19,17 +22,22 @@ from sqlalchemy.orm import Session as OrmSession
 from core import StopReason
 from store import Job, JobKind, JobStatus, Session, storage
 from store import queries as q
+from worker import frames
 
 from ..auth import owner
-from ..decorators import body, query, responds
-from ..errors import conflict, invalid
+from ..decorators import TableBody, body, query, responds
+from ..errors import conflict, invalid, not_found
+from ..model_cache import Served
+from ..predict_inputs import table_frame
 from ..schemas import (
     PageQuery,
+    PredictCsvQuery,
     PredictionCreate,
     PredictionList,
     PredictionOut,
     ResultQuery,
 )
+from ..services import state
 from .jobs import enqueue
 from .rows import mine, one_page
 
@@ -68,28 +76,43 @@ def _prediction(session: OrmSession, prediction_id: int, *, for_update: bool = F
 
 
 @bp.post("/models/<id:model_id>/predictions")
-@body(PredictionCreate)
+@body(PredictionCreate, csv=PredictCsvQuery, upload=True)
 @responds(
     202, PredictionOut, errors=(404, 503), headers={"Location": "URL of the new prediction job"}
 )
 def create_prediction(
-    model_id: int, payload: PredictionCreate
+    model_id: int, payload: PredictionCreate | TableBody
 ) -> tuple[PredictionOut, dict[str, str]]:
-    """Queue a batch prediction of every row of a stored dataset with the model.
+    """Queue a batch prediction with the model of every row of a stored dataset
+    (`{"dataset_id": N}`), or of a CSV or Parquet body sent with the request (read as
+    a predict body is: columns by name, up to `BACKPROP_MAX_UPLOAD_BYTES`).
 
-    The dataset must hold the columns the model was trained on (its target
-    columns, if any, are ignored). Poll `GET /predictions/<id>`; once it has
-    succeeded, `result` is the URL of its outputs: one column per output unit
-    and, for a classifier, the `label` of each row, in the dataset's row order.
+    The rows must hold the columns the model was trained on (its target columns,
+    if any, are ignored). Poll `GET /predictions/<id>`; once it has succeeded,
+    `result` is the URL of its outputs: one column per output unit and, for a
+    classifier, the `label` of each row, in the rows' order.
     """
-    with Session.begin() as session:
-        model = mine(session, "model", model_id, q.get_model)
-        dataset = q.get_dataset(session, payload.dataset_id, owner=owner())
-        if dataset is None:
-            raise invalid("dataset_id", f"no dataset with id {payload.dataset_id}")
-        _check_columns(model.spec, dataset.feature_names, dataset.target_names)
-        job = q.add_prediction_job(session, model, dataset)
-        out = prediction_out(job)
+    with ExitStack() as staged:
+        if isinstance(payload, TableBody):
+            served = _served(model_id)
+            frame = table_frame(payload, served.model, served.skipped)
+            with tempfile.TemporaryDirectory(prefix="backprop-predict-") as folder:
+                path = Path(folder) / f"rows{frames.SUFFIX}"
+                frames.write_frame(frame, path)
+                key = staged.enter_context(
+                    storage().stage("prediction-inputs", frames.SUFFIX, path)
+                )
+        with Session.begin() as session:
+            model = mine(session, "model", model_id, q.get_model)
+            if isinstance(payload, TableBody):
+                job = q.add_prediction_job(session, model, input_key=key, n_rows=frame.n_rows)
+            else:
+                dataset = q.get_dataset(session, payload.dataset_id, owner=owner())
+                if dataset is None:
+                    raise invalid("dataset_id", f"no dataset with id {payload.dataset_id}")
+                _check_columns(model.spec, dataset.feature_names, dataset.target_names)
+                job = q.add_prediction_job(session, model, dataset)
+            out = prediction_out(job)
     enqueue(job.id)
     return out, {"Location": f"/predictions/{out.id}"}
 
@@ -178,4 +201,14 @@ def cancel_prediction(prediction_id: int) -> PredictionOut:
         if job.status.finished:
             raise conflict(f"prediction {prediction_id} has already finished ({job.status.value})")
         q.request_cancel(session, job, stop_reason=StopReason.CANCELLED)
-        return prediction_out(job)
+        out, uploaded = prediction_out(job), job.input_key
+    if out.status.finished and uploaded is not None:  # cancelled while queued
+        storage().discard(uploaded)
+    return out
+
+
+def _served(model_id: int) -> Served:
+    served = state().models.get(model_id, owner())
+    if served is None:
+        raise not_found("model", model_id)
+    return served

@@ -1,4 +1,4 @@
-"""prediction jobs: a job's kind, the model it predicts with and its output
+"""prediction jobs: a job's kind, the model it predicts with, its uploaded rows and its output
 
 Revision ID: 0007
 Revises: 0006
@@ -23,10 +23,12 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("model_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("output_key", sa.String(200), nullable=True))
+        batch_op.add_column(sa.Column("input_key", sa.String(200), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("input_key")
         batch_op.drop_column("output_key")
         batch_op.drop_column("model_id")
         batch_op.drop_column("kind")

@@ -201,3 +201,41 @@ def test_the_output_is_one_object_and_goes_with_nothing_else(
     # Running the finished job's message again (a duplicate) writes nothing more.
     run_job(answer["id"], load_settings())
     assert storage().objects.keys(f"predictions/{answer['id']}/") == [key]
+
+
+def test_rows_uploaded_with_the_request_are_predicted_then_discarded(
+    client: FlaskClient, iris: dict[str, int]
+) -> None:
+    rows = "\n".join(line.rsplit(",", 1)[0] for line in IRIS_LIKE.strip().splitlines()) + "\n"
+    response = client.post(
+        f"/models/{iris['model']}/predictions", data=rows, content_type="text/csv"
+    )
+    assert response.status_code == 202, response.json
+    created = response.json
+    assert created is not None and created["dataset_id"] is None and created["rows_total"] == 9
+    with Session.begin() as session:
+        job = q.get_job(session, created["id"])
+        assert job is not None and job.input_key is not None
+        uploaded = job.input_key
+    assert storage().objects.keys(uploaded) == [uploaded]
+    run_job(created["id"], load_settings())
+    answer = client.get(f"/predictions/{created['id']}").json
+    assert answer is not None and answer["status"] == "succeeded", answer
+    table = pq.read_table(io.BytesIO(client.get(answer["result"]).data))
+    direct = client.post(f"/models/{iris['model']}/predict", data=rows, content_type="text/csv")
+    assert table.column("label").to_pylist() == direct.json["labels"]
+    assert storage().objects.keys(uploaded) == []
+
+
+def test_an_uploaded_body_the_model_cannot_read_is_refused_and_stores_nothing(
+    client: FlaskClient, iris: dict[str, int]
+) -> None:
+    before = storage().objects.keys("prediction-inputs/")
+    response = client.post(
+        f"/models/{iris['model']}/predictions",
+        data="sepal_length,sepal_width\n1,2\n",
+        content_type="text/csv",
+    )
+    assert response.status_code in (400, 422), response.json
+    assert "petal_length" in response.json["error"]["message"]
+    assert storage().objects.keys("prediction-inputs/") == before
