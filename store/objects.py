@@ -91,16 +91,7 @@ class FileStore:
         return self.folder / _check_key(key)
 
     def _atomic(self, key: str, write: Callable[[Path], object]) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-        os.close(fd)
-        try:
-            write(Path(name))
-            os.replace(name, target)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
+        _atomic_copy(write, self._path(key))
 
     def put(self, key: str, data: bytes) -> None:
         self._atomic(key, lambda p: p.write_bytes(data))
@@ -140,6 +131,8 @@ class FileStore:
 
 
 def _atomic_copy(write: Callable[[Path], object], path: Path) -> None:
+    """``write(temporary)`` next to ``path``, then the temporary file renamed to it: a
+    reader sees the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=".part-")
     os.close(fd)
@@ -174,17 +167,13 @@ class DatabaseStore:
         )
 
     def put_file(self, key: str, path: Path) -> None:
+        size = path.stat().st_size
+
         def parts() -> Any:
             with open(path, "rb") as file:
-                first = True
-                while True:
-                    chunk = file.read(PART_BYTES)
-                    if not chunk and not first:
-                        return
-                    first = False
-                    yield chunk
-                    if len(chunk) < PART_BYTES:
-                        return
+                # Reads of the part's own size: read(n) sets aside n bytes first.
+                for start in range(0, max(size, 1), PART_BYTES):
+                    yield file.read(min(PART_BYTES, size - start))
 
         self._write(key, parts())
 

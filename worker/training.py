@@ -38,6 +38,17 @@ def within_limit(training: dict[str, Any], settings: Settings) -> dict[str, Any]
     return {**training, "time_limit": settings.max_job_seconds}
 
 
+def _crashed(run: Attempt, what: str, exc: Exception) -> bool:
+    """End the job as failed with the error that crashed it; False (not given back)."""
+    log.exception("job %s: %s crashed", run.job_id, what, extra={"job_id": run.job_id})
+    run.finish(
+        JobStatus.FAILED,
+        stop_reason=StopReason.ERROR,
+        error=f"{what} crashed: {type(exc).__name__}: {exc}",
+    )
+    return False
+
+
 def run_job(
     job_id: int, settings: Settings, should_give_back: Callable[[], bool] = lambda: False
 ) -> bool:
@@ -85,13 +96,7 @@ def run_job(
                 rows = uploaded_frame(job.input_key)
             return run_prediction(run, storage().read(model_key), rows, target_names, job.input_key)
         except Exception as exc:  # the job must end with a reason whatever went wrong
-            log.exception("prediction job %s crashed", job_id, extra={"job_id": job_id})
-            run.finish(
-                JobStatus.FAILED,
-                stop_reason=StopReason.ERROR,
-                error=f"prediction crashed: {type(exc).__name__}: {exc}",
-            )
-            return False
+            return _crashed(run, "prediction", exc)
     with Session.begin() as session:
         checkpoint = q.get_checkpoint(session, job_id)
         saved_key = None if checkpoint is None else checkpoint.data_key
@@ -144,13 +149,7 @@ def run_job(
         run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=f"invalid job: {exc}")
         return False
     except Exception as exc:  # the job must end with a reason whatever went wrong
-        log.exception("job %s crashed", job_id, extra={"job_id": job_id})
-        run.finish(
-            JobStatus.FAILED,
-            stop_reason=StopReason.ERROR,
-            error=f"training crashed: {type(exc).__name__}: {exc}",
-        )
-        return False
+        return _crashed(run, "training", exc)
 
     if run.given_back:
         return True

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.service.http import call, finished_job
+from tests.service.processes import wait_for
 
 JSON = "application/json"
 
@@ -59,6 +61,9 @@ def examples(
     )
     requests = []
     for kind, body in bodies:
+        if isinstance(body, dict):
+            # Ids in a JSON body are this test's too (a prediction's dataset_id).
+            body = {k: ids[k] if k in ids and k.endswith("_id") else v for k, v in body.items()}
         url, query = path, []
         for parameter in operation.get("parameters", []):
             if "example" not in parameter:
@@ -133,7 +138,7 @@ def success_example(operation: dict[str, Any]) -> tuple[str, Any] | None:
 
 
 @pytest.fixture(scope="module")
-def service(live_api: tuple[str, str]) -> dict[str, Any]:
+def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
     """The live service, its document, and ids for the examples' path ids."""
     base, key = live_api
     status, document = call(base, "GET", "/openapi.json")
@@ -145,14 +150,38 @@ def service(live_api: tuple[str, str]) -> dict[str, Any]:
     assert status == 202, job
     done = finished_job(base, job["id"], key)
     assert done["status"] == "succeeded", done
-    # A dataset of its own for the delete example, and a job long enough to cancel.
+    # A batch prediction of its dataset with its model, finished, for the result example.
+    predict = {"dataset_id": done["dataset_id"]}
+    status, prediction = call(base, "POST", f"/models/{done['model_id']}/predictions", predict, key)
+    assert status == 202, prediction
+    wait_for(
+        lambda: (
+            call(base, "GET", f"/predictions/{prediction['id']}", None, key)[1]["status"]
+            == "succeeded"
+        ),
+        60,
+        0.05,
+        "the batch prediction",
+    )
+    # A dataset of its own for the delete example, and a job long enough to cancel; a
+    # second long job keeps the one worker busy after that cancel, so that a batch
+    # prediction queued behind it is still there to cancel.
     status, spare = call(base, "POST", "/datasets", create_dataset["example"], key)
     assert status == 201, spare
     long = {**create_job, "training": {**create_job["training"], "epochs": 1_000_000}}
     status, running = call(base, "POST", "/jobs", long, key)
     assert status == 202, running
-    ids = {"job_id": done["id"], "dataset_id": done["dataset_id"], "model_id": done["model_id"]}
-    return {
+    status, blocker = call(base, "POST", "/jobs", long, key)
+    assert status == 202, blocker
+    status, queued = call(base, "POST", f"/models/{done['model_id']}/predictions", predict, key)
+    assert status == 202, queued
+    ids = {
+        "job_id": done["id"],
+        "dataset_id": done["dataset_id"],
+        "model_id": done["model_id"],
+        "prediction_id": prediction["id"],
+    }
+    yield {
         "base": base,
         "key": key,
         "document": document,
@@ -160,8 +189,11 @@ def service(live_api: tuple[str, str]) -> dict[str, Any]:
         "overrides": {
             "datasets_delete_dataset": {"dataset_id": spare["id"]},
             "jobs_cancel_job": {"job_id": running["id"]},
+            "predictions_cancel_prediction": {"prediction_id": queued["id"]},
         },
     }
+    for path in (f"/jobs/{blocker['id']}/cancel", f"/predictions/{queued['id']}/cancel"):
+        call(base, "POST", path, None, key)
 
 
 def test_every_body_and_every_needed_parameter_has_an_example(service: dict[str, Any]) -> None:
@@ -198,8 +230,8 @@ def test_every_example_succeeds_against_a_live_service(service: dict[str, Any]) 
                 actual = json.loads(answer.data)
                 failures += [f"{where}: {p}" for p in shape_problems(shape, actual)]
     assert failures == []
-    # Every operation, and both bodies of the three that take JSON or CSV.
-    assert sent == len(operations(service["document"])) + 3
+    # Every operation, and both bodies of the four that take JSON or CSV.
+    assert sent == len(operations(service["document"])) + 4
 
 
 def test_the_documented_model_predicts_xor(service: dict[str, Any]) -> None:
