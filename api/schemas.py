@@ -574,7 +574,8 @@ class PredictionCreate(StrictBody):
 
     model_config = _example({"dataset_id": 1})
 
-    dataset_id: Id
+    # Optional here so that another owner's model is a 404 before the body is judged.
+    dataset_id: Id | None = None
 
 
 class PredictionOut(Out):

@@ -72,7 +72,7 @@ def store(session: Session, name: str, upload: Upload, owner: str, staged: ExitS
     with tempfile.TemporaryDirectory(prefix="backprop-upload-") as folder:
         path = Path(folder) / f"frame{frames.SUFFIX}"
         frames.write_frame(frame, path)
-        key = staged.enter_context(storage().stage("datasets", frames.SUFFIX, path))
+        key = staged.enter_context(storage().stage("datasets", frames.SUFFIX, path, move=True))
     return q.add_dataset(
         session,
         name,

@@ -53,8 +53,10 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``, replacing any object there."""
 
-    def put_file(self, key: str, path: Path) -> None:
-        """Store the file at ``path`` under ``key`` (streamed, not read into memory)."""
+    def put_file(self, key: str, path: Path, move: bool = False) -> None:
+        """Store the file at ``path`` under ``key`` (streamed, not read into memory);
+        with ``move``, the file may be taken rather than copied (it is the caller's
+        temporary file)."""
 
     def get(self, key: str) -> bytes:
         """The object under ``key``."""
@@ -96,7 +98,16 @@ class FileStore:
     def put(self, key: str, data: bytes) -> None:
         self._atomic(key, lambda p: p.write_bytes(data))
 
-    def put_file(self, key: str, path: Path) -> None:
+    def put_file(self, key: str, path: Path, move: bool = False) -> None:
+        if move:
+            target = self._path(key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # A rename on the same file system: atomic, and no copy of a large table.
+                os.replace(path, target)
+                return
+            except OSError:
+                pass  # another file system: copied below
         self._atomic(key, lambda p: shutil.copyfile(path, p))
 
     def get(self, key: str) -> bytes:
@@ -166,7 +177,7 @@ class DatabaseStore:
             key, (data[i : i + PART_BYTES] for i in range(0, max(len(data), 1), PART_BYTES))
         )
 
-    def put_file(self, key: str, path: Path) -> None:
+    def put_file(self, key: str, path: Path, move: bool = False) -> None:
         size = path.stat().st_size
 
         def parts() -> Any:
@@ -263,7 +274,7 @@ class S3Store:
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._name(key), Body=data)
 
-    def put_file(self, key: str, path: Path) -> None:
+    def put_file(self, key: str, path: Path, move: bool = False) -> None:
         self.client.upload_file(str(path), self.bucket, self._name(key))
 
     def get(self, key: str) -> bytes:
@@ -374,16 +385,19 @@ class Storage:
         self.cache = cache
 
     @contextmanager
-    def stage(self, prefix: str, suffix: str, source: bytes | Path) -> Iterator[str]:
+    def stage(
+        self, prefix: str, suffix: str, source: bytes | Path, *, move: bool = False
+    ) -> Iterator[str]:
         """Store ``source`` under a new key ``<prefix>/<random><suffix>`` and yield the key.
 
         Open the transaction that records the key inside this block: when it (or
         anything else in the block) raises, the object is deleted and the error
-        goes on.
+        goes on. With ``move``, ``source`` is a temporary file the store may take
+        instead of copying it.
         """
         key = f"{prefix.rstrip('/')}/{uuid.uuid4().hex}{suffix}"
         if isinstance(source, Path):
-            self.objects.put_file(key, source)
+            self.objects.put_file(key, source, move=move)
         else:
             self.objects.put(key, source)
         try:

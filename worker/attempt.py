@@ -241,7 +241,9 @@ class Attempt:
                     weights_key = staged.enter_context(storage().stage("models", ".npz", weights))
                 if output is not None:
                     output_key = staged.enter_context(
-                        storage().stage(f"predictions/{self.job_id}", output.suffix, output)
+                        storage().stage(
+                            f"predictions/{self.job_id}", output.suffix, output, move=True
+                        )
                     )
                 with Session.begin() as session:
                     q.renew_lease(session, self.job_id, self.attempt)

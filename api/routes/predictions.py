@@ -100,12 +100,14 @@ def create_prediction(
                 path = Path(folder) / f"rows{frames.SUFFIX}"
                 frames.write_frame(frame, path)
                 key = staged.enter_context(
-                    storage().stage("prediction-inputs", frames.SUFFIX, path)
+                    storage().stage("prediction-inputs", frames.SUFFIX, path, move=True)
                 )
         with Session.begin() as session:
             model = mine(session, "model", model_id, q.get_model)
             if isinstance(payload, TableBody):
                 job = q.add_prediction_job(session, model, input_key=key, n_rows=frame.n_rows)
+            elif payload.dataset_id is None:
+                raise invalid("dataset_id", "is required (or send the rows as CSV or Parquet)")
             else:
                 dataset = q.get_dataset(session, payload.dataset_id, owner=owner())
                 if dataset is None:

@@ -40,12 +40,21 @@ def bob(service_settings: Settings) -> Iterator[FlaskClient]:
 
 @pytest.fixture(scope="module")
 def alices(alice: FlaskClient) -> dict[str, int]:
-    """Alice's dataset, a queued job, and a finished job with its model."""
+    """Alice's dataset, a queued job, a finished job with its model, and a queued batch
+    prediction with that model."""
     dataset = post_dataset(alice, name="alice-only")
     queued = post_job(alice, dataset_id=dataset["id"], network=SMALL_NET, training={"epochs": 3})
     done = post_job(alice, dataset_id=dataset["id"], network=SMALL_NET, training={"epochs": 3})
     model = train_in_process(done["id"])
-    return {"dataset": dataset["id"], "job": queued["id"], "done": done["id"], "model": model}
+    prediction = alice.post(f"/models/{model}/predictions", json={"dataset_id": dataset["id"]})
+    assert prediction.status_code == 202, prediction.json
+    return {
+        "dataset": dataset["id"],
+        "job": queued["id"],
+        "done": done["id"],
+        "model": model,
+        "prediction": prediction.json["id"],
+    }
 
 
 def routes(client: FlaskClient) -> list[tuple[str, str]]:
@@ -60,7 +69,13 @@ def routes(client: FlaskClient) -> list[tuple[str, str]]:
 def url(template: str, ids: dict[str, int]) -> str:
     """Fill a route's id with the id of the matching resource."""
     kind = template.split("/")[1]
-    ident = {"datasets": ids["dataset"], "jobs": ids["job"], "models": ids["model"]}.get(kind, 0)
+    idents = {
+        "datasets": ids["dataset"],
+        "jobs": ids["job"],
+        "models": ids["model"],
+        "predictions": ids["prediction"],
+    }
+    ident = idents.get(kind, 0)
     return re.sub(r"<[^>]+>", str(ident), template)
 
 
@@ -95,10 +110,11 @@ def test_every_endpoint_but_health_needs_a_key(alice: FlaskClient, alices: dict[
 def test_another_owners_ids_are_missing_ids(
     alice: FlaskClient, bob: FlaskClient, alices: dict[str, int]
 ) -> None:
-    missing = {"dataset": MISSING, "job": MISSING, "model": MISSING}
+    missing = {"dataset": MISSING, "job": MISSING, "model": MISSING, "prediction": MISSING}
     compared = 0
     for method, template in routes(bob):
-        if template.split("/")[1] not in ("datasets", "jobs", "models") or "<" not in template:
+        kinds = ("datasets", "jobs", "models", "predictions")
+        if template.split("/")[1] not in kinds or "<" not in template:
             continue
         theirs = call(bob, method, url(template, alices))
         absent = call(bob, method, url(template, missing))
@@ -113,6 +129,7 @@ def test_another_owners_ids_are_missing_ids(
     assert alice.get(f"/datasets/{alices['dataset']}").status_code == 200
     assert alice.get(f"/jobs/{alices['job']}").json["status"] == "queued"
     assert alice.get(f"/models/{alices['model']}").status_code == 200
+    assert alice.get(f"/predictions/{alices['prediction']}").json["status"] != "cancelled"
 
 
 def test_lists_show_only_the_owners_rows(

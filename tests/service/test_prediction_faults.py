@@ -60,7 +60,7 @@ def test_a_killed_worker_leaves_a_complete_output_written_once(
         assert dataset is not None
         job_id = q.add_job(session, dataset, NETWORK, TRAINING).id
     model_id = train_in_process(job_id)
-    big = frame(400_000, 2)
+    big = frame(200_000, 2)
     with Session.begin() as session:
         model = q.get_model(session, model_id)
         dataset = q.get_dataset(session, stored("big", big))
