@@ -26,6 +26,7 @@ from store import LOCAL_OWNER, Session, connect
 from store import queries as q
 from store.migrate import upgrade
 from store.settings import ENV_NAMES, Settings, load_settings
+from worker.threads import host_cores, threads_per_call
 
 from . import remote
 from .errors import Failure, Reporting
@@ -59,10 +60,12 @@ def prepare_metrics_dir(settings: Settings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
-def worker_command(concurrency: int) -> list[str]:
+def worker_command(concurrency: int, name: str | None = None) -> list[str]:
+    """``name``: the Celery node name, which each process on one host needs its own of."""
     return [
         sys.executable, "-m", "celery", "-A", "worker.make_celery", "worker",
         "--loglevel=INFO", f"--concurrency={concurrency}",
+        *(["-n", name] if name else []),
     ]  # fmt: skip
 
 
@@ -130,11 +133,50 @@ def api(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
-@click.option("--concurrency", type=int, default=1, show_default=True)
-def worker(concurrency: int) -> None:
-    """Run a Celery worker for training jobs (in the foreground)."""
-    command = worker_command(concurrency)
-    os.execv(command[0], command)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="jobs one process runs at once (threads); they share its BLAS threads",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="worker processes to run on this host, dividing its cores among them",
+)
+def worker(concurrency: int, processes: int) -> None:
+    """Run Celery workers for training jobs (in the foreground).
+
+    Each process limits its BLAS threads so that together they do not run more
+    threads than the host has cores: cores // (processes x concurrency) per
+    matrix product, at least 1, unless BACKPROP_BLAS_THREADS says otherwise.
+    """
+    if processes == 1:
+        command = worker_command(concurrency)
+        os.execv(command[0], command)
+    settings = load_settings()
+    threads = threads_per_call(host_cores(), processes * concurrency, settings.blas_threads)
+    # Each process's own share of the cores, as the explicit setting it reads.
+    os.environ[ENV_NAMES["blas_threads"]] = str(threads)
+    os.environ[ENV_NAMES["data_dir"]] = str(settings.data_dir)
+    click.echo(
+        f"backprop: {processes} worker processes x {concurrency} jobs, "
+        f"{threads} BLAS thread(s) per matrix product each"
+    )
+    children = Children()
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _raise_stop)
+    try:
+        for number in range(1, processes + 1):
+            # Celery's warm shutdown: running jobs are checkpointed and queued again.
+            name = f"worker{number}-{os.getpid()}@{socket.gethostname()}"
+            children.start(f"worker {number}", worker_command(concurrency, name), signal.SIGTERM)
+        supervise(children)
+    except Stop as reason:
+        stop_all(children, reason)
 
 
 @main.group()
@@ -334,15 +376,25 @@ def up(host: str, port: int) -> None:
         # hold a graceful one for their whole life (clients reconnect).
         children.start("api", api_command(host, port, 2), signal.SIGINT)
         click.echo(f"backprop: API on http://{address(host, port)}  (Ctrl-C stops everything)")
-        while True:
-            dead = children.exited()
-            if dead is not None:
-                click.echo(f"backprop: the {dead} process exited; stopping", err=True)
-                children.stop()
-                sys.exit(1)
-            time.sleep(0.2)
+        supervise(children)
     except Stop as reason:
-        click.echo(f"backprop: {reason}; stopping")
-        for stop_signal in STOP_SIGNALS:
-            signal.signal(stop_signal, signal.SIG_IGN)
-        children.stop()
+        stop_all(children, reason)
+
+
+def supervise(children: Children) -> None:
+    """Wait until a stop signal (raising Stop); if a child exits first, stop the
+    others and exit with status 1."""
+    while True:
+        dead = children.exited()
+        if dead is not None:
+            click.echo(f"backprop: the {dead} process exited; stopping", err=True)
+            children.stop()
+            sys.exit(1)
+        time.sleep(0.2)
+
+
+def stop_all(children: Children, reason: Stop) -> None:
+    click.echo(f"backprop: {reason}; stopping")
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, signal.SIG_IGN)
+    children.stop()

@@ -98,6 +98,11 @@ _count = _positive(int, "a whole number")
 _seconds = _positive(float, "a finite number of seconds")
 
 
+def _optional_count(text: str) -> int | None:
+    # Empty (the default) leaves the choice to the reader of the setting.
+    return None if text == "" else _count(text)
+
+
 def setting(env: str, default: str, parse: Callable[[str], Any], meaning: str) -> Any:
     """Declares one field of Settings: its variable, default, reader and meaning."""
     return field(metadata={"setting": Setting(env, default, meaning, parse)})
@@ -240,6 +245,14 @@ class Settings:
         _seconds,
         "how often each worker looks for lost jobs",
     )
+    blas_threads: int | None = setting(
+        "BACKPROP_BLAS_THREADS",
+        "",
+        _optional_count,
+        "BLAS/OpenMP threads per matrix product in a worker process; empty: the host's "
+        "cores divided by the worker's `--concurrency` (`backprop worker --processes P` "
+        "also divides them by P)",
+    )
 
     @property
     def broker_is_filesystem(self) -> bool:
@@ -257,7 +270,11 @@ class Settings:
 
     def as_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings in a child process."""
-        return {spec.env: str(getattr(self, name)) for name, spec in declared()}
+        values = {name: getattr(self, name) for name, _ in declared()}
+        # None is a setting left empty (its default).
+        return {
+            spec.env: "" if values[name] is None else str(values[name]) for name, spec in declared()
+        }
 
 
 def declared() -> Iterator[tuple[str, Setting]]:

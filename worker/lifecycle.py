@@ -1,9 +1,10 @@
 """What a worker process does around its tasks, from start to stop.
 
 Attached to the Celery app as a worker bootstep, so it runs only in a worker
-(never in the API, which builds the same app to send messages): on start it binds
-the store to the database and starts the reconciler; on a stop signal it tells
-the running jobs to give themselves back.
+(never in the API, which builds the same app to send messages): on start it
+limits the process's BLAS threads (see :mod:`worker.threads`), binds the store to
+the database and starts the reconciler; on a stop signal it tells the running
+jobs to give themselves back.
 
 Celery's warm shutdown (SIGTERM, or the first Ctrl-C) stops consuming and then
 waits for running tasks; by itself it never tells a task. ``worker_shutting_down``
@@ -17,12 +18,13 @@ import threading
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.signals import worker_shutting_down
+from celery.signals import task_prerun, worker_shutting_down
 
 from store import connect
 from store.settings import Settings
 
 from .reconciler import Reconciler
+from .threads import ThreadLimit
 
 
 class Lifecycle:
@@ -33,10 +35,17 @@ class Lifecycle:
         self.app = app
         self.stopping = threading.Event()
         self.reconciler: Reconciler | None = None
+        # This process's BLAS threads per call, once started.
+        self.threads: ThreadLimit | None = None
 
-    def start(self) -> None:
+    def start(self, concurrency: int = 1) -> None:
+        """Start in a worker process that runs ``concurrency`` jobs at once."""
+        self.threads = ThreadLimit(concurrency, self.settings.blas_threads)
+        self.threads.start()
         connect(self.settings)
         worker_shutting_down.connect(self._on_stop_signal, weak=False)
+        # Sent in the thread that runs the task, just before it.
+        task_prerun.connect(self._before_task, weak=False)
         self.reconciler = Reconciler(self.settings, self.app)
         self.reconciler.start()
 
@@ -44,11 +53,16 @@ class Lifecycle:
         # Also reached without a signal (a programmatic stop); before the pool waits.
         self.stopping.set()
         worker_shutting_down.disconnect(self._on_stop_signal)
+        task_prerun.disconnect(self._before_task)
         if self.reconciler is not None:
             self.reconciler.stop()
 
     def _on_stop_signal(self, **_: Any) -> None:
         self.stopping.set()
+
+    def _before_task(self, **_: Any) -> None:
+        if self.threads is not None:
+            self.threads.in_this_thread()
 
     def bootstep(self) -> type[bootsteps.StartStopStep]:
         """A worker bootstep that starts and stops this lifecycle."""
@@ -62,5 +76,9 @@ class Lifecycle:
 
             def create(self, worker: Any) -> Lifecycle:
                 return lifecycle
+
+            def start(self, worker: Any) -> None:
+                # The pool's size: how many jobs this process runs at once.
+                lifecycle.start(int(worker.concurrency or 1))
 
         return LifecycleStep

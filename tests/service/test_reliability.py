@@ -8,15 +8,20 @@ and the filesystem broker) and PostgreSQL + Redis.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
+import psycopg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import StatementError
@@ -27,6 +32,7 @@ from store import queries as q
 from store.migrate import upgrade
 from store.settings import Settings
 from tests.service.conftest import (
+    POSTGRES_ADMIN,
     apply_env,
     create_database,
     delete_redis_keys,
@@ -205,6 +211,126 @@ def test_kill_9_mid_job_resumes_exactly(
     for served, reference in zip(trained_weights(job_id), uninterrupted_weights(), strict=True):
         assert np.array_equal(served, reference)
     assert "resumes from its checkpoint" in second.output()
+
+
+# A network whose checkpoint (weights and momentum, about 4 MB) takes long enough to
+# write that a watcher sees the write under way.
+WIDE_NETWORK = {
+    "input_dim": 6,
+    "layers": [
+        {"units": 500, "activation": "tanh"},
+        {"units": 500, "activation": "tanh"},
+        {"units": 1, "activation": "sigmoid"},
+    ],
+}
+WIDE_TRAINING = {
+    **TRAINING,
+    "epochs": 30,
+    "batch_size": 32,
+    "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
+}
+
+
+@contextmanager
+def checkpoint_write_open(settings: Settings, job_id: int) -> Iterator[Callable[[], bool]]:
+    """A check that is true while a checkpoint of ``job_id`` is being stored and not
+    yet in place: a temporary ``.part-*`` file beside the checkpoints (the folder
+    backend), an ``INSERT INTO objects`` in a transaction not yet committed (the
+    database backend, in this test's own database)."""
+    if settings.storage_url.startswith("file://"):
+        folder = Path(urlsplit(settings.storage_url).path) / q.checkpoint_prefix(job_id)
+        yield lambda: any(folder.glob(".part-*"))
+        return
+    assert settings.storage_url == "database://"
+    database = settings.database_url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+
+        def open_insert() -> bool:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                " AND state IN ('active', 'idle in transaction')"
+                " AND query LIKE 'INSERT INTO objects%%'",
+                (database,),
+            ).fetchone()
+            return row is not None and row[0] > 0
+
+        yield open_insert
+
+
+def stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def kill_inside(worker: WorkerProcess, writing: Callable[[], bool], timeout: float = 60) -> None:
+    """SIGKILL ``worker`` while ``writing()`` holds, made certain by freezing it first.
+
+    Polling alone could see a write that ends before the kill lands. So the worker is
+    frozen (SIGSTOP) the moment the write is seen, and killed only if the write is
+    still open once it is frozen -- a frozen process cannot finish it, and a commit
+    it had already sent has reached the database 50 ms later. Otherwise it is let go
+    (SIGCONT) and the next checkpoint is watched.
+    """
+    pid = worker.process.pid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if writing():
+            os.killpg(pid, signal.SIGSTOP)
+            wait_for(lambda: stopped(pid), 5, 0.001, "the worker to freeze")
+            time.sleep(0.05)
+            if writing():
+                worker.kill()
+                return
+            os.killpg(pid, signal.SIGCONT)
+        time.sleep(0.001)
+    raise AssertionError(f"no checkpoint write seen within {timeout} s:\n{worker.output()}")
+
+
+def test_kill_9_while_writing_a_checkpoint_resumes_exactly(
+    isolated: tuple[dict[str, str], Settings], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    env, settings = isolated
+    # Fewer checkpoints of this size than the fast recovery's, each one watched.
+    env = {**env, "BACKPROP_CHECKPOINT_SECONDS": "1"}
+    first = WorkerProcess(env, tmp_path)
+    workers.append(first)
+    first.wait_ready()
+    job_id = submit(settings, WIDE_NETWORK, WIDE_TRAINING)
+
+    def first_checkpoint() -> bool:
+        with Session.begin() as session:
+            return q.get_checkpoint(session, job_id) is not None
+
+    wait_for(first_checkpoint, 60, what="the job's first checkpoint")
+    with checkpoint_write_open(settings, job_id) as writing:
+        kill_inside(first, writing)
+
+    status, _, attempt = job_state(job_id)
+    with Session.begin() as session:
+        checkpoint = q.get_checkpoint(session, job_id)
+        assert checkpoint is not None
+        kept = checkpoint.data_key
+    assert status == JobStatus.RUNNING and attempt == 1
+    assert checkpoint.epoch < WIDE_TRAINING["epochs"]  # type: ignore[operator]
+    # The half-written checkpoint was never made an object: the previous one is in force.
+    assert storage().objects.keys(q.checkpoint_prefix(job_id)) == [kept]
+
+    second = WorkerProcess(env, tmp_path)
+    workers.append(second)
+    second.wait_ready()
+    wait_for(lambda: finished(job_id), 90, 0.1, "the job to finish on the second worker")
+
+    status, _, attempt = job_state(job_id)
+    assert status == JobStatus.SUCCEEDED, second.output()
+    assert attempt == 2
+    assert "resumes from its checkpoint" in second.output()
+    assert epoch_numbers(job_id) == list(range(1, WIDE_TRAINING["epochs"] + 1))  # type: ignore[operator]
+    x, t = dataset()
+    reference = core.train(WIDE_NETWORK, WIDE_TRAINING, x, t).model
+    assert reference is not None
+    expected = reference.network.weights + reference.network.biases
+    for served, wanted in zip(trained_weights(job_id), expected, strict=True):
+        assert np.array_equal(served, wanted)
+    assert storage().objects.keys(q.checkpoint_prefix(job_id)) == []
 
 
 def test_duplicate_message_runs_once(
