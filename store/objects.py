@@ -129,6 +129,11 @@ class FileStore:
     def delete_prefix(self, prefix: str) -> None:
         for key in self.keys(prefix):
             self._path(key).unlink(missing_ok=True)
+        # A write killed part way leaves its temporary file: it goes with the folder
+        # it was written in (a job's checkpoints), never with one key of a shared folder.
+        if prefix.endswith("/") and (self.folder / _check_key(prefix)).is_dir():
+            for part in (self.folder / prefix).glob(".part-*"):
+                part.unlink(missing_ok=True)
 
     def keys(self, prefix: str = "") -> list[str]:
         if not self.folder.is_dir():
