@@ -179,8 +179,13 @@ def main() -> None:
         results["csv_mb"] = len(csv) / 1e6
 
         # --- one training epoch on the million rows
-        job = api.json(
-            "POST", "/jobs", {"dataset_id": dataset["id"], "network": NETWORK, "training": TRAINING}
+        # Admission designs the job on the stored table (splits, preprocessing fit).
+        results["submit_s"], job = timed(
+            lambda: api.json(
+                "POST",
+                "/jobs",
+                {"dataset_id": dataset["id"], "network": NETWORK, "training": TRAINING},
+            )
         )
         done = wait(api, f"/jobs/{job['id']}")
         if done["status"] != "succeeded":
@@ -273,12 +278,13 @@ def print_table(r: dict[str, Any]) -> None:
             f"job {r['job_s']:.2f} s",
             "",
         ),
+        ("POST /jobs", "admission on the stored table", f"{r['submit_s']:.2f} s", "", ""),
         (
             "worker peak RSS",
-            f"idle {r['worker_idle_mb']:.0f} MB",
+            f"baseline {r['worker_idle_mb']:.0f} MB",
             f"{r['worker_peak_mb']:.0f} MB",
             f"bound {r['rss_bound_mb']:.0f} MB",
-            "2x array + idle worker",
+            "2x array + baseline",
         ),
         (
             "batch prediction",
