@@ -1,7 +1,9 @@
 """Trained models, loaded once per process.
 
 A model row never changes after the worker writes it, so a loaded
-``core.Model`` can be kept without ever checking the database again.
+``core.Model`` is kept; each use still asks the database whether the caller's
+model exists (one indexed lookup), so a model deleted through any API process
+is gone from every other one at its next request.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class ModelCache:
 
     def get(self, model_id: int, owner: str) -> Served | None:
         """The owner's model, or None if they have no such model."""
+        with Session.begin() as session:
+            if not q.model_exists(session, model_id, owner=owner):
+                self.forget(model_id)
+                return None
         with self._lock:
             hit = self._models.get(model_id)
             if hit is not None:
@@ -70,6 +76,10 @@ class ModelCache:
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
         return served if model_owner == owner else None
+
+    def forget(self, model_id: int) -> None:
+        with self._lock:
+            self._models.pop(model_id, None)
 
     def __len__(self) -> int:
         return len(self._models)

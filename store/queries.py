@@ -474,6 +474,41 @@ def add_model(
     return model
 
 
+def model_exists(session: Session, model_id: int, *, owner: str) -> bool:
+    return bool(
+        session.scalar(
+            select(exists().where(TrainedModel.id == model_id, TrainedModel.owner == owner))
+        )
+    )
+
+
+def delete_model(session: Session, model: TrainedModel) -> None:
+    """Delete a model unless a queued or running job uses it (:class:`InUse`): a
+    batch prediction with it, or a training job that starts from it. The caller
+    discards the object under ``model.weights_key`` after committing."""
+    busy = session.scalar(
+        select(
+            exists().where(
+                or_(Job.model_id == model.id, Job.init_model_id == model.id),
+                Job.status.in_(ACTIVE),
+            )
+        )
+    )
+    if busy:
+        raise InUse(f"model {model.id} is used by a queued or running job")
+    session.delete(model)
+
+
+def delete_prediction(session: Session, job: Job) -> list[str]:
+    """Delete a finished batch prediction job; returns the keys of its objects (its
+    uploaded rows and its outputs) for the caller to discard after committing."""
+    if not job.status.finished:
+        raise InUse(f"prediction {job.id} is {job.status.value}; cancel it first")
+    keys = [key for key in (job.input_key, job.output_key) if key is not None]
+    session.delete(job)
+    return keys
+
+
 def get_model(session: Session, model_id: int, *, owner: str | None = None) -> TrainedModel | None:
     """The model; with ``owner``, only if it is theirs (else None, as if missing)."""
     return _owned_row(session, TrainedModel, model_id, owner)

@@ -8,14 +8,14 @@ import numpy as np
 from flask import Blueprint, Response, request
 
 import core
-from store import Session
+from store import Session, storage
 from store import queries as q
 from worker.evaluation import evaluate
 from worker.frames import dataset_frame
 
 from ..auth import owner
 from ..decorators import NPY, NpyBody, TableBody, body, responds
-from ..errors import invalid, limit_exceeded, not_found
+from ..errors import conflict, invalid, limit_exceeded, not_found
 from ..model_cache import Served
 from ..predict_inputs import (
     encoded,
@@ -48,6 +48,22 @@ def _loaded(model_id: int) -> Served:
     if served is None:
         raise not_found("model", model_id)
     return served
+
+
+@bp.delete("/<id:model_id>")
+@responds(204, errors=(404, 409))
+def delete_model(model_id: int) -> None:
+    """Delete a model and its weights; refused while a queued or running job uses it
+    (a batch prediction, or a training job that starts from it). Its training job
+    stays, without a model."""
+    with Session.begin() as session:
+        model = mine(session, "model", model_id, q.get_model)
+        try:
+            q.delete_model(session, model)
+        except q.InUse as exc:
+            raise conflict(str(exc)) from None
+    state().models.forget(model_id)
+    storage().discard(model.weights_key)
 
 
 @bp.get("/<id:model_id>")

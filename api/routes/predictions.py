@@ -19,8 +19,9 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from flask import Blueprint, Response, send_file
 from sqlalchemy.orm import Session as OrmSession
 
+import core
 from core import StopReason
-from store import Job, JobKind, JobStatus, Session, storage
+from store import Dataset, Job, JobKind, JobStatus, Session, storage
 from store import queries as q
 from worker import frames
 
@@ -112,29 +113,36 @@ def create_prediction(
                 dataset = q.get_dataset(session, payload.dataset_id, owner=owner())
                 if dataset is None:
                     raise invalid("dataset_id", f"no dataset with id {payload.dataset_id}")
-                _check_columns(model.spec, dataset.feature_names, dataset.target_names)
+                _check_columns(_served(model_id).model, dataset)
                 job = q.add_prediction_job(session, model, dataset)
             out = prediction_out(job)
     enqueue(job.id)
     return out, {"Location": f"/predictions/{out.id}"}
 
 
-def _check_columns(
-    spec: dict[str, object], features: list[str] | None, targets: list[str] | None
-) -> None:
-    """Refuse a dataset without the model's input columns, before anything is queued
-    (the worker checks kinds too, against the stored columns)."""
-    wanted = spec.get("feature_names")
-    if not isinstance(wanted, list) or features is None:
-        return
-    present = set(features) | set(targets or ())
-    missing = [name for name in wanted if name not in present]
-    if missing:
-        raise invalid(
-            "dataset_id",
-            f"the dataset lacks the model's input column{'s' if len(missing) > 1 else ''} "
-            + ", ".join(repr(m) for m in missing[:5]),
-        )
+def _check_columns(model: core.Model, dataset: Dataset) -> None:
+    """Refuse a dataset without the model's input columns, of their kinds, before
+    anything is queued (from the dataset's profile; the worker checks the stored
+    columns again)."""
+    if model.preprocessor is None:
+        return  # a model stored before typed tables: checked by the worker
+    held = {c["name"]: c["type"] for c in (dataset.profile or {}).get("columns", [])}
+    unnamed = model.feature_names is None
+    for name, kind in model.preprocessor.kinds.items():
+        if held.get(name, "ignored") == "ignored":
+            hint = (
+                "; this model was trained on unnamed columns (JSON arrays): send the rows "
+                "as a CSV body without a header, in training order"
+                if unnamed
+                else ""
+            )
+            raise invalid(
+                "dataset_id", f"the dataset lacks the model's input column {name!r}{hint}"
+            )
+        if held[name] != kind:
+            raise invalid(
+                "dataset_id", f"the model takes {name!r} as {kind}, the dataset holds {held[name]}"
+            )
 
 
 @bp.get("/predictions")
@@ -192,6 +200,20 @@ def get_result(prediction_id: int, params: ResultQuery) -> Response:
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
+
+
+@bp.delete("/predictions/<id:prediction_id>")
+@responds(204, errors=(404, 409))
+def delete_prediction(prediction_id: int) -> None:
+    """Delete a finished batch prediction and its outputs (409 while it is queued or
+    running: cancel it first)."""
+    with Session.begin() as session:
+        job = _prediction(session, prediction_id, for_update=True)
+        try:
+            keys = q.delete_prediction(session, job)
+        except q.InUse as exc:
+            raise conflict(str(exc)) from None
+    storage().discard(*keys)
 
 
 @bp.post("/predictions/<id:prediction_id>/cancel")

@@ -239,3 +239,66 @@ def test_an_uploaded_body_the_model_cannot_read_is_refused_and_stores_nothing(
     assert response.status_code in (400, 422), response.json
     assert "petal_length" in response.json["error"]["message"]
     assert storage().objects.keys("prediction-inputs/") == before
+
+
+def test_a_dataset_whose_column_kinds_differ_is_refused_before_queueing(
+    client: FlaskClient, iris: dict[str, int]
+) -> None:
+    response = client.post(
+        "/datasets?name=t&target=species&categorical=sepal_length",
+        data=IRIS_LIKE,
+        content_type="text/csv",
+    )
+    assert response.status_code == 201, response.json
+    dataset = response.json["id"]
+    response = client.post(f"/models/{iris['model']}/predictions", json={"dataset_id": dataset})
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == "dataset_id"
+    assert (
+        "'sepal_length' as number, the dataset holds category" in response.json["error"]["message"]
+    )
+
+
+def test_deleting_a_model_deletes_its_weights_and_every_process_forgets_it(
+    service_settings: Settings, client: FlaskClient
+) -> None:
+    dataset = upload(client, IRIS_LIKE, "species")
+    model = train(client, dataset, IRIS_NET, IRIS_TRAINING)
+    other_process = client_for(service_settings)  # another app: a cache of its own
+    assert (
+        other_process.post(
+            f"/models/{model}/predict", data=IRIS_LIKE, content_type="text/csv"
+        ).status_code
+        == 200
+    )
+    queued = client.post(f"/models/{model}/predictions", json={"dataset_id": dataset}).json
+    assert queued is not None
+    busy = client.delete(f"/models/{model}")
+    assert busy.status_code == 409 and "queued" in busy.json["error"]["message"]
+    client.post(f"/predictions/{queued['id']}/cancel")
+    with Session.begin() as session:
+        row = q.get_model(session, model)
+        assert row is not None
+        key = row.weights_key
+    assert client.delete(f"/models/{model}").status_code == 204
+    assert storage().objects.keys(key) == []
+    assert client.get(f"/models/{model}").status_code == 404
+    gone = other_process.post(f"/models/{model}/predict", data=IRIS_LIKE, content_type="text/csv")
+    assert gone.status_code == 404
+
+
+def test_deleting_a_prediction_deletes_its_outputs_once_it_has_finished(
+    client: FlaskClient, iris: dict[str, int]
+) -> None:
+    queued = client.post(
+        f"/models/{iris['model']}/predictions", json={"dataset_id": iris["dataset"]}
+    ).json
+    assert queued is not None
+    assert client.delete(f"/predictions/{queued['id']}").status_code == 409
+    client.post(f"/predictions/{queued['id']}/cancel")
+    assert client.delete(f"/predictions/{queued['id']}").status_code == 204
+    done = run_prediction(client, iris["model"], iris["dataset"])
+    assert storage().objects.keys(f"predictions/{done['id']}/") != []
+    assert client.delete(f"/predictions/{done['id']}").status_code == 204
+    assert storage().objects.keys(f"predictions/{done['id']}/") == []
+    assert client.get(f"/predictions/{done['id']}").status_code == 404
