@@ -146,6 +146,22 @@ def softmax(z: Array, out: Array) -> None:
     out /= out.sum(axis=1, keepdims=True)
 
 
+def softmax_log_norm(z: Array, out: Array, log_norm: Array) -> None:
+    """softmax(z) into ``out`` and each row's log sum_k exp(z_k) into ``log_norm``.
+
+    The cross-entropy of softmax outputs needs exactly the log-sum-exp that softmax
+    computes on its way: sharing it saves the loss a second max, exp, sum and log.
+    Same operations as ``softmax`` and ``categorical_crossentropy``, so the same bits.
+    """
+    zmax = z.max(axis=1, keepdims=True)
+    np.subtract(z, zmax, out=out)
+    np.exp(out, out=out)
+    norm = out.sum(axis=1, keepdims=True)
+    out /= norm
+    np.log(norm[:, 0], out=log_norm)
+    log_norm += zmax[:, 0]
+
+
 def softmax_derivative(z: Array, a: Array, delta: Array) -> None:
     # Jacobian-vector product of softmax: a * (g - <g, a>) row by row.
     dot = np.einsum("ij,ij->i", delta, a)[:, None]
