@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import core
 
@@ -42,6 +42,10 @@ LARGE_SIZES = (784, 256, 128, 10)
 LARGE_SAMPLES = 60_000
 BATCH = 128
 TINY_SAMPLES = 10_000
+# Threads each implementation may use (--threads): both cores by default. On a machine
+# other work keeps busy, a multi-threaded GEMM waits on whichever of its threads was
+# descheduled, and two-thread timings swing by 20x; one thread each stays comparable.
+THREADS = 2
 
 
 Runner = Callable[[], float]  # runs one epoch, returns its seconds
@@ -170,7 +174,7 @@ def sklearn_large(x: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> Call
 def torch_large(x: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> Callable[[], float]:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
 
     def run() -> float:
@@ -206,7 +210,7 @@ def torch_compiled_large(x: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) 
     except ImportError as error:
         return f"not installed ({error})"
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
     torch.manual_seed(0)
     layers: list[torch.nn.Module] = []
@@ -428,7 +432,7 @@ def sklearn_tiny(x: np.ndarray[Any, Any], t: np.ndarray[Any, Any]) -> Callable[[
 def torch_tiny(x: np.ndarray[Any, Any], t: np.ndarray[Any, Any]) -> Callable[[], float]:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     xt, tt = torch.from_numpy(x), torch.from_numpy(t)
 
     def run() -> float:
@@ -468,7 +472,17 @@ LARGE_COLUMNS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="BLAS/XLA threads of every implementation"
+    )
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
+    threadpool_limits(THREADS)
+    if THREADS == 1:
+        # XLA's CPU thread pool takes no thread count: one core for the whole process
+        # (threads started from here on inherit it) holds JAX to one core as well.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     warnings.filterwarnings("ignore")  # sklearn's one-epoch convergence warnings
 
     x, y, labels = large_data()
@@ -501,6 +515,7 @@ def main() -> None:
 
     steps = -(-LARGE_SAMPLES // BATCH)
     gflops = large.rate("matmuls") / LARGE_SAMPLES * steps * flops_per_step / 1e9
+    print(f"{THREADS} thread(s) per implementation (--threads)")
     print(f"784-256-128-10 relu/softmax + cross-entropy, SGD momentum, batch {BATCH}, float32,")
     print(f"{LARGE_SAMPLES:,} samples ({steps} steps) per epoch; medians of {args.repeats} rounds")
     print("after a warm-up epoch; each round runs every implementation back to back, and")
@@ -556,6 +571,7 @@ def main() -> None:
         "peak_memory_ok": memory["ok"],
         "peak_memory_mib": memory["peak_mib"],
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "threads": THREADS,
     }
     print(json.dumps(summary))
 
