@@ -9,7 +9,9 @@ Each batch forward function writes ``f(z)`` into ``out``. Each derivative
 multiplies ``delta`` (holding dE/da on entry) in place by da/dz, so that on
 return it holds dE/dz, the ``delta`` of the backpropagation equations.
 Derivatives use the layer's output ``a`` where the formula allows it (sigmoid,
-tanh, relu) and ``z`` where it does not (gaussian, leaky_relu).
+tanh, relu) and ``z`` where it does not (gaussian, leaky_relu). A derivative may
+overwrite ``z`` as scratch: the backward pass has no use for it afterwards, and a
+temporary of the layer's size would cost an allocation and a pass of its own.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def sigmoid(z: Array, out: Array) -> None:
 
 def sigmoid_derivative(z: Array, a: Array, delta: Array) -> None:
     delta *= a
-    delta *= 1.0 - a
+    np.subtract(1.0, a, out=z)
+    delta *= z
 
 
 def sigmoid_scalar(z: float) -> float:
@@ -112,7 +115,9 @@ def tanh(z: Array, out: Array) -> None:
 
 
 def tanh_derivative(z: Array, a: Array, delta: Array) -> None:
-    delta *= 1.0 - np.square(a)
+    np.square(a, out=z)
+    np.subtract(1.0, z, out=z)
+    delta *= z
 
 
 # --- rectifiers -----------------------------------------------------------------
@@ -123,7 +128,8 @@ def relu(z: Array, out: Array) -> None:
 
 
 def relu_derivative(z: Array, a: Array, delta: Array) -> None:
-    delta *= a > 0
+    np.greater(a, 0.0, out=z)
+    delta *= z
 
 
 def leaky_relu(z: Array, out: Array) -> None:
@@ -133,7 +139,10 @@ def leaky_relu(z: Array, out: Array) -> None:
 
 
 def leaky_relu_derivative(z: Array, a: Array, delta: Array) -> None:
-    delta *= np.where(z > 0, 1.0, LEAKY_SLOPE).astype(delta.dtype, copy=False)
+    # Only where z is not positive (NaN included): elsewhere the factor is 1.
+    flat = np.greater(z, 0.0)
+    np.logical_not(flat, out=flat)
+    np.multiply(delta, LEAKY_SLOPE, out=delta, where=flat)
 
 
 # --- softmax --------------------------------------------------------------------
@@ -144,6 +153,22 @@ def softmax(z: Array, out: Array) -> None:
     np.subtract(z, z.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=1, keepdims=True)
+
+
+def softmax_log_norm(z: Array, out: Array, log_norm: Array) -> None:
+    """softmax(z) into ``out`` and each row's log sum_k exp(z_k) into ``log_norm``.
+
+    The cross-entropy of softmax outputs needs exactly the log-sum-exp that softmax
+    computes on its way: sharing it saves the loss a second max, exp, sum and log.
+    Same operations as ``softmax`` and ``categorical_crossentropy``, so the same bits.
+    """
+    zmax = z.max(axis=1, keepdims=True)
+    np.subtract(z, zmax, out=out)
+    np.exp(out, out=out)
+    norm = out.sum(axis=1, keepdims=True)
+    out /= norm
+    np.log(norm[:, 0], out=log_norm)
+    log_norm += zmax[:, 0]
 
 
 def softmax_derivative(z: Array, a: Array, delta: Array) -> None:
@@ -163,7 +188,9 @@ def gaussian(z: Array, out: Array) -> None:
 
 
 def gaussian_derivative(z: Array, a: Array, delta: Array) -> None:
-    delta *= -2.0 * z * a
+    np.multiply(z, -2.0, out=z)
+    z *= a
+    delta *= z
 
 
 def gaussian_scalar(z: float) -> float:

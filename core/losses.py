@@ -36,6 +36,8 @@ class Loss:
     sample_grad: SampleGrad | None
     # output activations with which dE/dz = a - t
     cancels: frozenset[str] = frozenset()
+    # the summed loss from (z, each row's log sum exp z, t), for softmax outputs
+    value_log_norm: Value | None = None
     # output activations this loss accepts; None means any
     requires: frozenset[str] | None = None
     # targets are class probabilities in [0, 1]
@@ -102,6 +104,12 @@ def categorical_crossentropy(z: Array, a: Array, t: Array) -> float:
     """-sum_k t_k log softmax(z)_k, through log-sum-exp."""
     zmax = z.max(axis=1, keepdims=True)
     log_norm = zmax[:, 0] + np.log(np.exp(z - zmax).sum(axis=1))
+    return categorical_crossentropy_log_norm(z, log_norm, t)
+
+
+def categorical_crossentropy_log_norm(z: Array, log_norm: Array, t: Array) -> float:
+    """The same from each row's log sum_k exp(z_k), as the softmax forward pass left it
+    (:func:`core.activations.softmax_log_norm`): -log softmax(z)_k = log_norm - z_k."""
     return float(log_norm @ t.sum(axis=1) - np.vdot(z, t))
 
 
@@ -141,6 +149,7 @@ LOSSES = registry(
         cancels=SOFTMAX,
         requires=SOFTMAX,
         classification=True,
+        value_log_norm=categorical_crossentropy_log_norm,
     ),
 )
 

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ._types import Array
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, softmax_log_norm
 from .losses import LOSSES, Loss, difference_delta
+from .optimizers import packed
 from .spec import NetworkSpec
 
 
@@ -50,7 +51,13 @@ class Network:
             weights.append(np.asfortranarray(w))
             biases.append(b)
             fan_in = layer.units
-        return cls([la.activation for la in spec.layers], weights, biases)
+        # All params back to back in one buffer, in the order of params(): an optimizer
+        # then updates them with one call per pass instead of one per array.
+        params = [p for pair in zip(weights, biases, strict=True) for p in pair]
+        views = packed(params)
+        for view, p in zip(views, params, strict=True):
+            np.copyto(view, p)
+        return cls([la.activation for la in spec.layers], views[0::2], views[1::2])
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -118,8 +125,9 @@ class Backprop:
             np.empty((batch_size, n), dtype=dtype) for n in sizes
         ]
         self.deltas = [np.empty((batch_size, n), dtype=dtype) for n in sizes]
-        self.grad_w = [np.zeros_like(w) for w in network.weights]
-        self.grad_b = [np.zeros_like(b) for b in network.biases]
+        # Laid out like the network's params (see Network.from_spec), for the optimizer.
+        grads = packed(network.params())
+        self.grad_w, self.grad_b = grads[0::2], grads[1::2]
         self.forward_fns = [ACTIVATIONS[name].forward for name in network.activation_names]
         self.derivative_fns = [ACTIVATIONS[name].derivative for name in network.activation_names]
         # Bias gradients as ones @ delta: BLAS sums the columns faster than np.sum(axis=0).
@@ -132,6 +140,10 @@ class Backprop:
         ]
         cancels = network.activation_names[-1] in self.loss.cancels
         self.output_delta = difference_delta if cancels else None
+        # Softmax outputs keep their log-sum-exp for the loss (cross-entropy) to reuse.
+        self.log_norm: Array | None = None
+        if network.activation_names[-1] == "softmax" and self.loss.value_log_norm is not None:
+            self.log_norm = np.empty(batch_size, dtype=dtype)
 
     def grads(self) -> list[Array]:
         """Gradients in the order of ``Network.params(train_bias)``."""
@@ -144,25 +156,38 @@ class Backprop:
         activations = self.activations
         activations[0] = x
         a = x
+        last = len(self.zs) - 1
         for layer, (w, b) in enumerate(zip(self.network.weights, self.network.biases, strict=True)):
             z = self.zs[layer][:m]
             np.matmul(a, w.T, out=z)
             z += b
             a = activations[layer + 1][:m]
             mask = self.relu_masks[layer]
-            if mask is None:
-                self.forward_fns[layer](z, a)
-            else:
+            if mask is not None:
                 np.greater(z, 0.0, out=mask[:m])
                 np.multiply(z, mask[:m], out=a)
+            elif layer == last and self.log_norm is not None:
+                softmax_log_norm(z, a, self.log_norm[:m])
+            else:
+                self.forward_fns[layer](z, a)
         return a
+
+    def loss_sum(self, t: Array) -> float:
+        """The summed loss of the batch the last ``forward`` call saw, on targets ``t``."""
+        m = len(t)
+        last = len(self.zs) - 1
+        z = self.zs[last][:m]
+        if self.log_norm is not None:
+            assert self.loss.value_log_norm is not None
+            return self.loss.value_log_norm(z, self.log_norm[:m], t)
+        return self.loss.value(z, self.activations[last + 1][:m], t)
 
     def gradients(self, x: Array, t: Array, scale: float = 1.0) -> float:
         m = x.shape[0]
         last = len(self.zs) - 1
         a = self.forward(x)
         z = self.zs[last][:m]
-        loss_sum = self.loss.value(z, a, t)
+        loss_sum = self.loss_sum(t)
 
         delta = self.deltas[last][:m]
         if self.output_delta is not None:

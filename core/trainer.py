@@ -20,7 +20,7 @@ import numpy as np
 from ._types import Array
 from .data import check_dataset, split
 from .errors import SpecError
-from .losses import LOSSES, count_correct, is_classifier
+from .losses import count_correct, is_classifier
 from .model import Model
 from .network import Backprop, Network
 from .normalize import Normalizer
@@ -314,6 +314,11 @@ class Trainer:
         scale = optimizer.learning_rate if sgd is not None else 1.0
         loss_sum = 0.0
         grad_norm = 0.0
+        # Steps are counted from the start of the run (every epoch has the same number),
+        # so that a run resumed from a checkpoint flushes at the same steps.
+        flush_every = optimizer.flush_interval
+        steps_per_epoch = -(-n // bs)
+        step = self.epoch * steps_per_epoch
         for start in range(0, n, bs):
             if order is None:
                 xb, tb = x[start : start + bs], t[start : start + bs]
@@ -330,18 +335,19 @@ class Trainer:
                 sgd.step(params, grads)
             else:
                 optimizer.update(params, grads)
+            step += 1
+            if flush_every is not None and step % flush_every == 0:
+                optimizer.flush_subnormals()
         return loss_sum / n, grad_norm
 
     def evaluate(self, x: Array, t: Array) -> tuple[float, int]:
         """Mean loss and number of correctly classified samples, in buffer-sized chunks."""
-        value = LOSSES[self.loss].value
         backprop = self.backprop
-        last = len(self.network.weights) - 1
         loss_sum, correct = 0.0, 0
         for start in range(0, len(x), self.batch_size):
             xb, tb = x[start : start + self.batch_size], t[start : start + self.batch_size]
             a = backprop.forward(xb)
-            loss_sum += value(backprop.zs[last][: len(xb)], a, tb)
+            loss_sum += backprop.loss_sum(tb)
             correct += count_correct(a, tb, self.multilabel)
         return loss_sum / len(x), correct
 

@@ -182,3 +182,28 @@ def test_resume_rejects_a_dataset_of_another_shape() -> None:
     with pytest.raises(core.SpecError) as info:
         core.Trainer.resume(saved, x[:-1], t[:-1])
     assert info.value.field == "checkpoint"
+
+
+@pytest.mark.parametrize("k", [4, 6])
+def test_resume_is_bit_identical_across_subnormal_flushes(k: int, monkeypatch: Any) -> None:
+    """Flushes happen at steps counted from the run's start, so a resumed run flushes
+    where the uninterrupted one did."""
+    # A margin this wide makes each flush zero real velocities (below ~1e-4), so that
+    # the flushes change the run, every 64 steps: mid-epoch, not at checkpoints.
+    monkeypatch.setattr(core.optimizers.Optimizer, "FLUSH_MARGIN", 2.0**112)
+    training = {
+        "epochs": 14,
+        "batch_size": 4,
+        "dtype": "float32",
+        "normalize": "standardize",
+        "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.3},
+    }
+    full, seen = uninterrupted(training)
+    result, before, after = interrupted(training, k)
+    assert [stats_key(s) for s in before + after] == [stats_key(s) for s in seen]
+    assert_same_model(full, result)
+
+    monkeypatch.setattr(core.optimizers.Optimizer, "flush_interval", None)
+    unflushed, _ = uninterrupted(training)
+    assert unflushed.model is not None and full.model is not None
+    assert not np.array_equal(unflushed.model.network.weights[0], full.model.network.weights[0])

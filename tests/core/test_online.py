@@ -69,8 +69,11 @@ def test_same_training_as_numpy(
     # Both paths diverge, or neither, at the same epoch.
     assert (fast.stop_reason, fast.epochs_completed) == (slow.stop_reason, slow.epochs_completed)
     if fast.model is not None and slow.model is not None:
+        # BLAS may fuse a multiply and an add (FMA) where Python floats round twice; six
+        # epochs of gaussian units and momentum grow that last-bit difference to a few
+        # 1e-12 on machines whose kernels use FMA.
         for a, b in zip(fast.model.network.params(), slow.model.network.params(), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
     assert len(fast_epochs) == len(slow_epochs)
     for a, b in zip(fast_epochs, slow_epochs, strict=True):
         assert a.loss == pytest.approx(b.loss, rel=1e-12)
