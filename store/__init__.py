@@ -20,7 +20,7 @@ def connect(settings: Settings) -> None:
     """Bind this process to the database and the object store the settings name;
     called once at process start."""
     configure(settings.database_url)
-    configure_storage(settings.storage_url, settings.cache_folder)
+    configure_storage(settings.storage_url, settings.cache_folder, settings.cache_bytes)
 
 
 __all__ = [

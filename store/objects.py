@@ -20,6 +20,7 @@ outside ``store/`` reads or writes stored bytes; the query functions and
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -385,9 +386,10 @@ class Storage:
     - :meth:`discard` deletes objects whose rows are gone.
     """
 
-    def __init__(self, objects: ObjectStore, cache: Path) -> None:
+    def __init__(self, objects: ObjectStore, cache: Path, cache_bytes: int = 10 * 2**30) -> None:
         self.objects = objects
         self.cache = cache
+        self.cache_bytes = cache_bytes
 
     @contextmanager
     def stage(
@@ -427,9 +429,34 @@ class Storage:
         path = self.cache / f"{digest}{suffix}"
         if not path.is_file():
             self.objects.get_file(key, path)
+            self._prune(keep=path)
         else:
-            os.utime(path)  # recently used, for whoever prunes the cache
+            os.utime(path)  # recently used: pruned last
         return path
+
+    def _prune(self, keep: Path) -> None:
+        """Least recently used copies out until the cache holds at most ``cache_bytes``
+        (besides ``keep``). A copy that a job still has mapped stays readable: the
+        mapping outlives the name."""
+        files = []
+        for path in self.cache.glob("*"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # another process pruned it
+            if path != keep and path.is_file() and not path.name.startswith(".part-"):
+                files.append((stat.st_mtime, stat.st_size, path))
+        total = sum(size for _, size, _ in files) + keep.stat().st_size
+        for _, size, path in sorted(files):
+            if total <= self.cache_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+
+    def forget(self, digest: str) -> None:
+        """Drop this host's cached copy of the contents with ``digest``."""
+        for path in self.cache.glob(f"{digest}.*"):
+            path.unlink(missing_ok=True)
 
     def discard(self, *keys_or_prefixes: str) -> None:
         """Delete objects after their rows are gone; a failure is logged, not raised
@@ -439,18 +466,20 @@ class Storage:
                 self.objects.delete_prefix(prefix)
             except Exception:
                 log.exception("could not delete stored objects %s", prefix)
+            # Copies cached by key (uploaded rows, outputs) go with their object.
+            self.forget(hashlib.sha256(prefix.encode()).hexdigest())
 
 
 _storage: Storage | None = None
 
 
-def configure_storage(url: str, cache: Path) -> Storage:
+def configure_storage(url: str, cache: Path, cache_bytes: int = 10 * 2**30) -> Storage:
     """Open the object store at ``url`` for this process (after ``store.configure``:
     the database backend uses its sessions); called once at process start."""
     global _storage
     from .db import Session
 
-    _storage = Storage(open_store(url, Session.begin), cache)
+    _storage = Storage(open_store(url, Session.begin), cache, cache_bytes)
     return _storage
 
 

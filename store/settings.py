@@ -149,6 +149,13 @@ class Settings:
         "`database://` (the database above) or `s3://bucket/prefix` (boto3's `AWS_*` "
         "variables; `?endpoint_url=` for another S3-compatible server)",
     )
+    cache_bytes: int = setting(
+        "BACKPROP_CACHE_BYTES",
+        "10737418240",
+        _count,
+        "local copies of stored datasets a host keeps (in `<BACKPROP_DATA_DIR>/cache`, "
+        "least recently used out first); a storage folder needs none",
+    )
     queue: str = setting(
         "BACKPROP_QUEUE",
         "training",

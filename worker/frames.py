@@ -66,6 +66,7 @@ def _values(array: Any) -> np.ndarray[Any, Any]:
 def uploaded_frame(key: str) -> Frame:
     """Rows stored under ``key`` with a batch prediction request (each key is written
     once, so the key itself names its contents for the cache)."""
+    # Named by the key's digest, as Storage.discard(key) forgets it.
     digest = hashlib.sha256(key.encode()).hexdigest()
     return read_frame(storage().cached(key, digest, SUFFIX))
 

@@ -107,3 +107,4 @@ def delete_dataset(dataset_id: int) -> None:
         except q.InUse as exc:
             raise conflict(str(exc)) from None
     storage().discard(dataset.data_key)
+    storage().forget(dataset.sha256)

@@ -9,7 +9,9 @@ HTTP through boto3, as the service would talk to S3 or MinIO.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -511,3 +513,30 @@ def test_an_upload_whose_insert_fails_leaves_no_object_and_no_row(
     assert seen and seen[0].startswith("datasets/")  # it was staged, then deleted
     assert storage().objects.keys("datasets/") == before_keys
     assert dataset_count() == before_rows
+
+
+def test_the_cache_keeps_the_most_recent_copies_within_its_bytes(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The database backend has no local files, so reads go through the cache; it keeps
+    at most ``cache_bytes`` (least recently used out first) and forgets on discard."""
+    store = Storage(open_store("database://", sessions_for(sqlite_url)), tmp_path / "cache", 2500)
+    for name in ("a", "b", "c"):
+        store.objects.put(f"cache-test/{name}", name.encode() * 1000)
+    first = store.cached("cache-test/a", "digest-a", ".bin")
+    time.sleep(0.01)
+    store.cached("cache-test/b", "digest-b", ".bin")
+    time.sleep(0.01)
+    store.cached("cache-test/a", "digest-a", ".bin")  # used again: now the most recent
+    time.sleep(0.01)
+    store.cached("cache-test/c", "digest-c", ".bin")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
+        "digest-a.bin",
+        "digest-c.bin",
+    ]
+    assert first.read_bytes() == b"a" * 1000
+    store.forget("digest-a")
+    assert not first.exists()
+    by_key = store.cached("cache-test/b", hashlib.sha256(b"cache-test/b").hexdigest(), ".bin")
+    store.discard("cache-test/b")
+    assert not by_key.exists() and store.objects.keys("cache-test/b") == []
