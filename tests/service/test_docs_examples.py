@@ -150,19 +150,26 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
     assert status == 202, job
     done = finished_job(base, job["id"], key)
     assert done["status"] == "succeeded", done
-    # A batch prediction of its dataset with its model, finished, for the result example.
+    # A model of its own for the delete example.
+    status, other = call(base, "POST", "/jobs", create_job, key)
+    assert status == 202, other
+    spare_model = finished_job(base, other["id"], key)["model_id"]
+    # Batch predictions of its dataset with its model, finished: one for the result
+    # example, one for the delete example.
     predict = {"dataset_id": done["dataset_id"]}
-    status, prediction = call(base, "POST", f"/models/{done['model_id']}/predictions", predict, key)
-    assert status == 202, prediction
-    wait_for(
-        lambda: (
-            call(base, "GET", f"/predictions/{prediction['id']}", None, key)[1]["status"]
-            == "succeeded"
-        ),
-        60,
-        0.05,
-        "the batch prediction",
-    )
+    finished_predictions = []
+    for _ in range(2):
+        path = f"/models/{done['model_id']}/predictions"
+        status, prediction = call(base, "POST", path, predict, key)
+        assert status == 202, prediction
+        url = f"/predictions/{prediction['id']}"
+        wait_for(
+            lambda url=url: call(base, "GET", url, None, key)[1]["status"] == "succeeded",
+            60,
+            0.05,
+            "the batch prediction",
+        )
+        finished_predictions.append(prediction["id"])
     # A dataset of its own for the delete example, and a job long enough to cancel; a
     # second long job keeps the one worker busy after that cancel, so that a batch
     # prediction queued behind it is still there to cancel.
@@ -179,7 +186,7 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
         "job_id": done["id"],
         "dataset_id": done["dataset_id"],
         "model_id": done["model_id"],
-        "prediction_id": prediction["id"],
+        "prediction_id": finished_predictions[0],
     }
     yield {
         "base": base,
@@ -190,6 +197,8 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
             "datasets_delete_dataset": {"dataset_id": spare["id"]},
             "jobs_cancel_job": {"job_id": running["id"]},
             "predictions_cancel_prediction": {"prediction_id": queued["id"]},
+            "predictions_delete_prediction": {"prediction_id": finished_predictions[1]},
+            "models_delete_model": {"model_id": spare_model},
         },
     }
     for path in (f"/jobs/{blocker['id']}/cancel", f"/predictions/{queued['id']}/cancel"):
