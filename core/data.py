@@ -16,6 +16,9 @@ from .spec import NetworkSpec
 
 Rows = np.ndarray[Any, np.dtype[np.int64]]
 
+# Rows checked for NaN and infinities at a time.
+FINITE_CHECK_ROWS = 65536
+
 
 def as_matrix(value: Any, field: str, dtype: np.dtype[Any]) -> Array:
     """A finite 2-D array of ``dtype``; a 1-D array becomes one column."""
@@ -31,9 +34,12 @@ def as_matrix(value: Any, field: str, dtype: np.dtype[Any]) -> Array:
         )
     if array.shape[0] == 0:
         raise SpecError(field, "needs at least one row")
-    if not np.isfinite(array).all():
-        row = int(np.argwhere(~np.isfinite(array))[0][0])
-        raise SpecError(f"{field}[{row}]", "must be finite (no NaN or Infinity)")
+    # In blocks of rows: a mask of a million-row table would be 100 MB on its own.
+    for start in range(0, array.shape[0], FINITE_CHECK_ROWS):
+        block = array[start : start + FINITE_CHECK_ROWS]
+        if not np.isfinite(block).all():
+            row = start + int(np.argwhere(~np.isfinite(block))[0][0])
+            raise SpecError(f"{field}[{row}]", "must be finite (no NaN or Infinity)")
     return array
 
 

@@ -72,26 +72,39 @@ class Normalizer:
         """
         return cls.fit_columns(method, (x[:, j] for j in range(x.shape[1])))
 
+    @staticmethod
+    def moments(method: str, column: Array) -> tuple[float, float]:
+        """(shift, scale) of one column (1-D), before the constant-column rule.
+
+        Each column is made contiguous whatever the layout of the matrix it came
+        from: NumPy's sums depend on memory layout, and a table's preprocessing and
+        the Trainer's normalization of the same numbers must agree bit for bit.
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown normalization {method!r}")
+        shift, scale = METHODS[method][0](np.ascontiguousarray(column).reshape(-1, 1))
+        return float(shift[0]), float(scale[0])
+
+    @classmethod
+    def from_moments(
+        cls, method: str, moments: list[tuple[float, float]], n_rows: int
+    ) -> Normalizer:
+        """The normalizer of columns whose :meth:`moments` these are (``n_rows`` each)."""
+        shift = np.array([m[0] for m in moments], dtype=np.float64)
+        scale = np.array([m[1] for m in moments], dtype=np.float64)
+        scale = np.where(METHODS[method][1](n_rows, shift, scale), 1.0, scale)
+        return cls(method, shift, scale)
+
     @classmethod
     def fit_columns(cls, method: str, columns: Iterable[Array]) -> Normalizer:
         """:meth:`fit` on the matrix whose columns ``columns`` yields one at a time
         (1-D, of equal length), without stacking them: a million-row table is
         fitted in the memory of one column."""
-        if method not in METHODS:
-            raise ValueError(f"unknown normalization {method!r}")
-        moments, is_constant = METHODS[method]
-        shifts, scales, n = [], [], 0
+        found, n_rows = [], 0
         for column in columns:
-            # Each column contiguous, whatever the layout of the matrix it came from:
-            # NumPy's sums depend on memory layout, and a table's preprocessing and
-            # the Trainer's normalization of the same numbers must agree bit for bit.
-            shift, scale = moments(np.ascontiguousarray(column).reshape(-1, 1))
-            shifts.append(shift)
-            scales.append(scale)
-            n = column.shape[0]
-        shift, scale = np.concatenate(shifts), np.concatenate(scales)
-        scale = np.where(is_constant(n, shift, scale), 1.0, scale)
-        return cls(method, shift, scale)
+            found.append(cls.moments(method, column))
+            n_rows = column.shape[0]
+        return cls.from_moments(method, found, n_rows)
 
     def apply(self, x: Array, dtype: np.dtype[Any] | type | None = None) -> Array:
         """A normalized copy of ``x`` (the caller's array is never changed)."""

@@ -33,7 +33,7 @@ MISSING_LABEL = "<missing>"
 FORMAT_VERSION = 1
 
 # Rows encoded at a time by Preprocessor.transform.
-TRANSFORM_ROWS = 65536
+TRANSFORM_ROWS = 16384
 
 _PLURAL = {NUMBER: "numbers", CATEGORY: "categories"}
 
@@ -159,35 +159,45 @@ class Preprocessor:
     # --- fitting -------------------------------------------------------------
 
     @classmethod
-    def fit(cls, frame: Frame, spec: PreprocessSpec) -> Preprocessor:
-        """Learn the imputation values, categories and normalization from ``frame``.
+    def fit(cls, frame: Frame, spec: PreprocessSpec, rows: Any = None) -> Preprocessor:
+        """Learn the imputation values, categories and normalization from ``frame``
+        (its ``rows`` only, an index array, when given: the training rows).
 
-        Every column of ``frame`` (the training rows) is an input feature. The
-        normalization is fitted on the imputed number columns in float64, stacked
-        in C order (n_rows x number columns). Raises ValueError only for a
-        ``spec.normalize`` that :func:`parse_preprocess` would have refused.
+        Every column of ``frame`` is an input feature. Columns are fitted one at a
+        time, in float64, each taken out of ``frame`` only while it is fitted. The
+        normalization is :meth:`Normalizer.fit` on the imputed number columns.
+        Raises ValueError only for a ``spec.normalize`` that
+        :func:`parse_preprocess` would have refused.
         """
+        if rows is not None:
+            # The statistics do not depend on the order of the rows; in order, the
+            # rows are read from the (memory-mapped) columns front to back, and all of
+            # them (distinct indices, so 0..n-1) are the columns themselves.
+            rows = None if len(rows) == frame.n_rows else np.sort(rows)
         rules: list[_Rule] = []
-        for column in frame:
+        imputed: list[tuple[float, float]] = []
+        for whole in frame:
+            column = whole if rows is None else whole.take(rows)
             missing = column.missing
             had_missing = bool(missing.any())
             if column.kind == NUMBER:
                 # float32 columns are fitted in float64 too, one column at a time.
-                fill = _statistic(column.values[~missing].astype(np.float64), spec)
+                values = column.values.astype(np.float64)
+                fill = _statistic(values[~missing], spec)
                 rules.append(_NumberRule(column.name, fill, spec.missing_indicator and had_missing))
+                if spec.normalize is not None:
+                    # Its moments now, from this one column: never the stacked matrix.
+                    imputed.append(
+                        Normalizer.moments(spec.normalize, np.where(missing, fill, values))
+                    )
             else:
                 seen = np.unique(column.values[~missing])
                 categories = tuple(sorted(column.categories[int(code)] for code in seen))
                 rules.append(_CategoryRule(column.name, categories, had_missing))
-        numbers = [r for r in rules if isinstance(r, _NumberRule)]
         normalizer = None
-        if spec.normalize is not None and numbers:
-            # One imputed float64 column at a time, not the stacked matrix.
-            imputed = (
-                np.where(frame[r.name].missing, r.fill, frame[r.name].values.astype(np.float64))
-                for r in numbers
-            )
-            normalizer = Normalizer.fit_columns(spec.normalize, imputed)
+        if spec.normalize is not None and imputed:
+            n_rows = frame.n_rows if rows is None else len(rows)
+            normalizer = Normalizer.from_moments(spec.normalize, imputed, n_rows)
         return cls(spec, rules, normalizer)
 
     # --- applying ------------------------------------------------------------
@@ -229,22 +239,27 @@ class Preprocessor:
 
     def _transform_rows(self, columns: list[Column], out: Array, unknown: str | None) -> None:
         dtype = out.dtype
-        numbers: list[Array] = []
+        normalizer = self.normalizer
+        k = 0  # the number column's place in the normalizer
         for rule, offset, column in zip(self._rules, self._offsets, columns, strict=True):
             if isinstance(rule, _NumberRule):
                 missing = column.missing
-                numbers.append(np.where(missing, rule.fill, column.values.astype(np.float64)))
+                # float64 whenever either side is: a float64 fill is not rounded twice.
+                values = column.values.astype(np.promote_types(column.values.dtype, dtype))
+                # Worked on contiguously, then written once into the output's column.
+                x = np.empty(len(values), dtype=dtype)
+                x[...] = np.where(missing, rule.fill, values) if missing.any() else values
+                if normalizer is not None:
+                    # As Normalizer.apply does: cast to dtype, then subtract the shift and
+                    # divide by the scale in dtype (the same numbers as the Trainer's).
+                    np.subtract(x, normalizer.shift[k].astype(dtype), out=x)
+                    np.divide(x, normalizer.scale[k].astype(dtype), out=x)
+                out[:, offset] = x
+                k += 1
                 if rule.indicator:
                     out[:, offset + 1] = missing
             else:
                 self._one_hot(rule, column, out[:, offset:], unknown or self.spec.unknown)
-        if numbers:
-            x = np.column_stack(numbers)
-            # Normalizer.apply casts to dtype before it subtracts the shift, as the
-            # Trainer does: the same numbers as training on the bare arrays.
-            out[:, self._number_places] = (
-                x.astype(dtype) if self.normalizer is None else self.normalizer.apply(x, dtype)
-            )
 
     def _column(self, frame: Frame, rule: _Rule) -> Column:
         if rule.name not in frame:

@@ -65,6 +65,8 @@ class Design:
         """Encoded inputs of ``rows`` (all rows when None): rows x encoded width."""
         # Encoded straight into the network's dtype: no float64 copy of a float32 job.
         dtype = np.dtype(_parse(self.training).dtype)
+        if rows is not None and _every_row(rows, frame.n_rows):
+            rows = None  # blocks of rows are then slices: no gathering
         return self.preprocessor.transform(frame.select(self.features), dtype, rows=rows)
 
     def outputs(self, frame: Frame, rows: Rows | None = None) -> Array:
@@ -158,8 +160,9 @@ def design(
             network = {"input_dim": start.input_dim, **start.to_json()}
     else:
         preprocessor = Preprocessor.fit(
-            frame.select(features).take(fit_rows),
+            frame.select(features),
             replace(config.preprocess, normalize=config.normalize),
+            rows=fit_rows,
         )
         target = TargetEncoder.fit(target_frame.take(fit_rows), task, scale=False)
     resolved, appended = _resolve_network(network, preprocessor.width, target)
@@ -206,6 +209,11 @@ def _document(network: dict[str, Any]) -> Model | None:
             "leave it out to fit a new one, or start from the model (init_from_model)",
         )
     return None
+
+
+def _every_row(rows: Rows, n_rows: int) -> bool:
+    """Whether ``rows`` is 0, 1, ..., n_rows - 1 (a job without held-out rows)."""
+    return len(rows) == n_rows and bool((rows == np.arange(n_rows)).all())
 
 
 def _parse(training: dict[str, Any]) -> TrainingConfig:
