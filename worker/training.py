@@ -144,6 +144,9 @@ def run_job(
             trainer = plan.resume(saved, frame)
         else:
             trainer = plan.trainer(frame)
+        # The trainer holds its rows encoded; the mapped table leaves this process's
+        # memory for the epochs, and is mapped again only if held-out rows need it.
+        del frame
         result = run.train(trainer)
     except SpecError as exc:
         run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=f"invalid job: {exc}")
@@ -177,7 +180,8 @@ def run_job(
         metrics = None
         if len(plan.test_rows):
             try:
-                metrics = evaluate(trained, frame.take(plan.test_rows), target_names, split="test")
+                held_out = dataset_frame(dataset).take(plan.test_rows)
+                metrics = evaluate(trained, held_out, target_names, split="test")
             except Exception as exc:  # the job ends with its reason, once, not a lost worker
                 log.exception("job %s: scoring the held-out rows failed", job_id)
                 run.finish(
