@@ -99,6 +99,10 @@ def leftover_jobs_cancelled(client: FlaskClient) -> Iterator[FlaskClient]:
     for job in queued:
         if job["id"] > since:
             client.post(f"/jobs/{job['id']}/cancel")
+    # Batch predictions share the ids and the queue.
+    for prediction in client.get("/predictions?limit=500").json["predictions"]:  # type: ignore[index]
+        if prediction["id"] > since and prediction["status"] == "queued":
+            client.post(f"/predictions/{prediction['id']}/cancel")
 
 
 def post_dataset(client: FlaskClient, **fields: Any) -> dict[str, Any]:

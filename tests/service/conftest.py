@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import redis
 
-from store import Session, connect
+from store import JobKind, JobStatus, Session, connect
 from store import queries as q
 from store.migrate import upgrade
 from store.settings import Settings, load_settings
@@ -120,6 +120,19 @@ def worker(
         yield process
 
 
+def cancel_unfinished(owner: str) -> None:
+    """Cancel the owner's queued and running jobs, so that none outlives its module and
+    keeps the next module's worker busy (a running one stops at its next epoch)."""
+    with Session.begin() as session:
+        for status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            for job in q.list_jobs(session, owner=owner, status=status, limit=10_000):
+                q.request_cancel(session, job, stop_reason="cancelled")
+            for job in q.list_jobs(
+                session, owner=owner, status=status, limit=10_000, kind=JobKind.PREDICTION
+            ):
+                q.request_cancel(session, job, stop_reason="cancelled")
+
+
 @pytest.fixture(scope="module")
 def live_api(
     service_env: dict[str, str],
@@ -135,4 +148,5 @@ def live_api(
                 key = q.create_api_key(session, "live")
             yield api.base, key
         finally:
+            cancel_unfinished("live")
             api.stop()

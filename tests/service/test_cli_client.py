@@ -216,6 +216,10 @@ def following_a_long_job(
     spec = folder / "long.json"
     spec.write_text(json.dumps({**SPEC, "training": {**SPEC["training"], "epochs": 1_000_000}}))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
+    client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
+    # The job this follower submits, not one an earlier test cancelled that is still
+    # running until its worker reads the cancel.
+    before = max((j["id"] for j in client.jobs()), default=0)
     follow = subprocess.Popen(
         [BACKPROP, "train", str(spec), "--dataset", str(iris_id), "--follow", *flags],
         env={**clean, **service},
@@ -223,8 +227,9 @@ def following_a_long_job(
         stderr=subprocess.PIPE,
         text=True,
     )
-    client = Client(service["BACKPROP_URL"], service["BACKPROP_API_KEY"])
-    job = wait_for(lambda: next((j for j in client.jobs(status="running")), None), 30)
+    job = wait_for(
+        lambda: next((j for j in client.jobs(status="running") if j["id"] > before), None), 30
+    )
     wait_for(lambda: client.job(job["id"])["epochs_completed"] > 5, 30)
     return follow, job, client
 
