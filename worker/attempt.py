@@ -72,9 +72,15 @@ class Attempt:
         # dict, where asdict() deep-copies it (about 6 us, as much as a whole epoch
         # of a tiny network trained online).
         self.pending.append(vars(stats))
-        if self._writer is not None and self._writer.is_alive():
-            return  # a checkpoint is being written: keep buffering, in epoch order
         now = time.monotonic()
+        if self._writer is not None and self._writer.is_alive():
+            if now - self.last_write < self.settings.epoch_flush_seconds:
+                return  # a checkpoint is being written: keep buffering, in epoch order
+            # Still being written a flush period on: wait for it. Epochs of a small
+            # network would otherwise pile up faster than one write can record them,
+            # and the cancel flag, read at each write, would be read ever later.
+            self.settle()
+            now = time.monotonic()
         if now - self.last_checkpoint >= self.settings.checkpoint_seconds:
             self.checkpoint_in_background()
         elif now - self.last_write >= self.settings.epoch_flush_seconds:
