@@ -223,6 +223,9 @@ def following_a_long_job(
     follow = subprocess.Popen(
         [BACKPROP, "train", str(spec), "--dataset", str(iris_id), "--follow", *flags],
         env={**clean, **service},
+        # Ctrl-C as in a terminal, even when this run was started where SIGINT is ignored
+        # (a background job of a script), which a child would otherwise inherit.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
