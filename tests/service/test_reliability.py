@@ -225,7 +225,9 @@ WIDE_NETWORK = {
 }
 WIDE_TRAINING = {
     **TRAINING,
-    "epochs": 30,
+    # Several seconds of training on any machine, so that checkpoints (every second
+    # here) are written while it runs.
+    "epochs": 150,
     "batch_size": 32,
     "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},
 }
