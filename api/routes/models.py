@@ -43,7 +43,8 @@ from .rows import mine
 bp = Blueprint("models", __name__, url_prefix="/models")
 
 
-def _loaded(model_id: int) -> Served:
+def served_model(model_id: int) -> Served:
+    """The caller's model, loaded (once per process), or a 404."""
     served = state().models.get(model_id, owner())
     if served is None:
         raise not_found("model", model_id)
@@ -92,7 +93,7 @@ def get_model(model_id: int) -> ModelOut:
 @responds(200, ModelWeights, errors=(404,))
 def get_weights(model_id: int) -> ModelWeights:
     """The weights and biases, in the network spec format (usable as initial weights)."""
-    return ModelWeights.model_validate(_loaded(model_id).model.to_json())
+    return ModelWeights.model_validate(served_model(model_id).model.to_json())
 
 
 @bp.post("/<id:model_id>/predict")
@@ -114,7 +115,7 @@ def predict(model_id: int, payload: PredictRequest | TableBody | NpyBody) -> Pre
     row of numbers is data, in input order. ``?header=present|absent`` settles a
     first row that is not clearly either. Outputs are in the targets' units.
     """
-    served = _loaded(model_id)
+    served = served_model(model_id)
     model = served.model
     if isinstance(payload, NpyBody):
         frame = npy_frame(payload, model)
@@ -158,7 +159,7 @@ def evaluate_model(model_id: int, payload: EvaluateRequest | TableBody) -> Metri
     targets), ``{"records": [...]}`` (objects with the target columns), or a CSV
     or Parquet body holding the target columns.
     """
-    served = _loaded(model_id)
+    served = served_model(model_id)
     model = served.model
     targets = list(served.target_names)
     if not targets:

@@ -27,8 +27,7 @@ from worker import frames
 
 from ..auth import owner
 from ..decorators import TableBody, body, query, responds
-from ..errors import conflict, invalid, not_found
-from ..model_cache import Served
+from ..errors import conflict, invalid
 from ..predict_inputs import table_frame
 from ..schemas import (
     PageQuery,
@@ -38,8 +37,8 @@ from ..schemas import (
     PredictionOut,
     ResultQuery,
 )
-from ..services import state
 from .jobs import enqueue
+from .models import served_model
 from .rows import mine, one_page
 
 bp = Blueprint("predictions", __name__)
@@ -95,7 +94,7 @@ def create_prediction(
     """
     with ExitStack() as staged:
         if isinstance(payload, TableBody):
-            served = _served(model_id)
+            served = served_model(model_id)
             frame = table_frame(payload, served.model, served.skipped)
             with tempfile.TemporaryDirectory(prefix="backprop-predict-") as folder:
                 path = Path(folder) / f"rows{frames.SUFFIX}"
@@ -113,7 +112,7 @@ def create_prediction(
                 dataset = q.get_dataset(session, payload.dataset_id, owner=owner())
                 if dataset is None:
                     raise invalid("dataset_id", f"no dataset with id {payload.dataset_id}")
-                _check_columns(_served(model_id).model, dataset)
+                _check_columns(served_model(model_id).model, dataset)
                 job = q.add_prediction_job(session, model, dataset)
             out = prediction_out(job)
     enqueue(job.id)
@@ -229,10 +228,3 @@ def cancel_prediction(prediction_id: int) -> PredictionOut:
     if out.status.finished and uploaded is not None:  # cancelled while queued
         storage().discard(uploaded)
     return out
-
-
-def _served(model_id: int) -> Served:
-    served = state().models.get(model_id, owner())
-    if served is None:
-        raise not_found("model", model_id)
-    return served
