@@ -34,6 +34,9 @@ from tests.service.conftest import REDIS_URL, create_database, delete_redis_keys
 from tests.service.http import answers, call, finished_job, free_port
 from tests.service.processes import ROOT, wait_for
 
+# Times Ctrl-C: alone, so that a neighbour test does not slow the stop it measures.
+pytestmark = pytest.mark.serial
+
 EPOCHS = 400_000
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 
