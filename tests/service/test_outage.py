@@ -21,6 +21,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,12 +32,16 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import sessionmaker
 
-from store import JobStatus, engine_for
+from store import JobStatus, Session, engine_for
 from store import queries as q
 from store.migrate import upgrade
+from store.settings import Settings
+from tests.service.api_helpers import client_for, leftover_jobs_cancelled, post_job
 from tests.service.conftest import (
     POSTGRES_ADMIN,
     create_database,
@@ -363,3 +368,30 @@ def test_a_locked_sqlite_file_is_a_503_not_a_500(
     status, sent = enqueued_at(url, accepted.body["id"])
     assert status == JobStatus.QUEUED and sent is None
     engine_for(url).dispose()
+
+
+def test_no_answer_shows_sql_or_parameters(service_settings: Settings) -> None:
+    """A job's stored error made from a database exception (as workers stored them)
+    is answered with its reason alone: no statement, no bound rows, no DETAIL."""
+    with Session.begin() as session:
+        try:
+            session.execute(
+                text("INSERT INTO no_such_table (secret) VALUES (:secret)"),
+                {"secret": "row-data-42"},
+            )
+        except DBAPIError as exc:
+            raw = f"{type(exc).__name__}: {exc}"
+    assert "[SQL: " in raw and "row-data-42" in raw  # what used to be stored
+    client = client_for(service_settings, owner=f"sql-{uuid.uuid4().hex[:8]}")
+    with leftover_jobs_cancelled(client):
+        job = post_job(client, dataset=XOR, network=NET, training={"epochs": 1})
+        with Session.begin() as session:
+            row = q.get_job(session, job["id"])
+            assert row is not None
+            q.finish_job(session, row, JobStatus.FAILED, stop_reason="error", error=raw)
+        shown = client.get(f"/jobs/{job['id']}").json["error"]
+        listed = client.get("/jobs?status=failed").json["jobs"][0]["error"]
+    assert shown == listed == raw.split("\n", 1)[0].split("[SQL: ")[0].rstrip()
+    assert "no_such_table" in shown  # the reason stays
+    for secret in ("INSERT", "[SQL", "row-data-42", "parameters", "sqlalche.me"):
+        assert secret not in shown
