@@ -59,13 +59,14 @@ class ModelCache:
     another's models.
 
     Each owner has a least-recently-used map of up to ``per_owner`` models. The
-    maps of the owners least recently served go only once more than ``owners``
-    owners have models loaded in this process: a bound on memory, reached only by
-    a deployment with that many active owners (owners are made by the operator,
-    not by callers).
+    map of the owner least recently served goes only once more than ``owners``
+    owners have models loaded in this process: a bound on memory (at most
+    ``per_owner * owners`` models per process, against 16 when one map served
+    everyone), reached only by a deployment with that many active owners (owners
+    are made by the operator, not by callers).
     """
 
-    def __init__(self, per_owner: int = 8, owners: int = 64) -> None:
+    def __init__(self, per_owner: int = 8, owners: int = 16) -> None:
         self.per_owner = per_owner
         self.owners = owners
         self._models: OrderedDict[str, OrderedDict[int, Served]] = OrderedDict()
