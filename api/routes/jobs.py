@@ -48,7 +48,11 @@ def _job_fields(job: Job) -> dict[str, object]:
 @body(JobCreate)
 @responds(202, JobOut, errors=(503,), headers={"Location": "URL of the new job"})
 def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
-    """Queue a training job on a stored or an inline dataset."""
+    """Queue a training job on a stored or an inline dataset.
+
+    A broker that is down delays the job rather than refusing it: it is accepted
+    (202, queued) and sent once the broker answers again.
+    """
     with ExitStack() as staged, Session.begin() as session:
         admitted = admission.admit(session, payload, state().settings, owner(), staged)
         # The completed spec: the worker designs the same job again from it, and finds
