@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
     configure_logging(settings.log_format)
-    service = ServiceState(settings, Broker(settings), ModelCache(), KeyCache(), Metrics(settings))
+    service = ServiceState(settings, Broker(settings), ModelCache(), KeyCache(), Metrics())
     app.extensions[KEY] = service
 
     register_error_handlers(app)

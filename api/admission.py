@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 import core
 from core.frame import Frame
 from core.tabular import Design, design
-from store import Dataset, storage
+from store import Dataset
 from store import queries as q
 from store.settings import Settings
 from worker.frames import dataset_frame
 
 from .errors import invalid, limit_exceeded
+from .model_cache import load_model
 from .schemas import JobCreate
 from .uploads import Upload, check_cells, from_arrays, store
 
@@ -89,7 +90,7 @@ def _start_model(session: Session, model_id: int | None, owner: str) -> core.Mod
     row = q.get_model(session, model_id, owner=owner)
     if row is None:
         raise invalid("init_from_model", f"no model with id {model_id}")
-    return core.Model.from_bytes(storage().read(row.weights_key))
+    return load_model(model_id, row.weights_key)  # 409 if its weights cannot be loaded
 
 
 def _design(

@@ -63,17 +63,26 @@ def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message)
 
 
-def authenticate(keys: KeyCache) -> None:
-    """Run before each request: find the caller's owner or answer 401."""
-    if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS:
-        return  # unknown URLs get their 404; public ones need no key
+def key_owner(keys: KeyCache) -> str:
+    """The owner of the request's bearer key; ApiError 401 without a known key.
+
+    The lookup reads the database: when it does not answer, the error goes on to
+    the app's handler, which answers 503 (not a 401: the key may well be good).
+    """
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise unauthorized("send the API key as 'Authorization: Bearer <key>'")
     owner = keys.owner(key.strip())
     if owner is None:
         raise unauthorized("the API key is unknown or revoked")
-    g.owner = owner
+    return owner
+
+
+def authenticate(keys: KeyCache) -> None:
+    """Run before each request: find the caller's owner or answer 401."""
+    if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS:
+        return  # unknown URLs get their 404; public ones need no key
+    g.owner = key_owner(keys)
 
 
 def owner() -> str:

@@ -19,7 +19,11 @@ class Broker:
         enqueue_training(job_id, self.celery)
 
     def problem(self) -> str | None:
-        """Why the broker cannot take messages now, or None when it can."""
+        """Why the broker cannot take messages now, or None when it can.
+
+        The reason names the folder or the error, for the server's log only: it may
+        hold paths, hosts and ports, which public answers must not show.
+        """
         if self.settings.broker_is_filesystem:
             folder = self.settings.broker_folder
             return None if folder.is_dir() else f"broker folder {folder} does not exist"

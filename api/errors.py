@@ -1,23 +1,36 @@
 """One JSON error shape for every failure: ``{"error": {"code", "message", "field"?}}``.
 
 Werkzeug's own HTTP errors (404, 405, 413, 415...) and unexpected exceptions are
-turned into the same shape, so a client never has to parse an HTML page.
+turned into the same shape, so a client never has to parse an HTML page. A
+database or broker that does not answer is a 503 ``service_unavailable`` with
+``Retry-After``, not a 500; no message carries SQL, parameters or addresses.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import kombu.exceptions
+import psycopg
+import redis.exceptions
 from flask import Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
+from sqlalchemy import exc as sa
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
 # Messages can quote user input (core's SpecError does); a huge body must not echo back.
 MAX_MESSAGE = 500
+
+# What a client is told to wait (the Retry-After header, in seconds) when the database
+# or the broker does not answer: a restart or failover takes a few seconds, and the
+# pool checks a connection before reusing it, so the first request after is served.
+RETRY_AFTER_SECONDS = 5
 
 HTTP_CODES = {
     400: "bad_request",
@@ -91,9 +104,84 @@ def from_validation_error(exc: ValidationError, prefix: str | None = None) -> Ap
     return invalid(field, first["msg"])
 
 
+# What SQLAlchemy appends to a database error's text: the statement, its bound
+# parameters (rows of user data) and a link. None of it belongs in an answer.
+_SQL_DETAIL = re.compile(r"\s*(\[SQL: |\[parameters: |\(Background on this error at: ).*", re.S)
+
+
+def public_message(message: str) -> str:
+    """``message`` without what a database error carries besides its reason: the
+    statement, its parameters, the server's DETAIL lines (which quote row values).
+
+    Applied to every error body and to the stored ``error`` of a job, so text made
+    from an exception can never show SQL, even if it was stored before workers
+    stopped storing it.
+    """
+    cut = _SQL_DETAIL.search(message)
+    if cut is None:
+        return message
+    # The reason is the first line: psycopg and sqlite3 put DETAIL/HINT lines after it.
+    return message[: cut.start()].split("\n", 1)[0].rstrip() or "a database error"
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """Which dependency ``exc`` says is unreachable for now ("database" or "broker"),
+    or None when it is not a transient outage (a bug, bad data, a missing table).
+
+    Transient: connections refused, dropped or timed out, a pool with no connection
+    to give, PostgreSQL refusing connections (restart, failover, a database closed to
+    connections), SQLite's file locked past its busy timeout or not openable, and a
+    broker that does not answer. Follows ``raise ... from`` causes.
+    """
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 5:
+        if isinstance(current, sa.DBAPIError) and current.connection_invalidated:
+            return "database"
+        if isinstance(current, (sa.DisconnectionError, sa.TimeoutError)):
+            return "database"
+        if isinstance(current, (sa.OperationalError, sa.InterfaceError)):
+            cause = current.orig
+            if not isinstance(cause, sqlite3.Error) or _sqlite_unavailable(cause):
+                return "database"
+        if isinstance(current, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return "database"
+        if isinstance(current, sqlite3.OperationalError) and _sqlite_unavailable(current):
+            return "database"
+        if isinstance(
+            current,
+            (
+                kombu.exceptions.OperationalError,
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+            ),
+        ):
+            return "broker"
+        current, seen = current.__cause__, seen + 1
+    return None
+
+
+def _sqlite_unavailable(exc: BaseException) -> bool:
+    # SQLite says "locked" and "busy" while another connection holds the file past
+    # the busy timeout; anything else (no such table, a constraint) is not an outage.
+    text = str(exc).lower()
+    return any(word in text for word in ("locked", "busy", "unable to open"))
+
+
+def service_unavailable(what: str) -> Response:
+    """503 for an unreachable dependency, named only: no host, port or statement."""
+    return error_response(
+        503,
+        "service_unavailable",
+        f"the {what} is not answering; try again in {RETRY_AFTER_SECONDS} s",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def error_response(
     status: int, code: str, message: str, field: str | None = None, headers: Any = None
 ) -> Response:
+    message = public_message(message)
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 3] + "..."
     body: dict[str, Any] = {"code": code, "message": message}
@@ -107,7 +195,11 @@ def error_response(
 
 
 def _api_error(exc: ApiError) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers: dict[str, str] | None = None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif exc.status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return error_response(exc.status, exc.code, exc.message, exc.field, headers)
 
 
@@ -128,6 +220,12 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _unexpected(exc: Exception) -> Response:
+    what = unavailable(exc)
+    if what is not None:
+        # One line, not a traceback per request: an outage fails every request at once.
+        reason = public_message(str(exc)).partition("\n")[0]
+        log.warning("%s unavailable: %s: %s", what, type(exc).__name__, reason)
+        return service_unavailable(what)
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "internal server error")
 

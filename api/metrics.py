@@ -1,11 +1,15 @@
 """Request ids, request logs and Prometheus metrics for the API.
 
 ``GET /metrics`` (public, like the health checks; see ``routes/metrics.py``)
-reports this process's request counts and latencies and predicted rows, plus gauges read at scrape
-time from the database (jobs by status, epochs recorded) and the broker
-(queue depth). Under gunicorn, ``backprop api`` sets ``PROMETHEUS_MULTIPROC_DIR``:
-each worker process writes its counters there and a scrape, whichever worker
-answers it, reports their sum.
+reports this process's request counts and latencies and predicted rows. Under
+gunicorn, ``backprop api`` sets ``PROMETHEUS_MULTIPROC_DIR``: each worker
+process writes its counters there and a scrape, whichever worker answers it,
+reports their sum.
+
+Counts of jobs are not public: they tell anyone how busy every owner is. A scrape
+that sends an API key also gets :class:`OwnerGauges`, read from the database at
+scrape time and counted over that key's owner's jobs alone (what ``GET /jobs``
+already shows them).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import redis
 from flask import Flask, Response, g, request
 from prometheus_client import (
     CollectorRegistry,
@@ -28,54 +31,47 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from store import Epoch, Job, JobStatus, Session
-from store.settings import Settings
 
 log = logging.getLogger("api.requests")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class ServiceGauges:
-    """Gauges that other processes change: read from the database and broker on scrape."""
+class OwnerGauges:
+    """One owner's jobs by status and epochs recorded, read from the database on scrape."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        jobs = GaugeMetricFamily("backprop_jobs", "Jobs by status", labels=["status"])
-        epochs = GaugeMetricFamily("backprop_epochs_recorded", "Epoch rows in the database")
-        try:
-            with Session.begin() as session:
-                counts = dict(
-                    session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-                )
-                recorded = session.scalar(select(func.count()).select_from(Epoch)) or 0
-            for status in JobStatus:
-                jobs.add_metric([status.value], float(counts.get(status, 0)))
-            epochs.add_metric([], float(recorded))
-            yield jobs
-            yield epochs
-        except Exception:  # a scrape must answer even when the database does not
-            log.warning("metrics: database unreachable")
-        depth = self.queue_depth()
-        if depth is not None:
-            queue = GaugeMetricFamily("backprop_queue_depth", "Messages waiting in the job queue")
-            queue.add_metric([], float(depth))
-            yield queue
-
-    def queue_depth(self) -> int | None:
-        settings = self.settings
-        try:
-            if settings.broker_is_filesystem:
-                folder = settings.broker_folder
-                return sum(1 for p in folder.glob("*.msg")) if folder.is_dir() else 0
-            client = redis.Redis.from_url(settings.broker_url, socket_timeout=1)
-            return int(client.llen(f"{settings.broker_prefix}{settings.queue}"))
-        except Exception:
-            return None
+        jobs = GaugeMetricFamily(
+            "backprop_jobs", "The key owner's jobs by status", labels=["status"]
+        )
+        epochs = GaugeMetricFamily(
+            "backprop_epochs_recorded", "Epoch rows of the key owner's jobs in the database"
+        )
+        with Session.begin() as session:
+            counts = dict(
+                session.execute(
+                    select(Job.status, func.count())
+                    .where(Job.owner == self.owner)
+                    .group_by(Job.status)
+                ).all()
+            )
+            recorded = session.scalar(
+                select(func.count())
+                .select_from(Epoch)
+                .join(Job, Job.id == Epoch.job_id)
+                .where(Job.owner == self.owner)
+            )
+        for status in JobStatus:
+            jobs.add_metric([status.value], float(counts.get(status, 0)))
+        epochs.add_metric([], float(recorded or 0))
+        yield jobs
+        yield epochs
 
 
 class Metrics:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "backprop_http_requests",
@@ -92,8 +88,6 @@ class Metrics:
         self.predict_rows = Counter(
             "backprop_predict_rows", "Rows answered by predict", registry=self.registry
         )
-        self.gauges = ServiceGauges(settings)
-        self.registry.register(self.gauges)
 
 
 def _route() -> str:

@@ -15,7 +15,7 @@ from store import queries as q
 from .. import admission
 from ..auth import owner
 from ..decorators import body, query, responds
-from ..errors import ApiError, conflict
+from ..errors import conflict, public_message
 from ..schemas import (
     EpochList,
     EpochQuery,
@@ -36,7 +36,8 @@ bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 def job_out(session: OrmSession, job: Job) -> JobOut:
     model_id = q.model_id_for_job(session, job.id) if job.status == JobStatus.SUCCEEDED else None
-    return JobOut.model_validate({**_job_fields(job), "model_id": model_id})
+    error = public_message(job.error) if job.error is not None else None
+    return JobOut.model_validate({**_job_fields(job), "model_id": model_id, "error": error})
 
 
 def _job_fields(job: Job) -> dict[str, object]:
@@ -47,7 +48,11 @@ def _job_fields(job: Job) -> dict[str, object]:
 @body(JobCreate)
 @responds(202, JobOut, errors=(503,), headers={"Location": "URL of the new job"})
 def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
-    """Queue a training job on a stored or an inline dataset."""
+    """Queue a training job on a stored or an inline dataset.
+
+    A broker that is down delays the job rather than refusing it: it is accepted
+    (202, queued) and sent once the broker answers again.
+    """
     with ExitStack() as staged, Session.begin() as session:
         admitted = admission.admit(session, payload, state().settings, owner(), staged)
         # The completed spec: the worker designs the same job again from it, and finds
@@ -65,26 +70,27 @@ def create_job(payload: JobCreate) -> tuple[JobOut, dict[str, str]]:
 
 
 def enqueue(job_id: int) -> None:
-    """Send the job's message after its commit; a broker that refuses it fails the job (503)."""
+    """Send the job's message after its commit.
+
+    A broker that does not take it (down, unreachable, its folder gone) does not
+    fail the job: the job is committed and stays queued, marked as never sent
+    (``enqueued_at`` empty), and the reconciler of every worker sends such a job at
+    its next sweep (``BACKPROP_RECONCILE_SECONDS``) once the broker answers again.
+    The client still gets its 202: the job is accepted, only later to start.
+    """
     try:
         state().broker.enqueue(job_id)
     except Exception as exc:
-        # The job is committed but no worker will hear of it: end it rather than
-        # leave it queued forever.
-        log.exception("could not queue job %s", job_id)
-        with Session.begin() as session:
-            job = q.get_job(session, job_id)
-            if job is not None and job.status == JobStatus.QUEUED:
-                q.finish_job(
-                    session,
-                    job,
-                    JobStatus.FAILED,
-                    stop_reason=StopReason.NOT_QUEUED,
-                    error=f"could not be queued: {exc}",
-                )
-        raise ApiError(
-            503, "broker_unavailable", f"job {job_id} could not be queued: {exc}"
-        ) from None
+        log.warning("job %s not sent (%s); the reconciler will send it", job_id, type(exc).__name__)
+        try:
+            with Session.begin() as session:
+                job = q.get_job(session, job_id, for_update=True)
+                if job is not None and job.status == JobStatus.QUEUED:
+                    job.enqueued_at = None
+        except Exception:
+            # The database went too: the reconciler still sends the job, once it has
+            # waited BACKPROP_REQUEUE_SECONDS since its commit.
+            log.warning("job %s could not be marked as not sent", job_id)
 
 
 @bp.get("")

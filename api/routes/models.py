@@ -44,7 +44,8 @@ bp = Blueprint("models", __name__, url_prefix="/models")
 
 
 def served_model(model_id: int) -> Served:
-    """The caller's model, loaded (once per process), or a 404."""
+    """The caller's model, loaded (once per process), or a 404; a 409
+    ``model_unavailable`` if its stored weights cannot be loaded."""
     served = state().models.get(model_id, owner())
     if served is None:
         raise not_found("model", model_id)
@@ -63,7 +64,7 @@ def delete_model(model_id: int) -> None:
             q.delete_model(session, model)
         except q.InUse as exc:
             raise conflict(str(exc)) from None
-    state().models.forget(model_id)
+    state().models.forget(model_id, owner())
     storage().discard(model.weights_key)
 
 
@@ -90,7 +91,7 @@ def get_model(model_id: int) -> ModelOut:
 
 
 @bp.get("/<id:model_id>/weights")
-@responds(200, ModelWeights, errors=(404,))
+@responds(200, ModelWeights, errors=(404, 409))
 def get_weights(model_id: int) -> ModelWeights:
     """The weights and biases, in the network spec format (usable as initial weights)."""
     return ModelWeights.model_validate(served_model(model_id).model.to_json())
@@ -98,7 +99,7 @@ def get_weights(model_id: int) -> ModelWeights:
 
 @bp.post("/<id:model_id>/predict")
 @body(PredictRequest, csv=PredictCsvQuery, npy=True)
-@responds(200, PredictOut, errors=(400, 404))
+@responds(200, PredictOut, errors=(400, 404, 409))
 def predict(model_id: int, payload: PredictRequest | TableBody | NpyBody) -> PredictOut | Response:
     """Outputs for rows, preprocessed as in training; labels for classifiers.
 
@@ -151,7 +152,7 @@ def predict(model_id: int, payload: PredictRequest | TableBody | NpyBody) -> Pre
 
 @bp.post("/<id:model_id>/evaluate")
 @body(EvaluateRequest, csv=EvaluateCsvQuery)
-@responds(200, Metrics, errors=(400, 404))
+@responds(200, Metrics, errors=(400, 404, 409))
 def evaluate_model(model_id: int, payload: EvaluateRequest | TableBody) -> Metrics:
     """Score the model on rows with known targets, as held-out rows are scored.
 

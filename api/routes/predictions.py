@@ -27,7 +27,7 @@ from worker import frames
 
 from ..auth import owner
 from ..decorators import TableBody, body, query, responds
-from ..errors import conflict, invalid
+from ..errors import conflict, invalid, public_message
 from ..predict_inputs import table_frame
 from ..schemas import (
     PageQuery,
@@ -54,7 +54,7 @@ def prediction_out(job: Job) -> PredictionOut:
         rows_total=job.epochs_total,
         rows_done=job.epochs_completed,
         attempt=job.attempt,
-        error=job.error,
+        error=public_message(job.error) if job.error is not None else None,
         stop_reason=job.stop_reason,
         cancel_requested=job.cancel_requested,
         result=f"/predictions/{job.id}/result" if done else None,
@@ -78,7 +78,10 @@ def _prediction(session: OrmSession, prediction_id: int, *, for_update: bool = F
 @bp.post("/models/<id:model_id>/predictions")
 @body(PredictionCreate, csv=PredictCsvQuery, upload=True)
 @responds(
-    202, PredictionOut, errors=(404, 503), headers={"Location": "URL of the new prediction job"}
+    202,
+    PredictionOut,
+    errors=(404, 409, 503),
+    headers={"Location": "URL of the new prediction job"},
 )
 def create_prediction(
     model_id: int, payload: PredictionCreate | TableBody

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
+from api import create_app
+from store import connect
 from store.settings import Settings
 
 from .api_helpers import client_for
@@ -32,14 +35,22 @@ def test_readyz_with_postgres_and_redis(client: FlaskClient) -> None:
     assert response.json == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
 
 
+def assert_names_no_address(body: dict, *names: str) -> None:  # type: ignore[type-arg]
+    """A public not-ready answer names the failing dependencies, and nothing else:
+    no host, port, folder or exception text."""
+    error = body["error"]
+    assert error["code"] == "not_ready"
+    assert error["message"] == f"not ready; not answering: {', '.join(names)}"
+
+
 def test_readyz_without_a_broker(service_settings: Settings) -> None:
     # Port 1 on the loopback: nothing listens there, so the connection is refused at once.
     client = client_for(service_settings, broker_url="redis://127.0.0.1:1/0")
     response = client.get("/readyz")
     assert response.status_code == 503
-    error = response.json["error"]
-    assert error["code"] == "not_ready"
-    assert "broker" in error["message"]
+    assert response.headers["Retry-After"].isdigit()
+    assert_names_no_address(response.json, "broker")
+    assert "127.0.0.1" not in response.get_data(as_text=True)
     assert client.get("/healthz").status_code == 200
 
 
@@ -49,7 +60,24 @@ def test_readyz_with_the_filesystem_broker(service_settings: Settings, tmp_path:
     shutil.rmtree(tmp_path / "broker")
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert "broker folder" in response.json["error"]["message"]
+    assert_names_no_address(response.json, "broker")
+    assert str(tmp_path) not in response.get_data(as_text=True)
+
+
+def test_readyz_without_a_database_names_it_without_its_address(
+    service_settings: Settings,
+) -> None:
+    # A database URL nothing answers on: the connection is refused at once.
+    unreachable = "postgresql+psycopg://nobody@127.0.0.1:1/nowhere"
+    client = create_app(replace(service_settings, database_url=unreachable)).test_client()
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert_names_no_address(response.json, "database")
+        text = response.get_data(as_text=True)
+        assert "127.0.0.1" not in text and "nowhere" not in text and ":1" not in text
+    finally:
+        connect(service_settings)  # the app bound this process's store to its own URL
 
 
 def test_openapi_is_valid_and_lists_every_route(client: FlaskClient) -> None:

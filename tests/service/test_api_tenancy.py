@@ -1,5 +1,6 @@
 """API keys and tenancy: no key, a wrong key or a revoked key is a 401; another
-owner's ids answer exactly as missing ones do, on every endpoint."""
+owner's ids answer exactly as missing ones do, on every endpoint, whether or not
+their model's stored weights can be loaded; no owner evicts another's cached models."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from flask.testing import FlaskClient
 
-from store import Session
+from api.model_cache import ModelCache
+from store import Session, storage
 from store import queries as q
 from store.settings import Settings
 
@@ -22,7 +24,9 @@ from .api_helpers import (
     train_in_process,
 )
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/metrics", "/", "/docs", "/ui/<path:name>"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/", "/docs", "/ui/<path:name>"}
+# Public, but a key sent to it is checked: its owner's job counts come with a good one.
+KEYED_IF_SENT = {"/metrics"}
 MISSING = 2_000_000_000
 
 
@@ -95,7 +99,7 @@ def test_every_endpoint_but_health_needs_a_key(alice: FlaskClient, alices: dict[
         path = url(template, alices)
         for header in ("", "Bearer ", "Bearer bp_not-a-real-key", "Basic dXNlcjpwYXNz"):
             response = call(alice, method, path, {"Authorization": header})
-            if template in PUBLIC:
+            if template in PUBLIC or (template in KEYED_IF_SENT and not header):
                 # answered without a key: a page, a probe, or a missing asset's 404
                 assert response.status_code in (200, 404, 503), (method, path)
                 assert response.status_code != 401
@@ -171,3 +175,115 @@ def test_a_revoked_key_stops_working(service_settings: Settings) -> None:
     with Session.begin() as session:
         stored = [k for k in q.list_api_keys(session) if k.owner == "carol"]
     assert stored and all(k.key_hash != key and key not in k.prefix for k in stored)
+
+
+def trained_model(client: FlaskClient, dataset_id: int) -> int:
+    job = post_job(client, dataset_id=dataset_id, network=SMALL_NET, training={"epochs": 1})
+    return train_in_process(job["id"])
+
+
+@pytest.fixture(scope="module")
+def broken(alice: FlaskClient, alices: dict[str, int]) -> dict[str, int]:
+    """Two of alice's models that cannot be loaded: one whose stored weights object
+    was deleted, one whose stored bytes are not a model."""
+    models = {
+        "missing weights": trained_model(alice, alices["dataset"]),
+        "corrupt weights": trained_model(alice, alices["dataset"]),
+    }
+    with Session.begin() as session:
+        gone = q.get_model(session, models["missing weights"])
+        bad = q.get_model(session, models["corrupt weights"])
+        assert gone is not None and bad is not None
+    storage().objects.delete_prefix(gone.weights_key)
+    storage().objects.put(bad.weights_key, b"not a model at all")
+    return models
+
+
+def model_call(client: FlaskClient, method: str, path: str, dataset_id: int):  # type: ignore[no-untyped-def]
+    """A request to a model route with a body its owner would get an answer to."""
+    if path.endswith("/predict"):
+        return client.post(path, json={"inputs": [[0, 1]]})
+    if path.endswith("/evaluate") or path.endswith("/predictions"):
+        return client.post(path, json={"dataset_id": dataset_id})
+    return client.open(path, method=method)
+
+
+@pytest.mark.parametrize("which", ["missing weights", "corrupt weights"])
+def test_another_owners_unloadable_model_is_a_missing_one(
+    alice: FlaskClient,
+    bob: FlaskClient,
+    alices: dict[str, int],
+    broken: dict[str, int],
+    which: str,
+) -> None:
+    model = broken[which]
+    compared = 0
+    for method, template in routes(bob):
+        if not template.startswith("/models/<"):
+            continue
+        theirs = model_call(bob, method, re.sub(r"<[^>]+>", str(model), template), MISSING)
+        absent = model_call(bob, method, re.sub(r"<[^>]+>", str(MISSING), template), MISSING)
+        assert theirs.status_code == absent.status_code == 404, (method, template, theirs.json)
+        assert theirs.json["error"]["code"] == absent.json["error"]["code"] == "not_found"
+        assert theirs.json["error"]["message"].replace(str(model), "N") == (
+            absent.json["error"]["message"].replace(str(MISSING), "N")
+        )
+        compared += 1
+    assert compared >= 6  # show, delete, weights, predict, evaluate, batch predictions
+    # Bob's delete above touched nothing of alice's.
+    assert alice.get(f"/models/{model}").status_code == 200
+
+
+@pytest.mark.parametrize("which", ["missing weights", "corrupt weights"])
+def test_the_owners_unloadable_model_is_a_clear_409(
+    alice: FlaskClient, alices: dict[str, int], broken: dict[str, int], which: str
+) -> None:
+    model = broken[which]
+    reason = "are missing" if which == "missing weights" else "cannot be read"
+    for path in ("weights", "predict", "evaluate", "predictions"):
+        method = "GET" if path == "weights" else "POST"
+        response = model_call(alice, method, f"/models/{model}/{path}", alices["dataset"])
+        assert response.status_code == 409, (path, response.json)
+        error = response.json["error"]
+        assert error["code"] == "model_unavailable"
+        assert f"model {model} cannot be used" in error["message"] and reason in error["message"]
+    # Starting a job from it says the same, instead of failing inside the worker.
+    response = alice.post(
+        "/jobs",
+        json={
+            "dataset_id": alices["dataset"],
+            "network": SMALL_NET,
+            "training": {"epochs": 1},
+            "init_from_model": model,
+        },
+    )
+    assert response.status_code == 409 and response.json["error"]["code"] == "model_unavailable"
+    # What does not need the weights still works.
+    assert alice.get(f"/models/{model}").status_code == 200
+
+
+def test_an_owner_deletes_an_unloadable_model(alice: FlaskClient, alices: dict[str, int]) -> None:
+    model = trained_model(alice, alices["dataset"])
+    with Session.begin() as session:
+        row = q.get_model(session, model)
+        assert row is not None
+    storage().objects.put(row.weights_key, b"garbage")
+    assert alice.delete(f"/models/{model}").status_code == 204
+    assert alice.get(f"/models/{model}/weights").status_code == 404
+
+
+def test_one_owner_cannot_evict_anothers_cached_models(
+    alice: FlaskClient, bob: FlaskClient, alices: dict[str, int]
+) -> None:
+    bobs = trained_model(bob, post_dataset(bob, name="bob-cache")["id"])
+    alices_models = [alices["model"]] + [trained_model(alice, alices["dataset"]) for _ in range(2)]
+    cache = ModelCache(per_owner=2)
+    assert cache.get(bobs, "bob") is not None
+    for model in alices_models:  # more than alice's share
+        assert cache.get(model, "alice") is not None
+    assert cache.loaded("bob") == [bobs]
+    assert cache.loaded("alice") == alices_models[1:]
+    # Another owner's id is never loaded, whoever asks, nor does asking evict anything.
+    assert cache.get(bobs, "alice") is None
+    assert cache.get(alices_models[0], "bob") is None
+    assert cache.loaded("bob") == [bobs] and cache.loaded("alice") == alices_models[1:]

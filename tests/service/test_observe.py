@@ -6,23 +6,34 @@ import io
 import json
 import logging
 import urllib.request
+import uuid
 from pathlib import Path
 
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
 
-from store import Job, Session
+from store import JobStatus
 from store.logs import JsonFormatter
 from store.settings import Settings
 from tests.service.http import call
 from tests.service.processes import ApiProcess
 
-from .api_helpers import XOR, client_for, leftover_jobs_cancelled, post_dataset
+from .api_helpers import (
+    SMALL_NET,
+    XOR,
+    client_for,
+    leftover_jobs_cancelled,
+    post_dataset,
+    post_job,
+    train_in_process,
+)
 
 
-def scrape(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = client.get("/metrics", headers={"Authorization": ""})
+def scrape(
+    client: FlaskClient, keyed: bool = False
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The values of one scrape: public (no key), or with the client's key if ``keyed``."""
+    response = client.get("/metrics", headers={} if keyed else {"Authorization": ""})
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     values = {}
@@ -55,28 +66,49 @@ def test_metrics_count_requests_by_route(service_settings: Settings) -> None:
     assert after[latency] >= 7
 
 
-def test_metrics_report_jobs_queue_and_predictions(service_settings: Settings) -> None:
+def test_public_metrics_count_no_jobs(service_settings: Settings) -> None:
     with leftover_jobs_cancelled(client_for(service_settings)) as client:
         dataset = post_dataset(client)
         network = {"input_dim": 2, "layers": [{"units": 2, "activation": "tanh"}, {"units": 1}]}
-        client.post(
+        job = client.post(
             "/jobs",
             json={"dataset_id": dataset["id"], "network": network, "training": {"epochs": 1}},
         )
-        values = scrape(client)
-        with Session.begin() as session:
-            counts = dict(
-                session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        assert job.status_code == 202
+        public = scrape(client)
+        # Nothing about anyone's jobs, nor the queue shared by every owner's jobs.
+        assert not {name for name, _ in public} & {
+            "backprop_jobs",
+            "backprop_epochs_recorded",
+            "backprop_queue_depth",
+        }
+        assert ("backprop_predict_rows_total", ()) in public
+
+
+def test_a_scrape_with_a_key_counts_that_owners_jobs_alone(service_settings: Settings) -> None:
+    with leftover_jobs_cancelled(client_for(service_settings, owner="mallory")) as other:
+        post_job(other, dataset=XOR, network=SMALL_NET, training={"epochs": 1})
+        client = client_for(service_settings, owner=f"scraper-{uuid.uuid4().hex[:8]}")
+        with leftover_jobs_cancelled(client):
+            empty = scrape(client, keyed=True)
+            assert all(
+                empty[("backprop_jobs", (("status", status.value),))] == 0 for status in JobStatus
             )
-        for status in ("queued", "running", "succeeded", "failed", "cancelled"):
-            assert values[("backprop_jobs", (("status", status),))] == counts.get(status, 0)
-        assert ("backprop_queue_depth", ()) in values
-        assert ("backprop_epochs_recorded", ()) in values
+            assert empty[("backprop_epochs_recorded", ())] == 0
+            queued = post_job(client, dataset=XOR, network=SMALL_NET, training={"epochs": 1})
+            done = post_job(client, dataset=XOR, network=SMALL_NET, training={"epochs": 2})
+            train_in_process(done["id"])
+            values = scrape(client, keyed=True)
+            assert values[("backprop_jobs", (("status", "queued"),))] == 1, queued
+            assert values[("backprop_jobs", (("status", "succeeded"),))] == 1
+            assert values[("backprop_epochs_recorded", ())] == 2
+            # Request metrics come as in a public scrape.
+            assert ("backprop_predict_rows_total", ()) in values
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer bp_not-a-key"})
+    assert wrong.status_code == 401
 
 
 def test_predict_rows_are_counted(service_settings: Settings) -> None:
-    from .api_helpers import post_job, train_in_process
-
     with leftover_jobs_cancelled(client_for(service_settings)) as client:
         dataset = post_dataset(client)
         network = {"input_dim": 2, "layers": [{"units": 2, "activation": "tanh"}, {"units": 1}]}
