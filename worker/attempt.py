@@ -111,7 +111,9 @@ class Attempt:
             self.write()
 
     def should_stop(self) -> bool:
-        if self.unreachable and self._stopped_at is None and self.trainer is not None:
+        # Read once: a background write or the heartbeat may set it meanwhile.
+        unreachable = self.unreachable
+        if unreachable and self._stopped_at is None and self.trainer is not None:
             # Between epochs, before the trainer records the stop.
             self._stopped_at = (self.trainer.epoch, self.trainer.checkpoint())
         if not (self.cancel or self.lost) and self.should_give_back():
@@ -125,7 +127,7 @@ class Attempt:
                     self.trainer.epoch if self.trainer else 0,
                     extra={"job_id": self.job_id},
                 )
-        return self.cancel or self.lost or self.given_back or self.unreachable
+        return self.cancel or self.lost or self.given_back or unreachable
 
     # --- writes ----------------------------------------------------------------
 
