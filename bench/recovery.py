@@ -26,7 +26,6 @@ from tests.service.conftest import create_database, delete_redis_keys, drop_data
 from tests.service.processes import WorkerProcess, wait_for
 from tests.service.test_faults import (
     LONG,
-    checkpointed,
     last_epoch,
     outcome,
     stop_postgres,
@@ -47,8 +46,8 @@ def one_round(index: int) -> dict[str, Any]:
             with using(env) as settings:
                 worker = WorkerProcess(env, Path(folder))
                 worker.wait_ready()
-                [job_id] = submit(settings, {**LONG, "time_limit": 4})
-                wait_for(lambda: checkpointed(job_id), 60, what="a checkpoint")
+                [job_id] = submit(settings, {**LONG, "time_limit": 8})
+                wait_for(lambda: last_epoch(job_id) > 0, 60, what="the job to train")
                 recovered = []
                 for seconds in STOPS:
                     before = last_epoch(job_id)
