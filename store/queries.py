@@ -273,12 +273,13 @@ def renew_lease(session: Session, job_id: int, attempt: int) -> bool:
     return bool(row[0])
 
 
-def release_lease(session: Session, job_id: int, attempt: int) -> None:
+def release_lease(session: Session, job_id: int, attempt: int, *, counted: bool = False) -> None:
     """Hand a running job back to the queue: queued again, no lease owner.
 
-    For a worker that stops gracefully after checkpointing; call after
-    :func:`renew_lease` in the same transaction, and send the job's message again
-    after the commit. The attempt does not count toward the limit of attempts.
+    For a worker that stops gracefully after checkpointing, or after an outage;
+    call after :func:`renew_lease` in the same transaction, and send the job's
+    message again after the commit. The attempt does not count toward the limit
+    of attempts unless ``counted`` (an error that might come back every time).
     """
     session.execute(
         update(Job)
@@ -288,7 +289,7 @@ def release_lease(session: Session, job_id: int, attempt: int) -> None:
             lease_owner=None,
             heartbeat_at=None,
             enqueued_at=utcnow(),
-            given_back=Job.given_back + 1,
+            given_back=Job.given_back + (0 if counted else 1),
         )
     )
 
@@ -324,14 +325,22 @@ def jobs_to_requeue(
     max_attempts: int,
     lost_reason: str,
     failed: list[int] | None = None,
+    held: set[int] | None = None,
+    missing: set[int] | None = None,
 ) -> list[int]:
     """Jobs whose message may be gone; marks them sent and fails the hopeless.
 
     Running jobs whose worker stopped reporting are sent again (the next attempt
     resumes from the checkpoint) unless they are out of attempts; queued jobs
-    still waiting after ``requeue_seconds`` are sent again in case the broker
-    lost their message. A duplicate message is harmless: only one attempt can
-    take the lease. The caller sends the messages after committing, and names
+    sent at least ``requeue_seconds`` ago are sent again when the broker lost
+    their message: ``held`` holds the ids of the jobs whose message the broker
+    holds, read before this call (None: the broker cannot tell, and every such
+    job is sent again). ``missing``, when given, holds the queued jobs found
+    without a message by the previous sweep, and is replaced by those found now:
+    a job is sent again only when it was missing in both, since a message
+    delivered just before the broker was read belongs to a job that stays queued
+    for the moment its worker takes to lease it. A duplicate message is harmless:
+    only one attempt can take the lease. The caller sends the messages after committing, and names
     ``lost_reason``, the stop reason of a job out of attempts
     (``core.StopReason.WORKER_LOST``: the store does not import the engine); the
     ids of the jobs failed here are appended to ``failed``, for the caller to
@@ -355,6 +364,7 @@ def jobs_to_requeue(
         .with_for_update(skip_locked=True)
     )
     resend = []
+    gone: set[int] = set()
     for job in candidates:
         counted = job.counted_attempts
         if job.status == JobStatus.RUNNING and counted >= max_attempts:
@@ -375,8 +385,17 @@ def jobs_to_requeue(
             and job.enqueued_at >= stale
         ):
             continue  # already sent again within this lease period
+        if job.status == JobStatus.QUEUED and held is not None:
+            if job.id in held:
+                continue  # its message is still waiting in the broker
+            if missing is not None and job.id not in missing:
+                gone.add(job.id)
+                continue  # to be sent if the next sweep finds it missing still
         job.enqueued_at = now
         resend.append(job.id)
+    if missing is not None:
+        missing.clear()
+        missing.update(gone)
     return resend
 
 

@@ -45,6 +45,12 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         task_default_queue=settings.queue,
         worker_prefetch_multiplier=1,
+        # Acknowledged when the task returns, so that a worker holds only the messages
+        # of the jobs it runs and never reserves one more while it trains: every other
+        # queued job's message stays in the broker, where the reconciler looks for it
+        # before sending it again (worker/queue.py). A job's message delivered twice
+        # (a worker lost mid-job) starts no second attempt: the lease is held.
+        task_acks_late=True,
         # Tasks run in threads of the worker's main process, where Celery's stop
         # signal handler runs: a running job sees the stop at its next epoch and
         # gives itself back (a prefork child is never told; the warm shutdown

@@ -7,6 +7,14 @@ proves the lease is still its own. A worker that lost its lease stops without
 writing anything more. A worker told to stop gives the job back at the next
 epoch boundary: a checkpoint, then the job queued again, in one fenced
 transaction.
+
+A write that meets an outage of the database (a dropped connection, a restart,
+a lock held too long) is made again with backoff (:mod:`worker.transient`), and
+training waits for it: when the database answers again within the lease, the
+attempt goes on where it was. An attempt that could not write for a whole lease
+period stops at the next epoch boundary and hands the job back
+(:meth:`Attempt.hand_back`) rather than failing it: another attempt, maybe on
+another worker, resumes it from its checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from core import EpochStats, Trainer, TrainResult
 from store import JobStatus, Session, storage
 from store import queries as q
 from store.settings import Settings
+
+from .transient import Unavailable, describe, is_transient, retrying
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +66,20 @@ class Attempt:
         self.cancel = False
         self.lost = False
         self.given_back = False
+        # No write succeeded for a lease period: stop and hand the job back.
+        self.unreachable = False
+        # The job is handed back after an error that may come back every time: the
+        # attempt counts toward the limit of attempts, so that it cannot loop forever.
+        self.counted = False
+        # This is the job's last attempt that counts (set by the caller).
+        self.last_chance = False
+        # The trainer's checkpoint taken as it stopped for being unreachable: once it
+        # has stopped, its own checkpoint would resume it stopped.
+        self._stopped_at: tuple[int, bytes] | None = None
         now = time.monotonic()
         self.last_write = now
+        # When a write last succeeded (the lease was last renewed), monotonic seconds.
+        self.written_at = now
         self.last_checkpoint = now
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -72,6 +94,8 @@ class Attempt:
         # dict, where asdict() deep-copies it (about 6 us, as much as a whole epoch
         # of a tiny network trained online).
         self.pending.append(vars(stats))
+        if self.unreachable:
+            return  # kept for the hand-back's write; training stops before the next epoch
         now = time.monotonic()
         if self._writer is not None and self._writer.is_alive():
             if now - self.last_write < self.settings.epoch_flush_seconds:
@@ -87,6 +111,11 @@ class Attempt:
             self.write()
 
     def should_stop(self) -> bool:
+        # Read once: a background write or the heartbeat may set it meanwhile.
+        unreachable = self.unreachable
+        if unreachable and self._stopped_at is None and self.trainer is not None:
+            # Between epochs, before the trainer records the stop.
+            self._stopped_at = (self.trainer.epoch, self.trainer.checkpoint())
         if not (self.cancel or self.lost) and self.should_give_back():
             # Between epochs, so the checkpoint resumes exactly.
             self.write(give_back=True)
@@ -98,7 +127,7 @@ class Attempt:
                     self.trainer.epoch if self.trainer else 0,
                     extra={"job_id": self.job_id},
                 )
-        return self.cancel or self.lost or self.given_back
+        return self.cancel or self.lost or self.given_back or unreachable
 
     # --- writes ----------------------------------------------------------------
 
@@ -134,7 +163,9 @@ class Attempt:
         """
         self.settle()
         snapshot = None
-        if (checkpoint or give_back) and self.trainer is not None:
+        if give_back and self._stopped_at is not None:
+            snapshot = self._stopped_at
+        elif (checkpoint or give_back) and self.trainer is not None:
             snapshot = (self.trainer.epoch, self.trainer.checkpoint())
             self.last_checkpoint = time.monotonic()
         pending, self.pending = self.pending, []
@@ -147,52 +178,101 @@ class Attempt:
         give_back: bool,
     ) -> None:
         """One fenced transaction: the lease renewed, ``pending`` epochs recorded and
-        the ``snapshot`` (epoch, checkpoint bytes) made the job's checkpoint."""
+        the ``snapshot`` (epoch, checkpoint bytes) made the job's checkpoint; made
+        again through an outage until the lease would have run out."""
         with self._lock:
-            replaced = None
             try:
-                with ExitStack() as staged:
-                    key = None
-                    if snapshot is not None:
-                        # Stored before the transaction that names it: a worker killed
-                        # in between leaves the previous checkpoint in force.
-                        key = staged.enter_context(
-                            storage().stage(q.checkpoint_prefix(self.job_id), ".npz", snapshot[1])
-                        )
-                    with Session.begin() as session:
-                        self.cancel = q.renew_lease(session, self.job_id, self.attempt)
-                        q.record_epochs(session, self.job_id, pending)
-                        if self.rows_done is not None:
-                            q.record_progress(session, self.job_id, self.rows_done)
-                        give_back = give_back and not self.cancel
-                        if key is not None and snapshot is not None:
-                            replaced = q.save_checkpoint(
-                                session, self.job_id, self.attempt, snapshot[0], key
-                            )
-                        if give_back:
-                            q.release_lease(session, self.job_id, self.attempt)
-                self.given_back = give_back
+                replaced, given_back = retrying(
+                    lambda: self._transaction(pending, snapshot, give_back),
+                    patience=self._patience(),
+                    what=f"job {self.job_id}: writing its progress",
+                    log=log,
+                )
+                self.given_back = given_back
+                self.written_at = time.monotonic()
                 if replaced is not None:
-                    storage().discard(replaced)
+                    self._discard(replaced)
             except q.LeaseLost:
                 log.warning(
                     "job %s: attempt %s lost its lease; stopping", self.job_id, self.attempt
                 )
                 self.lost = True
+            except Unavailable as exc:
+                self._unreachable(exc)
+                self.pending[:0] = pending  # written by the hand-back, if it can be
             except Exception:
                 if threading.current_thread() is not self._writer:
                     raise
-                # A background checkpoint that failed (storage or database down) is
-                # only a checkpoint missed: its epochs go back to the buffer, and the
-                # next write tries again.
+                # A background checkpoint that failed (storage down) is only a
+                # checkpoint missed: its epochs go back to the buffer, and the next
+                # write tries again.
                 log.exception("job %s: writing a checkpoint failed", self.job_id)
                 self.pending[:0] = pending
             self.last_write = time.monotonic()
 
+    def _transaction(
+        self,
+        pending: list[dict[str, Any]],
+        snapshot: tuple[int, bytes] | None,
+        give_back: bool,
+    ) -> tuple[str | None, bool]:
+        """:meth:`_commit`'s one try: (the checkpoint key replaced, whether the job was
+        given back)."""
+        replaced = None
+        with ExitStack() as staged:
+            key = None
+            if snapshot is not None:
+                # Stored before the transaction that names it: a worker killed in
+                # between leaves the previous checkpoint in force.
+                key = staged.enter_context(
+                    storage().stage(q.checkpoint_prefix(self.job_id), ".npz", snapshot[1])
+                )
+            with Session.begin() as session:
+                self.cancel = q.renew_lease(session, self.job_id, self.attempt)
+                q.record_epochs(session, self.job_id, pending)
+                if self.rows_done is not None:
+                    q.record_progress(session, self.job_id, self.rows_done)
+                give_back = give_back and not self.cancel
+                if key is not None and snapshot is not None:
+                    replaced = q.save_checkpoint(
+                        session, self.job_id, self.attempt, snapshot[0], key
+                    )
+                if give_back:
+                    q.release_lease(session, self.job_id, self.attempt, counted=self.counted)
+        return replaced, give_back
+
+    def _patience(self) -> float:
+        """Seconds left before this attempt has gone a whole lease without a write."""
+        return max(0.0, self.written_at + self.settings.lease_seconds - time.monotonic())
+
+    def _unreachable(self, exc: BaseException) -> None:
+        log.warning(
+            "job %s: attempt %s could not write for %.0f s (%s); it hands the job back",
+            self.job_id,
+            self.attempt,
+            time.monotonic() - self.written_at,
+            describe(exc),
+            extra={"job_id": self.job_id},
+        )
+        self.unreachable = True
+
+    def _discard(self, *keys: str) -> None:
+        """Discard objects no row names any more; one left behind is only garbage."""
+        try:
+            storage().discard(*keys)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("job %s: objects %s left behind: %s", self.job_id, keys, describe(exc))
+
     def _beat(self) -> None:
         interval = self.settings.lease_seconds / 3
-        while not self._done.wait(interval):
-            if self.given_back or time.monotonic() - self.last_write < interval:
+        wait = interval
+        while not self._done.wait(wait):
+            wait = interval
+            if self.given_back or self.unreachable:
+                continue
+            if time.monotonic() - self.last_write < interval:
                 continue
             with self._lock:
                 try:
@@ -201,7 +281,16 @@ class Attempt:
                 except q.LeaseLost:
                     self.lost = True
                     return
-                self.last_write = time.monotonic()
+                except Exception as exc:
+                    # An outage (or any other error) must not end the heartbeat: try
+                    # again soon, and give the lease up once it has run out.
+                    if not is_transient(exc):
+                        log.exception("job %s: renewing the lease failed", self.job_id)
+                    if time.monotonic() - self.written_at >= self.settings.lease_seconds:
+                        self._unreachable(exc)
+                    wait = min(interval, 1.0)
+                    continue
+                self.last_write = self.written_at = time.monotonic()
 
     # --- the attempt ---------------------------------------------------------
 
@@ -221,6 +310,34 @@ class Attempt:
             self._done.set()
             self._heartbeat.join()
 
+    def hand_back(self, counted: bool = False) -> bool:
+        """After a lease period without a write: give the job back (its epochs, a
+        checkpoint when training, the job queued again) if the database answers within
+        one more lease period; ``counted`` makes this attempt count toward the
+        limit of attempts (it does not after an outage). Returns whether the caller
+        must send the job's message again: True unless another attempt has taken
+        the job over. If the database is still away, the message sent again reaches
+        a worker that takes the lease over once it has expired (and the database
+        answers)."""
+        self.unreachable = False
+        self.counted = counted
+        self.written_at = time.monotonic()
+        self.write(give_back=True)
+        if self.given_back:
+            log.info(
+                "job %s: attempt %s handed the job back after an outage",
+                self.job_id,
+                self.attempt,
+                extra={"job_id": self.job_id},
+            )
+        return not self.lost
+
+    def conclude(self, status: JobStatus, **fields: Any) -> bool:
+        """:meth:`finish`, handing the job back if the database stayed away; returns
+        whether the caller must send the job's message again (as ``run_job`` does)."""
+        self.finish(status, **fields)
+        return self.hand_back() if self.unreachable else False
+
     def on_rows(self, rows_done: int) -> None:
         """A prediction job's progress; written as epochs are, every flush period."""
         self.rows_done = rows_done
@@ -229,7 +346,8 @@ class Attempt:
 
     def finish(self, status: JobStatus, **fields: Any) -> bool:
         """Record the last epochs and the outcome in one fenced transaction; False when
-        the lease was lost first (nothing was recorded).
+        the lease was lost first, or the database stayed away for a lease period
+        (``unreachable`` is then set): nothing was recorded.
 
         ``model`` (spec, summary, weights bytes, metrics) is stored first and
         recorded in the same transaction as the outcome; so is ``output`` (the
@@ -238,48 +356,74 @@ class Attempt:
         self.settle()
         model = fields.pop("model", None)
         output = fields.pop("output", None)
+        if self.unreachable:
+            return False
         unused = None
+
+        def again(action: Callable[[], Any], what: str) -> Any:
+            return retrying(
+                action, patience=self._patience(), what=f"job {self.job_id}: {what}", log=log
+            )
+
         try:
             with ExitStack() as staged:
                 weights_key = output_key = None
                 if model is not None:
                     spec, summary, weights, metrics = model
-                    weights_key = staged.enter_context(storage().stage("models", ".npz", weights))
-                if output is not None:
-                    output_key = staged.enter_context(
-                        storage().stage(
-                            f"predictions/{self.job_id}", output.suffix, output, move=True
-                        )
+                    weights_key = again(
+                        lambda: staged.enter_context(storage().stage("models", ".npz", weights)),
+                        "storing its model",
                     )
-                with Session.begin() as session:
-                    q.renew_lease(session, self.job_id, self.attempt)
-                    q.record_epochs(session, self.job_id, self.pending)
-                    if self.rows_done is not None:
-                        q.record_progress(session, self.job_id, self.rows_done)
-                    job = q.get_job(session, self.job_id)
-                    assert job is not None
-                    job.output_key = output_key or job.output_key
-                    if weights_key is not None:
-                        dataset = (
-                            None
-                            if job.dataset_id is None
-                            else q.get_dataset(session, job.dataset_id)
-                        )
-                        if dataset is None:
-                            status, fields = (
-                                JobStatus.FAILED,
-                                {"error": "the job's dataset was deleted"},
+                if output is not None:
+                    output_key = again(
+                        lambda: staged.enter_context(
+                            storage().stage(
+                                f"predictions/{self.job_id}", output.suffix, output, move=True
                             )
-                            unused = weights_key
-                        else:
-                            q.add_model(session, job, dataset, spec, summary, weights_key, metrics)
-                    q.finish_job(session, job, status, **fields)
+                        ),
+                        "storing its output",
+                    )
+
+                def transaction() -> tuple[JobStatus, dict[str, Any], str | None]:
+                    ending, recorded, unused = status, fields, None
+                    with Session.begin() as session:
+                        q.renew_lease(session, self.job_id, self.attempt)
+                        q.record_epochs(session, self.job_id, self.pending)
+                        if self.rows_done is not None:
+                            q.record_progress(session, self.job_id, self.rows_done)
+                        job = q.get_job(session, self.job_id)
+                        assert job is not None
+                        job.output_key = output_key or job.output_key
+                        if weights_key is not None:
+                            dataset = (
+                                None
+                                if job.dataset_id is None
+                                else q.get_dataset(session, job.dataset_id)
+                            )
+                            if dataset is None:
+                                ending = JobStatus.FAILED
+                                recorded = {"error": "the job's dataset was deleted"}
+                                unused = weights_key
+                            else:
+                                q.add_model(
+                                    session, job, dataset, spec, summary, weights_key, metrics
+                                )
+                        q.finish_job(session, job, ending, **recorded)
+                    return ending, recorded, unused
+
+                _, _, unused = again(transaction, "recording its outcome")
         except q.LeaseLost:
             log.warning(
                 "job %s: attempt %s lost its lease before finishing", self.job_id, self.attempt
             )
             return False
-        storage().discard(q.checkpoint_prefix(self.job_id), *([unused] if unused else []))
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._unreachable(exc)
+            return False
+        self.written_at = time.monotonic()
+        self._discard(q.checkpoint_prefix(self.job_id), *([unused] if unused else []))
         return True
 
 

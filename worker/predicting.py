@@ -132,8 +132,10 @@ def run_prediction(
     """Predict every row of ``frame`` (a stored dataset, or the rows uploaded with the
     request and stored under ``input_key``, discarded once the job has ended) and
     record the output file, under ``run``'s lease. Returns True when the job was
-    given back (see ``worker.training.run_job``)."""
+    given back, also after an outage of the database (see ``worker.training.run_job``)."""
     ended = _predict(run, model_bytes, frame, target_names)
+    if run.unreachable:
+        return run.hand_back()
     if ended and input_key is not None:
         storage().discard(input_key)
     return not ended and run.given_back
@@ -151,7 +153,7 @@ def _predict(run: Attempt, model_bytes: bytes, frame: Frame, target_names: list[
             outputs = predict_rows(model, frame, features, run.on_rows, run.should_stop)
     except PredictionFailed as exc:
         return run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=str(exc))
-    if run.given_back or run.lost:
+    if run.given_back or run.lost or run.unreachable:
         return False
     if outputs is None:  # cancelled
         return run.finish(JobStatus.CANCELLED, stop_reason=StopReason.CANCELLED)

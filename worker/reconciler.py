@@ -18,14 +18,22 @@ from store import Session, storage
 from store import queries as q
 from store.settings import Settings
 
-from .queue import enqueue_training
+from .queue import enqueue_training, messages_held
+from .transient import describe, is_transient
 
 log = logging.getLogger(__name__)
 
 
-def reconcile_once(settings: Settings, app: Celery) -> list[int]:
-    """One sweep, sending through ``app``; returns the ids sent again."""
+def reconcile_once(settings: Settings, app: Celery, missing: set[int] | None = None) -> list[int]:
+    """One sweep, sending through ``app``; returns the ids sent again.
+
+    A queued job is sent again only when its message is gone from the broker, read
+    before the jobs are (a job sent after that reading is younger than the requeue
+    period), and, given the set ``missing`` kept from sweep to sweep, was gone at
+    the previous sweep too (see ``store.queries.jobs_to_requeue``).
+    """
     failed: list[int] = []
+    held = messages_held(settings, delivered_within=settings.requeue_seconds)
     with Session.begin() as session:
         ids = q.jobs_to_requeue(
             session,
@@ -34,6 +42,8 @@ def reconcile_once(settings: Settings, app: Celery) -> list[int]:
             max_attempts=settings.max_attempts,
             lost_reason=StopReason.WORKER_LOST,
             failed=failed,
+            held=held,
+            missing=missing,
         )
     storage().discard(*(q.checkpoint_prefix(job_id) for job_id in failed))
     for job_id in ids:  # after the commit, as with every message
@@ -49,13 +59,18 @@ class Reconciler(threading.Thread):
         self.settings = settings
         self.app = app
         self.stopped = threading.Event()
+        # queued jobs whose message the last sweep did not find in the broker
+        self.missing: set[int] = set()
 
     def run(self) -> None:
         while not self.stopped.wait(self.settings.reconcile_seconds):
             try:
-                reconcile_once(self.settings, self.app)
-            except Exception:  # a database or broker outage must not end the thread
-                log.exception("reconciler sweep failed; will try again")
+                reconcile_once(self.settings, self.app, self.missing)
+            except Exception as exc:  # a database or broker outage must not end the thread
+                if is_transient(exc):
+                    log.warning("reconciler sweep failed: %s; will try again", describe(exc))
+                else:
+                    log.exception("reconciler sweep failed; will try again")
 
     def stop(self) -> None:
         self.stopped.set()

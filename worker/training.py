@@ -14,7 +14,7 @@ from typing import Any
 
 from core import Model, SpecError, StopReason
 from core.tabular import design
-from store import JobKind, JobStatus, Session, storage
+from store import Dataset, Job, JobKind, JobStatus, Session, storage
 from store import queries as q
 from store.settings import Settings
 
@@ -22,6 +22,7 @@ from .attempt import Attempt, worker_name
 from .evaluation import evaluate
 from .frames import dataset_frame, uploaded_frame
 from .predicting import run_prediction
+from .transient import Unavailable, describe, is_transient, retrying
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,28 @@ def within_limit(training: dict[str, Any], settings: Settings) -> dict[str, Any]
 
 
 def _crashed(run: Attempt, what: str, exc: Exception) -> bool:
-    """End the job as failed with the error that crashed it; False (not given back)."""
+    """End the job as failed with the error that crashed it, told in one short line;
+    an outage of the database or storage is not the job's: the job is handed back
+    (counting as an attempt unless it was retried for a lease period already: an
+    error that comes back every time ends the job once it is out of attempts).
+    Returns whether the caller must send the job's message again."""
+    outage = isinstance(exc, Unavailable)
+    if is_transient(exc) and (outage or not run.last_chance):
+        log.warning(
+            "job %s: %s stopped by an outage: %s",
+            run.job_id,
+            what,
+            describe(exc),
+            extra={"job_id": run.job_id},
+        )
+        # No checkpoint of a trainer stopped by an exception: the next attempt resumes
+        # from the last one stored.
+        run.trainer = None
+        return run.hand_back(counted=not outage)
     log.exception("job %s: %s crashed", run.job_id, what, extra={"job_id": run.job_id})
-    run.finish(
-        JobStatus.FAILED,
-        stop_reason=StopReason.ERROR,
-        error=f"{what} crashed: {type(exc).__name__}: {exc}",
+    return run.conclude(
+        JobStatus.FAILED, stop_reason=StopReason.ERROR, error=f"{what} crashed: {describe(exc)}"
     )
-    return False
 
 
 def run_job(
@@ -55,39 +70,54 @@ def run_job(
     """Run (or resume) job ``job_id`` if it is ours to run; a no-op otherwise.
 
     ``should_give_back`` is polled between epochs; once it returns True the job
-    is checkpointed and queued again. Returns True when the job was given back:
-    the caller must then send its message again (the queue state is committed).
+    is checkpointed and queued again. Returns True when the job was given back
+    (also after an outage of the database, see :meth:`Attempt.hand_back`): the
+    caller must then send its message again (the queue state is committed).
+    Raises :class:`worker.transient.Unavailable` when the database stayed away for
+    a lease period before the job could be leased: send the message again too.
     """
-    with Session.begin() as session:
-        attempt = q.take_lease(
-            session,
-            job_id,
-            worker_name(),
-            lease_seconds=settings.lease_seconds,
-            max_attempts=settings.max_attempts,
-        )
-        if attempt is None:
-            log.info(
-                "job %s is not ours to run (finished, cancelled or leased)",
+
+    def lease() -> tuple[int, Job, Dataset | None, str | None, list[str]] | None:
+        model_key: str | None = None
+        target_names: list[str] = []
+        with Session.begin() as session:
+            attempt = q.take_lease(
+                session,
                 job_id,
-                extra={"job_id": job_id},
+                worker_name(),
+                lease_seconds=settings.lease_seconds,
+                max_attempts=settings.max_attempts,
             )
-            return False
-        job = q.get_job(session, job_id)
-        assert job is not None
-        dataset = None if job.dataset_id is None else q.get_dataset(session, job.dataset_id)
-        if job.kind == JobKind.PREDICTION:
-            model_row = None if job.model_id is None else q.get_model(session, job.model_id)
-            model_key = None if model_row is None else model_row.weights_key
-            target_names = [] if model_row is None else model_row.spec.get("target_names") or []
-            if dataset is not None and not target_names:
-                target_names = list(dataset.target_names or ())
+            if attempt is None:
+                return None
+            job = q.get_job(session, job_id)
+            assert job is not None
+            dataset = None if job.dataset_id is None else q.get_dataset(session, job.dataset_id)
+            if job.kind == JobKind.PREDICTION:
+                model_row = None if job.model_id is None else q.get_model(session, job.model_id)
+                model_key = None if model_row is None else model_row.weights_key
+                target_names = [] if model_row is None else model_row.spec.get("target_names") or []
+                if dataset is not None and not target_names:
+                    target_names = list(dataset.target_names or ())
+        return attempt, job, dataset, model_key, target_names
+
+    leased = retrying(
+        lease, patience=settings.lease_seconds, what=f"job {job_id}: taking its lease", log=log
+    )
+    if leased is None:
+        log.info(
+            "job %s is not ours to run (finished, cancelled or leased)",
+            job_id,
+            extra={"job_id": job_id},
+        )
+        return False
+    attempt, job, dataset, model_key, target_names = leased
     run = Attempt(job_id, attempt, settings, should_give_back)
+    run.last_chance = job.counted_attempts >= settings.max_attempts
     if job.kind == JobKind.PREDICTION:
         if (dataset is None and job.input_key is None) or model_key is None:
             gone = "model" if model_key is None else "dataset"
-            run.finish(JobStatus.FAILED, error=f"the job's {gone} was deleted")
-            return False
+            return run.conclude(JobStatus.FAILED, error=f"the job's {gone} was deleted")
         try:
             if dataset is not None:
                 rows = dataset_frame(dataset)
@@ -97,29 +127,35 @@ def run_job(
             return run_prediction(run, storage().read(model_key), rows, target_names, job.input_key)
         except Exception as exc:  # the job must end with a reason whatever went wrong
             return _crashed(run, "prediction", exc)
-    with Session.begin() as session:
-        checkpoint = q.get_checkpoint(session, job_id)
-        saved_key = None if checkpoint is None else checkpoint.data_key
-        network, training = job.network, job.training
-        start_key: str | None = None
-        if job.init_model_id is not None:
-            start_row = q.get_model(session, job.init_model_id)
-            start_key = None if start_row is None else start_row.weights_key
-        if dataset is not None:
-            target_names, feature_names, task = (
-                list(dataset.target_names or ()),
-                dataset.feature_names,
-                dataset.task or "regression",
-            )
-            profile_columns = (dataset.profile or {}).get("columns", [])
-            ignored = [c["name"] for c in profile_columns if c.get("type") == "ignored"]
 
+    def stored_keys() -> tuple[str | None, str | None]:
+        """The keys of the job's checkpoint and of the model it starts from."""
+        with Session.begin() as session:
+            checkpoint = q.get_checkpoint(session, job_id)
+            start_key: str | None = None
+            if job.init_model_id is not None:
+                start_row = q.get_model(session, job.init_model_id)
+                start_key = None if start_row is None else start_row.weights_key
+        return None if checkpoint is None else checkpoint.data_key, start_key
+
+    try:
+        saved_key, start_key = retrying(
+            stored_keys, patience=settings.lease_seconds, what=f"job {job_id}: reading", log=log
+        )
+    except Unavailable as exc:
+        return _crashed(run, "reading the job", exc)
+    network, training = job.network, job.training
     if dataset is None:
-        run.finish(JobStatus.FAILED, error="the job's dataset was deleted")
-        return False
+        return run.conclude(JobStatus.FAILED, error="the job's dataset was deleted")
+    target_names, feature_names, task = (
+        list(dataset.target_names or ()),
+        dataset.feature_names,
+        dataset.task or "regression",
+    )
+    profile_columns = (dataset.profile or {}).get("columns", [])
+    ignored = [c["name"] for c in profile_columns if c.get("type") == "ignored"]
     if job.init_model_id is not None and start_key is None:
-        run.finish(JobStatus.FAILED, error="the model the job starts from was deleted")
-        return False
+        return run.conclude(JobStatus.FAILED, error="the model the job starts from was deleted")
     try:
         saved = None if saved_key is None else storage().read(saved_key)
         start = None if start_key is None else storage().read(start_key)
@@ -149,8 +185,9 @@ def run_job(
         del frame
         result = run.train(trainer)
     except SpecError as exc:
-        run.finish(JobStatus.FAILED, stop_reason=StopReason.INVALID, error=f"invalid job: {exc}")
-        return False
+        return run.conclude(
+            JobStatus.FAILED, stop_reason=StopReason.INVALID, error=f"invalid job: {exc}"
+        )
     except Exception as exc:  # the job must end with a reason whatever went wrong
         return _crashed(run, "training", exc)
 
@@ -158,10 +195,12 @@ def run_job(
         return True
     if run.lost:
         return False
+    if run.unreachable:
+        return run.hand_back()
     if result.stop_reason == StopReason.STOP_REQUESTED:
-        run.finish(JobStatus.CANCELLED, stop_reason=StopReason.CANCELLED)
+        return run.conclude(JobStatus.CANCELLED, stop_reason=StopReason.CANCELLED)
     elif result.model is None:
-        run.finish(JobStatus.FAILED, stop_reason=result.stop_reason, error=result.message)
+        return run.conclude(JobStatus.FAILED, stop_reason=result.stop_reason, error=result.message)
     else:
         # The model's own epoch: under early stopping the best one, not the last.
         kept = result.kept
@@ -183,18 +222,18 @@ def run_job(
                 held_out = dataset_frame(dataset).take(plan.test_rows)
                 metrics = evaluate(trained, held_out, target_names, split="test")
             except Exception as exc:  # the job ends with its reason, once, not a lost worker
+                if is_transient(exc):  # the dataset's storage is away: not the job's fault
+                    return _crashed(run, "scoring the held-out rows", exc)
                 log.exception("job %s: scoring the held-out rows failed", job_id)
-                run.finish(
+                return run.conclude(
                     JobStatus.FAILED,
                     stop_reason=StopReason.ERROR,
-                    error=f"scoring the held-out rows failed: {type(exc).__name__}: {exc}",
+                    error=f"scoring the held-out rows failed: {describe(exc)}",
                 )
-                return False
         # The model keeps its dataset's target columns, which predict ignores in a CSV of
         # the training data, so that they outlive the dataset.
         # ... and the columns its upload ignored (ids, names, a saved row index), which a
         # slice of the training file still holds.
         spec = {**trained.describe(), "target_names": target_names, "ignored_columns": ignored}
         model = (spec, summary, trained.to_bytes(), metrics)
-        run.finish(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)
-    return False
+        return run.conclude(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)
