@@ -399,6 +399,18 @@ def jobs_to_requeue(
     return resend
 
 
+def mark_not_sent(session: Session, job_ids: Sequence[int]) -> None:
+    """Record that the messages of these queued jobs never reached the broker (it was
+    down), so that the reconciler sends them at its next sweeps rather than waiting a
+    whole requeue period for a message that does not exist."""
+    if job_ids:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED)
+            .values(enqueued_at=None)
+        )
+
+
 def request_cancel(session: Session, job: Job, *, stop_reason: str) -> None:
     """A queued job is cancelled at once (ending with ``stop_reason``); a running one
     at its next epoch boundary."""

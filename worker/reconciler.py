@@ -46,11 +46,23 @@ def reconcile_once(settings: Settings, app: Celery, missing: set[int] | None = N
             missing=missing,
         )
     storage().discard(*(q.checkpoint_prefix(job_id) for job_id in failed))
+    unsent: list[int] = []
     for job_id in ids:  # after the commit, as with every message
-        enqueue_training(job_id, app)
-    if ids:
-        log.info("reconciler sent jobs again: %s", ids)
-    return ids
+        try:
+            enqueue_training(job_id, app)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            unsent.append(job_id)
+    if unsent:
+        # Not a requeue period's wait for messages the broker never took.
+        log.warning("reconciler could not send jobs %s: broker unavailable", unsent)
+        with Session.begin() as session:
+            q.mark_not_sent(session, unsent)
+    sent = [job_id for job_id in ids if job_id not in unsent]
+    if sent:
+        log.info("reconciler sent jobs again: %s", sent)
+    return sent
 
 
 class Reconciler(threading.Thread):

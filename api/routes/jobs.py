@@ -84,9 +84,7 @@ def enqueue(job_id: int) -> None:
         log.warning("job %s not sent (%s); the reconciler will send it", job_id, type(exc).__name__)
         try:
             with Session.begin() as session:
-                job = q.get_job(session, job_id, for_update=True)
-                if job is not None and job.status == JobStatus.QUEUED:
-                    job.enqueued_at = None
+                q.mark_not_sent(session, [job_id])
         except Exception:
             # The database went too: the reconciler still sends the job, once it has
             # waited BACKPROP_REQUEUE_SECONDS since its commit.
