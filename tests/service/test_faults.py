@@ -55,6 +55,9 @@ from worker.transient import describe, is_transient
 
 from .api_helpers import store_arrays
 
+# Times recovery against short leases: alone, so a neighbour test does not stretch them.
+pytestmark = pytest.mark.serial
+
 FAULTS = {
     "BACKPROP_LEASE_SECONDS": "4",
     "BACKPROP_CHECKPOINT_SECONDS": "0.5",
