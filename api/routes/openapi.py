@@ -187,7 +187,8 @@ def build_document(app: Flask) -> dict[str, Any]:
         errors = set(contract.errors) | {500}
         if rule.endpoint not in PUBLIC_ENDPOINTS:
             operation["security"] = [{"apiKey": []}]
-            errors.add(401)
+            # 503: the database or the broker does not answer (with Retry-After).
+            errors.update((401, 503))
         if parameters and any(p["in"] == "path" for p in parameters):
             errors.add(404)
         for status in sorted(errors):
