@@ -22,23 +22,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from flask import Blueprint, Response, request
 from sqlalchemy import select
+from sqlalchemy.orm import Session as OrmSession
 
-from store import Job, JobKind, Session
+from store import Epoch, Job, JobKind, Session
 from store import queries as q
 
 from ..auth import owner
 from ..decorators import responds
 from ..errors import error_response, invalid
-from ..schemas import MAX_ID, EpochsEvent, epoch_out
+from ..schemas import MAX_ID, EpochOut
 from ..services import state
 from .jobs import job_out
 from .rows import mine
@@ -69,6 +71,78 @@ def _event(kind: str, data: object, ident: int | None = None) -> str:
 
 def _epochs_event(epochs: list[dict[str, Any]]) -> str:
     return _event("epochs", {"epochs": epochs}, epochs[-1]["epoch"])
+
+
+# The columns of an epoch as EpochOut has them, read as plain rows: building a
+# pydantic object per epoch would cost more than the rest of a stream's work.
+EPOCH_FIELDS = tuple(f.name for f in fields(EpochOut))
+EPOCH_COLUMNS = tuple(getattr(Epoch, name) for name in EPOCH_FIELDS)
+
+
+def _json_number(value: Any) -> Any:
+    # As EpochOut in JSON: a number that is not finite is null.
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def epoch_page(session: OrmSession, job_id: int, after: int) -> list[dict[str, Any]]:
+    """Up to PAGE epochs after ``after`` as EpochOut JSON, in order."""
+    rows = session.execute(
+        select(*EPOCH_COLUMNS)
+        .where(Epoch.job_id == job_id, Epoch.epoch > after)
+        .order_by(Epoch.epoch)
+        .limit(PAGE)
+    )
+    return [
+        {name: _json_number(value) for name, value in zip(EPOCH_FIELDS, row, strict=True)}
+        for row in rows
+    ]
+
+
+class Pages:
+    """Full pages of epochs already sent as events, shared by the streams of a process.
+
+    Recorded epochs never change, so the ``epochs`` event of a full page (PAGE
+    epochs after a given one) is the same for every stream that catches up through
+    it: many clients following a long job from its start read and encode each page
+    once. A page being read is read by one stream while the others wait for it.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._pages: OrderedDict[tuple[int, int], tuple[str, int]] = OrderedDict()
+        self._reading: dict[tuple[int, int], threading.Lock] = {}
+
+    def page(self, job_id: int, after: int) -> tuple[str | None, int, bool]:
+        """(the ``epochs`` event of the epochs after ``after``, or None if there are
+        none; the last epoch in it; whether the page is full)."""
+        key = (job_id, after)
+        with self._lock:
+            hit = self._pages.get(key)
+            if hit is not None:
+                self._pages.move_to_end(key)
+                return hit[0], hit[1], True
+            gate = self._reading.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                hit = self._pages.get(key)
+            if hit is not None:
+                return hit[0], hit[1], True
+            try:
+                with Session.begin() as session:
+                    epochs = epoch_page(session, job_id, after)
+            finally:
+                with self._lock:
+                    self._reading.pop(key, None)
+            if not epochs:
+                return None, after, False
+            text, last = _epochs_event(epochs), epochs[-1]["epoch"]
+            if len(epochs) == PAGE:
+                with self._lock:
+                    self._pages[key] = (text, last)
+                    while len(self._pages) > self.capacity:
+                        self._pages.popitem(last=False)
+            return text, last, len(epochs) == PAGE
 
 
 def _last_event_id() -> int:
@@ -231,10 +305,8 @@ class Watch:
             status_changed = current["status"] != feed.status
             finished = current["finished_at"] is not None
             while True:
-                rows = q.list_epochs(session, job_id, after=feed.position, limit=PAGE)
-                epochs = EpochsEvent(epochs=[epoch_out(row) for row in rows])
-                new = epochs.model_dump(mode="json")["epochs"]
-                last_page = len(rows) < PAGE
+                new = epoch_page(session, job_id, feed.position)
+                last_page = len(new) < PAGE
                 update = Update(new, feed.position)
                 if last_page:
                     update.job = current if status_changed else None
@@ -258,6 +330,7 @@ class Watch:
 
 
 _watch = Watch()
+_pages = Pages()
 
 
 def _key_digest() -> str:
@@ -266,27 +339,33 @@ def _key_digest() -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _catch_up(job_id: int, who: str, after: int, until: int | None) -> tuple[list[str], int, Any]:
-    """Events for the epochs after ``after`` (up to ``until``, or all), read by this
-    stream itself; returns (events, last epoch sent, the job as JSON or None if gone)."""
-    events: list[str] = []
+def _current(job_id: int, who: str) -> dict[str, Any] | None:
+    """The job as JobOut JSON, or None if it is gone."""
     with Session.begin() as session:
         job = q.get_job(session, job_id, owner=who)
-        if job is None:  # deleted meanwhile
-            return events, after, None
-        current = job_out(session, job).model_dump(mode="json")
-        while until is None or after < until:
-            rows = q.list_epochs(session, job_id, after=after, limit=PAGE)
-            if until is not None:
-                rows = [row for row in rows if row.epoch <= until]
-            if not rows:
-                break
-            epochs = EpochsEvent(epochs=[epoch_out(row) for row in rows])
-            events.append(_epochs_event(epochs.model_dump(mode="json")["epochs"]))
-            after = rows[-1].epoch
-            if len(rows) < PAGE:
-                break
-    return events, after, current
+        return None if job is None else job_out(session, job).model_dump(mode="json")
+
+
+def _catch_up(job_id: int, after: int, until: int | None, sent: list[int]) -> Iterator[str]:
+    """Events of the epochs after ``after`` (up to ``until``, or all there are), a page
+    at a time, each read in a session of its own; ``sent[0]`` follows the last epoch."""
+    sent[:] = [after]
+    while until is None or sent[0] < until:
+        text, last, full = _pages.page(job_id, sent[0])
+        if text is None:
+            return
+        if until is not None and last > until:
+            # Only when the feed has read less than a page ahead of this stream.
+            with Session.begin() as session:
+                epochs = [e for e in epoch_page(session, job_id, sent[0]) if e["epoch"] <= until]
+            if epochs:
+                sent[0] = epochs[-1]["epoch"]
+                yield _epochs_event(epochs)
+            return
+        sent[0] = last
+        yield text
+        if not full:
+            return
 
 
 @bp.get("/jobs/<id:job_id>/events")
@@ -320,10 +399,14 @@ def job_events(job_id: int) -> Response:
 def _stream(job_id: int, who: str, seen: int, limit: float) -> Iterator[str]:
     deadline = time.monotonic() + limit
     yield "retry: 1000\n\n"
-    events, seen, current = _catch_up(job_id, who, seen, None)
-    yield from events
-    if current is None:
+    # The job's state is read before its epochs: a job seen finished here has all its
+    # epochs written already (with its final status), so the catch-up sends them all.
+    current = _current(job_id, who)
+    if current is None:  # deleted meanwhile
         return
+    sent = [seen]
+    yield from _catch_up(job_id, seen, None, sent)
+    seen = sent[0]
     status = current["status"]
     yield _event("status", current, seen)
     if current["finished_at"] is not None:
@@ -332,8 +415,8 @@ def _stream(job_id: int, who: str, seen: int, limit: float) -> Iterator[str]:
     position = _watch.subscribe(job_id, seen, listener)
     try:
         if position > seen:  # the feed read further before this stream joined it
-            events, seen, _ = _catch_up(job_id, who, seen, position)
-            yield from events
+            yield from _catch_up(job_id, seen, position, sent)
+            seen = sent[0]
         last_sent = time.monotonic()
         while True:
             left = deadline - time.monotonic()

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from tests.service.processes import wait_for
 
 
@@ -157,3 +159,16 @@ class Client:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def slow_job() -> dict[str, Any]:
+    """A job of about a few milliseconds an epoch: it runs for the whole test."""
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(200, 8)).round(3)
+    targets = (inputs[:, :1] > 0).astype(float)
+    return {
+        "dataset": {"inputs": inputs.tolist(), "targets": targets.tolist()},
+        "network": {"input_dim": 8, "layers": [{"units": 16, "activation": "tanh"},
+                                              {"units": 1, "activation": "sigmoid"}]},
+        "training": {"epochs": 1_000_000, "batch_size": 1},
+    }  # fmt: skip

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from store import Session
@@ -24,25 +23,12 @@ from tests import worked_example as worked
 from tests.service.conftest import cancel_unfinished
 from tests.service.http import call, finished_job
 from tests.service.processes import ApiProcess, running_worker, wait_for
-from tests.service.stream_swarm import Client, Swarm, summary, timed
+from tests.service.stream_swarm import Client, Swarm, slow_job, summary, timed
 
 OWNER = "streams"
 PER_KEY = 20
 KEYS = 10  # x 20 streams = 200, each key at its cap and none past it
 RUNNING_PER_KEY, QUEUED_PER_KEY = 15, 5
-
-
-def slow_job() -> dict[str, Any]:
-    """A job of about a few milliseconds an epoch: it runs for the whole test."""
-    rng = np.random.default_rng(0)
-    inputs = rng.normal(size=(200, 8)).round(3)
-    targets = (inputs[:, :1] > 0).astype(float)
-    return {
-        "dataset": {"inputs": inputs.tolist(), "targets": targets.tolist()},
-        "network": {"input_dim": 8, "layers": [{"units": 16, "activation": "tanh"},
-                                              {"units": 1, "activation": "sigmoid"}]},
-        "training": {"epochs": 1_000_000, "batch_size": 1},
-    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
