@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 
 import gunicorn.util  # type: ignore[import-untyped]
 
@@ -67,3 +68,11 @@ def write_error(sock: socket.socket, status_int: int, reason: str, mesg: str) ->
 
 
 gunicorn.util.write_error = write_error
+
+
+def post_worker_init(worker: Any) -> None:
+    """A worker stopping gracefully (SIGTERM) waits for its open requests, and an event
+    stream lasts up to BACKPROP_SSE_SECONDS: the streams end as the stop begins."""
+    from api.routes.events import stop_streams_with
+
+    stop_streams_with(lambda: bool(worker.alive))

@@ -219,6 +219,8 @@ class Watch:
         self._feeds: dict[int, Feed] = {}
         self._per_key: Counter[str] = Counter()
         self._poller: threading.Thread | None = None
+        # False once the server process is stopping (see stop_streams_with).
+        self.serving: Callable[[], bool] = lambda: True
 
     def open(self, key: str, cap: int) -> Callable[[], None] | None:
         """Count one more stream of ``key``; returns its release, or None past ``cap``."""
@@ -267,10 +269,16 @@ class Watch:
                 if not watched:
                     self._poller = None
                     return
-            try:
-                self.tick(watched)
-            except Exception:  # the database is away: streams heartbeat, and we try again
-                log.exception("event streams could not poll the database")
+            if not self.serving():
+                # A graceful stop waits for open requests: end the streams now rather than
+                # at their deadline (clients reconnect with Last-Event-ID elsewhere).
+                for feed in watched.values():
+                    self._publish(feed, Update([], feed.position, ended=True))
+            else:
+                try:
+                    self.tick(watched)
+                except Exception:  # the database is away: streams heartbeat; try again
+                    log.exception("event streams could not poll the database")
             time.sleep(self.poll_seconds)
 
     def tick(self, watched: dict[int, Feed]) -> None:
@@ -331,6 +339,12 @@ class Watch:
 
 _watch = Watch()
 _pages = Pages()
+
+
+def stop_streams_with(serving: Callable[[], bool]) -> None:
+    """End this process's streams within a poll once ``serving()`` is False (gunicorn:
+    the worker's ``alive``, cleared by a graceful stop; api/gunicorn_conf.py)."""
+    _watch.serving = serving
 
 
 def _key_digest() -> str:

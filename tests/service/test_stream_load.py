@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,3 +201,47 @@ def test_requests_gunicorn_refuses_answer_json(service: dict[str, Any]) -> None:
     assert call(service["base"], "GET", "/healthz")[0] == 200
     log = "".join(path.read_text(errors="replace") for path in Path(service["log"]).glob("api-*"))
     assert "Traceback" not in log
+
+
+def test_embedded_backend_holds_200_streams(tmp_path: Path) -> None:
+    """SQLite and the filesystem broker (`backprop up`'s defaults) under the same server:
+    200 streams on queued jobs (no worker), and /healthz answers while they are open."""
+    # Empty is the default: nothing of this run's PostgreSQL and Redis settings.
+    env = {name: "" for name in ("DATABASE_URL", "BROKER_URL", "BROKER_PREFIX")}
+    env |= {"BACKPROP_STORAGE_URL": "", "BACKPROP_QUEUE": "", "BACKPROP_SSE_PER_KEY": "200"}
+    env |= {"BACKPROP_DATA_DIR": str(tmp_path / "data"), "BACKPROP_SSE_SECONDS": "120"}
+    backprop = str(Path(sys.executable).parent / "backprop")
+    run_env = {**os.environ, **env}
+    subprocess.run([backprop, "db", "upgrade"], env=run_env, check=True, capture_output=True)
+    key = subprocess.run(
+        [backprop, "keys", "create", "--owner", "embedded"],
+        env=run_env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    api = ApiProcess(env, tmp_path)
+    swarm = Swarm(api.port)
+    try:
+        jobs = [call(api.base, "POST", "/jobs", worked.job(5), key)[1]["id"] for _ in range(2)]
+        streams = [swarm.open(f"/jobs/{jobs[i % 2]}/events", key) for i in range(200)]
+        swarm.wait_answered(streams, 30)
+        assert [s.status for s in streams] == [200] * 200
+        wait_for(lambda: all(s.status_events == 1 for s in streams), 10, 0.1, "statuses")
+        client = Client(api.port)
+        healthz = timed(lambda: _ok(client.call("GET", "/healthz")), 50)
+        print(f"\nembedded, with 200 open streams: /healthz {summary(healthz)}")
+        # A job cancelled while watched ends its streams with its final status.
+        call(api.base, "POST", f"/jobs/{jobs[0]}/cancel", key=key)
+        ended = streams[0::2]
+        wait_for(lambda: all(s.closed or b"0\r\n\r\n" in s.head[-7:] for s in ended), 15, 0.1)
+        assert all(s.status_events == 2 for s in ended)
+        open_ones = streams[1::2]
+        assert not any(s.closed for s in open_ones)
+        # A graceful stop (SIGTERM) ends the open streams at once rather than waiting
+        # out their BACKPROP_SSE_SECONDS (120 s here; gunicorn would wait 30 s).
+        os.killpg(api.process.pid, signal.SIGTERM)
+        wait_for(lambda: all(s.closed for s in open_ones), 10, 0.1, "the streams to end")
+    finally:
+        swarm.close()
+        api.stop()
