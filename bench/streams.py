@@ -11,6 +11,7 @@ then opens the 200 streams, waits until every one has answered, and measures
 again. Prints the median over rounds of each p99 (and median), then one JSON line.
 
     python -m bench.streams [--rounds 5] [--requests 200] [--streams 200]
+    python -m bench.streams --loss-png 1000000   # GET loss.png and /curve of a long job
 
 ``--server gthread --streams 0`` runs the previous configuration (2 workers x 4
 threads) for comparison without streams (with them, its requests wait minutes).
@@ -88,13 +89,64 @@ def measure(port: int, key: str, model_id: int, requests: int) -> dict[str, list
         predictor.close()
 
 
+def loss_png_cost(epochs: int) -> None:
+    """CPU seconds and peak memory of GET /jobs/<id>/loss.png and /curve on a job of
+    ``epochs`` epochs (written by PostgreSQL itself), in this process."""
+    import resource
+
+    from sqlalchemy import text
+
+    from api import create_app
+    from store.settings import load_settings
+
+    url = create_database("bench_loss_png")
+    try:
+        os.environ.update(environment(url, "bench-loss-png", Path(tempfile.mkdtemp())))
+        app = create_app(load_settings())
+        with Session.begin() as session:
+            key = q.create_api_key(session, "bench")
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        job = client.post("/jobs", json={**worked.job(epochs)}).json
+        assert job is not None
+        with Session.begin() as session:
+            session.execute(
+                text(
+                    "INSERT INTO epochs (job_id, epoch, loss, learning_rate, grad_norm, seconds) "
+                    "SELECT :job, g, 1.0 / g, 0.1, 1.0, 0.0 FROM generate_series(1, :n) AS g"
+                ),
+                {"job": job["id"], "n": epochs},
+            )
+        client.get(f"/jobs/{job['id']}/loss.png")  # matplotlib's import and first figure
+        for path in ("loss.png", "curve", "curve?points=10000"):
+            before_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            cpu, wall = time.process_time(), time.perf_counter()
+            response = client.get(f"/jobs/{job['id']}/{path}")
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_rss
+            assert response.status_code == 200
+            print(
+                f"GET /jobs/<id>/{path} on {epochs:,} epochs: {wall:.3f} s, {cpu:.3f} s CPU, "
+                f"peak RSS +{peak / 1024:.1f} MB, {len(response.data):,} bytes"
+            )
+        client.post(f"/jobs/{job['id']}/cancel")
+    finally:
+        drop_database(url)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--server", choices=("gevent", "gthread"), default="gevent")
+    parser.add_argument(
+        "--loss-png", type=int, metavar="EPOCHS", help="measure loss.png and /curve instead"
+    )
     args = parser.parse_args()
+    if args.loss_png:
+        loss_png_cost(args.loss_png)
+        return
     from tests.service.http import free_port
 
     results: dict[str, dict[str, list[float]]] = {
@@ -142,7 +194,7 @@ def main() -> None:
                             ]
                             swarm.wait_answered(opened, 120)
                             statuses = {s.status for s in opened}
-                            if statuses != {200}:
+                            if opened and statuses != {200}:
                                 failed = next(s for s in opened if s.status != 200)
                                 raise RuntimeError(
                                     f"streams answered {statuses}: {failed.head[:600]!r}\n"
