@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import importlib.util
 import os
 import shutil
 import signal
@@ -38,15 +39,34 @@ def address(host: str, port: int) -> str:
 
 
 def api_command(host: str, port: int, workers: int) -> list[str]:
-    # Threads per worker, so that a few open event streams do not take every worker.
-    # No control socket: gunicorn's default one is shared by every instance on the
-    # host, and closing it costs about a second of every stop.
+    """gunicorn serving the API with gevent workers.
+
+    An open event stream (``GET /jobs/<id>/events``, up to BACKPROP_SSE_SECONDS)
+    is then a greenlet waiting for its job's next epochs, not one of a few
+    threads: hundreds of streams leave every other request its turn. Everything
+    the API does waits on sockets gevent patches (psycopg 3 >= 3.1.14 waits
+    through gevent by itself, redis-py, boto3) or on short file and CPU work.
+    The price: a request that computes for long holds its worker's other
+    requests until it is done, so the heartbeat timeout is long (a large upload
+    parses for minutes) rather than gunicorn's 30 s. The request limits and the
+    JSON pages of the requests gunicorn refuses itself are in api/gunicorn_conf.py.
+    No control socket: gunicorn's default one is shared by every instance on the
+    host, and closing it costs about a second of every stop.
+    """
     return [
-        sys.executable, "-m", "gunicorn", "--workers", str(workers),
-        "--bind", address(host, port), "--no-control-socket",
-        "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-",
+        sys.executable, "-m", "gunicorn", "--config", str(_gunicorn_conf()),
+        "--workers", str(workers), "--bind", address(host, port), "--no-control-socket",
+        "--worker-class", "gevent", "--worker-connections", "1000", "--timeout", "600",
+        "--access-logfile", "-",
         "api:create_app()",
     ]  # fmt: skip
+
+
+def _gunicorn_conf() -> Path:
+    # Found without importing api (this package never does).
+    spec = importlib.util.find_spec("api")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(list(spec.submodule_search_locations)[0]) / "gunicorn_conf.py"
 
 
 def prepare_metrics_dir(settings: Settings) -> None:

@@ -222,6 +222,12 @@ class Settings:
         _seconds,
         "life of one `/jobs/<id>/events` stream; clients reconnect with `Last-Event-ID`",
     )
+    sse_per_key: int = setting(
+        "BACKPROP_SSE_PER_KEY",
+        "50",
+        _count,
+        "open `/jobs/<id>/events` streams one API key may hold in each API process (429 above)",
+    )
     lease_seconds: float = setting(
         "BACKPROP_LEASE_SECONDS",
         "30",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from core import StopReason
 from store import JobStatus, Session
@@ -158,3 +160,118 @@ def test_non_finite_numbers_are_null_in_every_answer(service_settings: Settings)
     assert streamed[-1]["status"] == "failed" and streamed[-1]["loss"] is None
     png = nobody.get(f"/jobs/{job['id']}/loss.png")
     assert png.status_code == 200 and png.data.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9" * 5000, "2147483648", "99999999999", "\xb2", "-1", "1e3", "\u0663"],
+    ids=["5000-digits", "2**31", "11-digits", "byte-0xB2", "negative", "exponent", "arabic-3"],
+)
+def test_hostile_last_event_ids_answer_422_before_any_stream(
+    client: FlaskClient, value: str
+) -> None:
+    job = client.post("/jobs", json={**JOB, "training": {**JOB["training"], "epochs": 1}}).json
+    response = client.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": value})
+    assert response.status_code == 422 and response.mimetype == "application/json"
+    assert response.json["error"]["field"] == "Last-Event-ID"
+    assert len(response.json["error"]["message"]) < 200  # the 5,000 digits are not echoed
+    highest = client.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": "2147483647"})
+    assert highest.status_code == 200  # the largest epoch number is still one
+    highest.close()
+
+
+def test_streams_per_key_are_capped_with_429(service_settings: Settings) -> None:
+    capped = client_for(replace(service_settings, sse_per_key=2, queue="nobody-listens"))
+    other = client_for(replace(service_settings, sse_per_key=2, queue="nobody-listens"))
+    job = capped.post("/jobs", json=JOB).json
+    path = f"/jobs/{job['id']}/events"
+    # Responses not read yet are open streams: the view has run, the body has not.
+    first, second = capped.get(path, buffered=False), capped.get(path, buffered=False)
+    assert (first.status_code, second.status_code) == (200, 200)
+    refused = capped.get(path)
+    assert refused.status_code == 429 and refused.mimetype == "application/json"
+    assert refused.json["error"]["code"] == "too_many_streams"
+    assert "BACKPROP_SSE_PER_KEY" in refused.json["error"]["message"]
+    assert int(refused.headers["Retry-After"]) > 0
+    # Another key has its own count.
+    theirs = other.post("/jobs", json=JOB).json
+    elsewhere = other.get(f"/jobs/{theirs['id']}/events", buffered=False)
+    assert elsewhere.status_code == 200
+    elsewhere.close()
+    # A stream closed (even one never read) gives its place back.
+    first.close()
+    again = capped.get(path, buffered=False)
+    assert again.status_code == 200
+    for response in (second, again):
+        response.close()
+    capped.post(f"/jobs/{job['id']}/cancel")
+    other.post(f"/jobs/{theirs['id']}/cancel")
+
+
+def test_streams_joining_a_running_job_late_share_its_feed_without_gaps(
+    client: FlaskClient, worker: WorkerProcess
+) -> None:
+    """Streams of one job opened at different moments and from different epochs each get
+    every epoch after their own once, in order, from the one poller of the process."""
+    job = client.post("/jobs", json={**JOB, "training": {**JOB["training"], "epochs": 4000}}).json
+    path = f"/jobs/{job['id']}/events"
+    results: dict[str, list[dict[str, Any]]] = {}
+
+    def follow(name: str, last_event_id: str) -> None:
+        headers = {"Last-Event-ID": last_event_id}
+        results[name] = parse(client.get(path, headers=headers).get_data(as_text=True))
+
+    first = threading.Thread(target=follow, args=("first", "0"))
+    first.start()
+    wait_for(lambda: client.get(f"/jobs/{job['id']}").json["epochs_completed"] > 300, 60)
+    late = [threading.Thread(target=follow, args=(f"from-{n}", str(n))) for n in (0, 50, 250)]
+    for thread in late:
+        thread.start()
+    for thread in (first, *late):
+        thread.join(90)
+    assert epochs_of(results["first"]) == list(range(1, 4001))
+    for n in (0, 50, 250):
+        events = results[f"from-{n}"]
+        assert epochs_of(events) == list(range(n + 1, 4001))
+        statuses = [ev["data"]["status"] for ev in events if ev["event"] == "status"]
+        assert statuses == ["running", "succeeded"]
+
+
+def test_curve_and_loss_png_of_a_long_job_are_thinned(service_settings: Settings) -> None:
+    """50,000 epochs read as at most `points` values, the envelope keeping a one-epoch spike."""
+    nobody = client_for(replace(service_settings, queue="nobody-listens"))
+    job = nobody.post("/jobs", json=JOB).json
+    n = 50_000
+    with Session.begin() as session:  # written by PostgreSQL itself: quicker than 50,000 rows
+        session.execute(
+            text(
+                "INSERT INTO epochs (job_id, epoch, loss, learning_rate, grad_norm, seconds) "
+                "SELECT :job, g, CASE WHEN g = 12346 THEN 50.0 ELSE 1.0 / g END, 0.1, 1.0, 0.0 "
+                "FROM generate_series(1, :n) AS g"
+            ),
+            {"job": job["id"], "n": n},
+        )
+    curve = nobody.get(f"/jobs/{job['id']}/curve?points=1000").json
+    assert len(curve["epochs"]) <= 1000 and curve["last_epoch"] == n
+    assert curve["bucket"] == 100 and curve["epochs"][0] == 1 and curve["epochs"][-1] == n
+    assert curve["epochs"] == sorted(curve["epochs"])
+    assert max(curve["loss"]) == 50.0 and min(curve["loss"]) == pytest.approx(1 / n)
+    spike = curve["loss"].index(50.0)
+    assert curve["epochs"][spike] == 12_400  # the last epoch of the spike's bucket
+    assert curve["val_loss"] == [None] * len(curve["epochs"])
+    png = nobody.get(f"/jobs/{job['id']}/loss.png")
+    assert png.status_code == 200 and png.data.startswith(b"\x89PNG")
+    # A short job's curve is every epoch as recorded.
+    short = client_for(replace(service_settings, queue="nobody-listens"), owner="bob")
+    small = short.post("/jobs", json=JOB).json
+    base = {"val_loss": 0.5, "val_accuracy": None, "learning_rate": 0.1, "grad_norm": 1.0}
+    rows = [{"epoch": i, "loss": 1.0 / i, "seconds": 0.0, **base} for i in range(1, 31)]
+    with Session.begin() as session:
+        q.record_epochs(session, small["id"], rows)
+    exact = short.get(f"/jobs/{small['id']}/curve?points=30").json
+    assert exact["bucket"] == 1 and exact["epochs"] == list(range(1, 31))
+    assert exact["loss"] == [row["loss"] for row in rows] and exact["val_loss"] == [0.5] * 30
+    assert short.get(f"/jobs/{small['id']}/curve?points=1").status_code == 422
+    assert nobody.get(f"/jobs/{small['id']}/curve").status_code == 404  # another owner's
+    for client_, ident in ((nobody, job["id"]), (short, small["id"])):
+        client_.post(f"/jobs/{ident}/cancel")

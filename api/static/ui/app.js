@@ -100,8 +100,8 @@ async function jobsPage() {
   stopCurrent = () => clearInterval(timer);
 }
 
-async function* events(path, signal) {
-  let lastId = "0";
+// lastId: the last epoch the caller has already (the stream sends those after it).
+async function* events(path, signal, lastId = "0") {
   while (!signal.aborted) {
     const response = await fetch(path, { signal, headers: { Authorization: `Bearer ${key()}`, "Last-Event-ID": lastId } });
     if (response.status === 401) throw await refused(response);
@@ -133,6 +133,32 @@ async function* events(path, signal) {
   }
 }
 
+const CURVE_POINTS = 5000, MAX_POINTS = 10000;
+
+// Thins aligned series [xs, ...ys] in place to at most `points` points, as the API
+// thins a curve: each bucket of consecutive points becomes its first x with the
+// lowest y of each series and its last x with the highest (a spike stays visible).
+function thin(series, points) {
+  const [xs, ...ys] = series;
+  const size = Math.ceil(xs.length / Math.floor(points / 2));
+  const out = series.map(() => []);
+  const pick = (values, from, to, better) => {
+    let best = null;
+    for (let i = from; i < to; i++) if (values[i] !== null && (best === null || better(values[i], best))) best = values[i];
+    return best;
+  };
+  for (let from = 0; from < xs.length; from += size) {
+    const to = Math.min(from + size, xs.length);
+    out[0].push(xs[from]);
+    ys.forEach((values, k) => out[k + 1].push(pick(values, from, to, (a, b) => a < b)));
+    if (to - 1 > from) {
+      out[0].push(xs[to - 1]);
+      ys.forEach((values, k) => out[k + 1].push(pick(values, from, to, (a, b) => a > b)));
+    }
+  }
+  series.forEach((values, k) => values.splice(0, values.length, ...out[k]));
+}
+
 async function jobPage(id) {
   const job = await api(`/jobs/${id}`);
   const spec = await api(`/jobs/${id}/spec`);
@@ -154,13 +180,19 @@ async function jobPage(id) {
       el("div", { class: "card" }, el("h2", {}, "Training"), el("pre", {}, JSON.stringify(spec.training, null, 2)))),
     metricsBox, predictBox);
 
-  const epochs = [], loss = [], valLoss = [];
+  // The curve so far comes thinned (GET /jobs/<id>/curve: at most CURVE_POINTS points,
+  // each bucket of epochs as its lowest and highest loss), then the stream appends the
+  // epochs after it; past MAX_POINTS the chart is thinned again, so a job of a
+  // million epochs neither downloads nor draws a million points.
+  const curve = await api(`/jobs/${id}/curve?points=${CURVE_POINTS}`);
+  const epochs = curve.epochs, loss = curve.loss, valLoss = curve.val_loss;
   const chart = new uPlot({
     width: Math.min(1000, view.clientWidth - 40), height: 320,
     scales: { x: { time: false }, y: { distr: 3 } },
     axes: [{ label: "epoch" }, { label: "loss", size: 70, values: (u, ticks) => ticks.map((v) => (v == null ? "" : Number(v).toPrecision(2))) }],
     series: [{ label: "epoch" }, { label: "loss", stroke: "#1f5fbf", width: 2 }, { label: "val loss", stroke: "#d9730d", width: 2 }],
   }, [epochs, loss, valLoss], chartBox);
+  chartBox.dataset.points = String(epochs.length);
 
   function show(state) {
     status.textContent = state.status;
@@ -185,9 +217,10 @@ async function jobPage(id) {
   const controller = new AbortController();
   stopCurrent = () => controller.abort();
   try {
-    for await (const event of events(`/jobs/${id}/events`, controller.signal)) {
+    for await (const event of events(`/jobs/${id}/events`, controller.signal, String(curve.last_epoch))) {
       if (event.type === "epochs") {
         for (const e of event.data.epochs) { epochs.push(e.epoch); loss.push(e.loss); valLoss.push(e.val_loss); }
+        if (epochs.length > MAX_POINTS) thin([epochs, loss, valLoss], CURVE_POINTS);
         const last = event.data.epochs.at(-1);
         // Only classifiers with a validation split have one.
         if (last && last.val_accuracy !== null) accuracy.textContent = fmt(last.val_accuracy);
