@@ -1146,3 +1146,195 @@ def _json_table(
     arrays = {name: pa.array(values, pa.string()) for name, values in cells.items()}
     # JSON numbers always use a decimal point, whatever a CSV option says.
     return _assemble(names, arrays, options, places, True, ".")
+
+
+# --- large JSON bodies of rows --------------------------------------------------------
+
+_ROWS_BODY = re.compile(rb'\A\s*\{\s*"(\w+)"\s*:\s*\[(.*)\]\s*\}\s*\Z', re.DOTALL)
+_NUMBER_ROWS = re.compile(rb"\A[-+0-9.eE,\[\]\s]*\Z")
+# Two numbers that only spaces separate: not JSON, and deleting spaces would join them.
+_SPACED = re.compile(rb"[0-9.]\s+[-+0-9.]")
+_AROUND_MARKS = re.compile(rb"\s*([,:{}])\s*")
+
+
+def read_json_rows(raw: bytes, fields: Sequence[str]) -> tuple[str, Any] | None:
+    """A large ``{"<field>": [...]}`` body read without a Python object per value.
+
+    Rows of plain numbers (``[[1, 2.5], ...]``) come back as a rows x columns float64
+    array, read by pyarrow's CSV parser; flat objects (``[{"a": 1, "b": "x"}, ...]``)
+    that all have the same keys in the same order come back as a ``pyarrow.Table``
+    of their values, read by the same parser, for :func:`read_arrow_records`.
+    Any other body, or one these parsers refuse, is None: it then takes the ordinary
+    path (``json.loads`` and the schema), whose errors name the place at fault. The
+    structure is checked before pyarrow sees the bytes, so nothing nested reaches it
+    (deep nesting would exhaust its stack).
+    """
+    whole = _ROWS_BODY.match(raw)
+    if whole is None or whole.group(1).decode() not in fields:
+        return None
+    field = whole.group(1).decode()
+    start, end = whole.span(2)
+    rows = memoryview(raw)[start:end]  # checked in place: no copy
+    head = bytes(rows[:64]).lstrip()
+    if head.startswith(b"["):
+        array = _number_rows(raw, rows)
+        return None if array is None else (field, array)
+    if head.startswith(b"{"):
+        table = _object_rows(raw, rows)
+        return None if table is None else (field, table)
+    return None
+
+
+def _lines(text: bytes, opening: bytes, closing: bytes) -> Any:
+    """The rows of ``text`` between ``opening`` and ``closing`` (one per line) as a
+    pyarrow buffer, a view of ``text``; None when one is empty or more is nested."""
+    first, last = text.find(opening) + len(opening), text.rfind(closing)
+    if last <= first or text.find(b"\n\n", first, last) >= 0:
+        return None
+    if text[first : first + 1] == b"\n" or text[last - 1 : last] == b"\n":
+        return None
+    for mark in opening + closing:
+        if text.find(bytes([mark]), first, last) >= 0:
+            return None
+    if text.find(b"\n", first, last) < 0:  # one row: the parser wants a line break
+        return pa.py_buffer(text[first:last] + b"\n")
+    return pa.py_buffer(text)[first:last]
+
+
+def _number_rows(raw: bytes, rows: memoryview) -> np.ndarray[Any, Any] | None:
+    if not _NUMBER_ROWS.match(rows) or _SPACED.search(rows):
+        return None
+    # One copy without spaces, one with a line per row; the body keeps the rest.
+    text = raw.translate(None, b" \t\r\n").replace(b"],[", b"\n")
+    lines = _lines(text, b"[[", b"]]")
+    if lines is None:
+        return None
+    try:
+        table = pcsv.read_csv(
+            lines,
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=pcsv.ParseOptions(quote_char=False),
+            convert_options=pcsv.ConvertOptions(null_values=[], strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid:  # ragged rows, an empty cell
+        return None
+    del lines, text
+    if not all(pa.types.is_floating(t) or pa.types.is_integer(t) for t in table.schema.types):
+        return None
+    array = np.empty((table.num_rows, table.num_columns), dtype=np.float64)
+    for index in range(table.num_columns):
+        array[:, index] = table.column(index).to_numpy()
+    return array
+
+
+def _object_rows(raw: bytes, rows: memoryview) -> Any:
+    """Flat objects with the same keys in the same order, as a table of their values.
+
+    Once no string holds a structural character, the objects are CSV in disguise:
+    ``{"a":1,"b":"x"}`` becomes the line ``"a",1,"b","x"``, read by pyarrow's CSV
+    parser (JSON strings are CSV's quoted cells); every key column must then hold
+    one key, and the value columns are the table.
+    """
+    if re.search(rb"\\", rows):  # escapes: strings would need a real tokenizer
+        return None
+    scanned = _flat_objects(rows)
+    if scanned is None:
+        return None
+    n_objects, plain = scanned
+    text = raw.translate(None, b"\r\n").replace(b", ", b",")
+    text = text.replace(b": ", b":")
+    if not plain:  # other spacing than json.dumps's: slower
+        text = _AROUND_MARKS.sub(rb"\1", text)
+    text = text.replace(b"},{", b"\n")
+    text = text.replace(b":", b",")
+    lines = _lines(text, b"[{", b"}]")
+    if lines is None:
+        return None
+    try:
+        table = pcsv.read_csv(
+            lines,
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=pcsv.ParseOptions(quote_char='"', double_quote=False),
+            convert_options=pcsv.ConvertOptions(
+                null_values=["null"],
+                true_values=["true"],
+                false_values=["false"],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                timestamp_parsers=[],
+            ),
+        )
+    except pa.ArrowInvalid:  # keys of another number, a value pyarrow cannot read
+        return None
+    del lines, text
+    if table.num_rows != n_objects or table.num_columns % 2:
+        return None
+    names, values = [], []
+    for index in range(0, table.num_columns, 2):
+        keys = table.column(index)
+        if (
+            not pa.types.is_string(keys.type)
+            or keys.null_count
+            or pc.count_distinct(keys).as_py() != 1
+        ):
+            return None  # keys that differ between objects: the ordinary path says where
+        value = table.column(index + 1)
+        if not (
+            pa.types.is_floating(value.type)
+            or pa.types.is_integer(value.type)
+            or pa.types.is_string(value.type)
+            or pa.types.is_boolean(value.type)
+            or pa.types.is_null(value.type)
+        ):
+            return None
+        names.append(keys[0].as_py())
+        values.append(value)
+    if len(set(names)) != len(names):
+        return None
+    return pa.table(values, names=names)
+
+
+_MARKS = np.frombuffer(b"{}:,", dtype=np.uint8)
+_LISTS = np.frombuffer(b"[]", dtype=np.uint8)
+_SCAN_BYTES = 1 << 23
+
+
+def _flat_objects(rows: memoryview) -> tuple[int, bool] | None:
+    """How many objects ``rows`` (JSON without escapes) holds, and whether its only
+    spaces outside strings are single ones after ``,`` and ``:`` (as json.dumps
+    writes); None when a string holds one of ``{}:,`` or a list appears. What is
+    inside a string is told by the parity of the quotes before it, counted in blocks
+    (bounded memory, NumPy speed)."""
+    data = np.frombuffer(rows, dtype=np.uint8)
+    inside, objects, plain, before = 0, 0, True, 0
+    for start in range(0, len(data), _SCAN_BYTES):
+        block = data[start : start + _SCAN_BYTES]
+        quotes = block == ord('"')
+        # 1 where an odd number of quotes came before (mod 256 keeps the parity).
+        parity = (np.cumsum(quotes, dtype=np.uint8) + inside) & 1
+        outside = ~parity.astype(bool) | quotes
+        if (np.isin(block, _MARKS) & ~outside).any() or (np.isin(block, _LISTS) & outside).any():
+            return None
+        objects += int(np.count_nonzero((block == ord("{")) & outside))
+        if plain:
+            spaces = ((block == ord(" ")) | (block == ord("\t"))) & outside
+            previous = np.concatenate(([before], block[:-1]))
+            after_mark = (block == ord(" ")) & ((previous == ord(",")) | (previous == ord(":")))
+            plain = not (spaces & ~after_mark).any()
+        inside = int(parity[-1]) if len(parity) else inside
+        before = int(block[-1]) if len(block) else before
+    return (objects, plain) if inside == 0 else None
+
+
+def read_arrow_records(table: Any, options: ReadOptions, field: str = "instances") -> ReadTable:
+    """A typed table from the ``pyarrow.Table`` :func:`read_json_rows` made of
+    objects; cells are named ``instances[i].col`` as :func:`read_records` names them."""
+    _check_options(options)
+    names = [str(name) for name in table.column_names]
+    if "" in names:
+        raise invalid(field, "a column needs a name; got an empty key")
+    _check_names(names, options)
+    _check_cells(table.num_rows, len(names), options)
+    columns = {name: table.column(name) for name in names}
+    del table
+    return _assemble(names, columns, options, _RecordPlaces(field), True, ".")
