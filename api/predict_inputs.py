@@ -22,7 +22,13 @@ from .decorators import NpyBody, TableBody
 from .errors import ApiError, invalid, limit_exceeded
 from .schemas import PredictCsvQuery, PredictRequest
 from .services import state
-from .tables import ReadOptions, read_arrow_records, read_columns, read_records
+from .tables import (
+    ReadOptions,
+    csv_rows_at_least,
+    read_arrow_records,
+    read_columns,
+    read_records,
+)
 
 
 def feature_error(field: str, message: str) -> ApiError:
@@ -144,6 +150,15 @@ def table_frame(
     the ``ignored`` target columns kept)."""
     names, kinds = input_columns(model)
     params = body.params
+    if not with_targets and not body.is_parquet:
+        # A predict body far past the row limit is refused before it is read.
+        limit = state().settings.max_predict_rows
+        rows = csv_rows_at_least(body.raw)
+        if rows > limit:
+            raise limit_exceeded(
+                "inputs",
+                f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {rows} or more",
+            )
     header = params.header if isinstance(params, PredictCsvQuery) else "present"
     read = read_body(body, header=header, names=tuple(names), schema=kinds, allow_empty=True)
     frame = read.frame

@@ -889,6 +889,28 @@ def read_csv(body: Source, options: ReadOptions) -> ReadTable:
     return read
 
 
+def csv_rows_at_least(body: Source) -> int:
+    """A lower bound of the data rows of CSV bytes, found without parsing: the
+    non-empty lines less one (a header), when no quote can hold a line break; else 0.
+
+    Counted on NumPy blocks of the bytes, so that a body far past a row limit is
+    refused in a fraction of the time and memory of reading it.
+    """
+    if not isinstance(body, bytes) or b'"' in body:
+        return 0
+    data = np.frombuffer(body, dtype=np.uint8)
+    lines, before = 0, True  # before: the byte before the block is a line break
+    for start in range(0, len(data), _SCAN_BYTES):
+        block = data[start : start + _SCAN_BYTES]
+        breaks = (block == ord("\n")) | (block == ord("\r"))
+        previous = np.concatenate(([before], breaks[:-1]))
+        lines += int(np.count_nonzero(breaks & ~previous))
+        before = bool(breaks[-1])
+    if len(data) and not before:
+        lines += 1  # the last line has no line break
+    return max(lines - 1, 0)
+
+
 def _arrow_csv(
     rows: Buffer, names: list[str], delimiter: str, options: ReadOptions, places: _CsvPlaces
 ) -> Any:
@@ -1318,6 +1340,9 @@ def _object_rows(raw: bytes, rows: memoryview) -> Any:
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
                 timestamp_parsers=[],
+                # A key column repeats one word: codes instead of a copy per row.
+                auto_dict_encode=True,
+                auto_dict_max_cardinality=1 << 16,
             ),
         )
     except pa.ArrowInvalid:  # keys of another number, a value pyarrow cannot read
@@ -1328,22 +1353,22 @@ def _object_rows(raw: bytes, rows: memoryview) -> Any:
     names, values = [], []
     for index in range(0, table.num_columns, 2):
         keys = table.column(index)
-        if (
-            not pa.types.is_string(keys.type)
-            or keys.null_count
-            or pc.count_distinct(keys).as_py() != 1
-        ):
+        if not pa.types.is_dictionary(keys.type) or keys.null_count:
+            return None
+        keys = keys.combine_chunks()
+        if len(keys.dictionary) != 1 or not pa.types.is_string(keys.dictionary.type):
             return None  # keys that differ between objects: the ordinary path says where
         value = table.column(index + 1)
         if not (
             pa.types.is_floating(value.type)
             or pa.types.is_integer(value.type)
+            or pa.types.is_dictionary(value.type)
             or pa.types.is_string(value.type)
             or pa.types.is_boolean(value.type)
             or pa.types.is_null(value.type)
         ):
             return None
-        names.append(keys[0].as_py())
+        names.append(keys.dictionary[0].as_py())
         values.append(value)
     if len(set(names)) != len(names):
         return None

@@ -107,6 +107,8 @@ CASES = {
         422,
         "inputs[0].x0",
     ),
+    # past the row limit: refused before the rows are read
+    "csv-past-the-row-limit": Case("/models/{f32}/predict", b"1,1\n" * 100_002, CSV, 422, "inputs"),
     # .npy headers that lie about the data
     "npy-shape-overflows": Case(
         "/models/{f32}/predict",
