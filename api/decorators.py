@@ -108,7 +108,7 @@ def _read_json(model: type[BaseModel] | None = None) -> Any:
         raise ApiError(400, "malformed_json", "the request body is empty; expected a JSON object")
     fields = getattr(model, "numeric_rows", ())
     if fields and len(raw) >= ROWS_JSON_BYTES:
-        found = read_json_rows(raw, fields)
+        found = read_json_rows(raw, fields, state().settings.max_predict_rows)
         if found is not None:
             return found
     try:

@@ -1235,7 +1235,9 @@ _SPACED = re.compile(rb"[0-9.]\s+[-+0-9.]")
 _AROUND_MARKS = re.compile(rb"\s*([,:{}])\s*")
 
 
-def read_json_rows(raw: bytes, fields: Sequence[str]) -> tuple[str, Any] | None:
+def read_json_rows(
+    raw: bytes, fields: Sequence[str], max_rows: int | None = None
+) -> tuple[str, Any] | None:
     """A large ``{"<field>": [...]}`` body read without a Python object per value.
 
     Rows of plain numbers (``[[1, 2.5], ...]``) come back as a rows x columns float64
@@ -1245,7 +1247,9 @@ def read_json_rows(raw: bytes, fields: Sequence[str]) -> tuple[str, Any] | None:
     Any other body, or one these parsers refuse, is None: it then takes the ordinary
     path (``json.loads`` and the schema), whose errors name the place at fault. The
     structure is checked before pyarrow sees the bytes, so nothing nested reaches it
-    (deep nesting would exhaust its stack).
+    (deep nesting would exhaust its stack). More than ``max_rows`` rows is a 422
+    (``limit_exceeded``, naming the field and ``BACKPROP_MAX_PREDICT_ROWS``) raised
+    once they are counted, before they are read.
     """
     whole = _ROWS_BODY.match(raw)
     if whole is None or whole.group(1).decode() not in fields:
@@ -1254,11 +1258,19 @@ def read_json_rows(raw: bytes, fields: Sequence[str]) -> tuple[str, Any] | None:
     start, end = whole.span(2)
     rows = memoryview(raw)[start:end]  # checked in place: no copy
     head = bytes(rows[:64]).lstrip()
+
+    def check(count: int) -> None:
+        if max_rows is not None and count > max_rows:
+            raise limit_exceeded(
+                field,
+                f"at most {max_rows} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {count}",
+            )
+
     if head.startswith(b"["):
-        array = _number_rows(raw, rows)
+        array = _number_rows(raw, rows, check)
         return None if array is None else (field, array)
     if head.startswith(b"{"):
-        table = _object_rows(raw, rows)
+        table = _object_rows(raw, rows, check)
         return None if table is None else (field, table)
     return None
 
@@ -1279,7 +1291,9 @@ def _lines(text: bytes, opening: bytes, closing: bytes) -> Any:
     return pa.py_buffer(text)[first:last]
 
 
-def _number_rows(raw: bytes, rows: memoryview) -> np.ndarray[Any, Any] | None:
+def _number_rows(
+    raw: bytes, rows: memoryview, check: Callable[[int], None]
+) -> np.ndarray[Any, Any] | None:
     if not _NUMBER_ROWS.match(rows) or _SPACED.search(rows):
         return None
     # One copy without spaces, one with a line per row; the body keeps the rest.
@@ -1287,6 +1301,7 @@ def _number_rows(raw: bytes, rows: memoryview) -> np.ndarray[Any, Any] | None:
     lines = _lines(text, b"[[", b"]]")
     if lines is None:
         return None
+    check(text.count(b"\n") + (0 if text.endswith(b"\n") else 1))
     try:
         table = pcsv.read_csv(
             lines,
@@ -1305,7 +1320,7 @@ def _number_rows(raw: bytes, rows: memoryview) -> np.ndarray[Any, Any] | None:
     return array
 
 
-def _object_rows(raw: bytes, rows: memoryview) -> Any:
+def _object_rows(raw: bytes, rows: memoryview, check: Callable[[int], None]) -> Any:
     """Flat objects with the same keys in the same order, as a table of their values.
 
     Once no string holds a structural character, the objects are CSV in disguise:
@@ -1319,6 +1334,7 @@ def _object_rows(raw: bytes, rows: memoryview) -> Any:
     if scanned is None:
         return None
     n_objects, plain = scanned
+    check(n_objects)
     text = raw.translate(None, b"\r\n").replace(b", ", b",")
     text = text.replace(b": ", b":")
     if not plain:  # other spacing than json.dumps's: slower
