@@ -1391,9 +1391,15 @@ def _object_rows(raw: bytes, rows: memoryview, check: Callable[[int], None]) -> 
     return pa.table(values, names=names)
 
 
-_MARKS = np.frombuffer(b"{}:,", dtype=np.uint8)
-_LISTS = np.frombuffer(b"[]", dtype=np.uint8)
-_SCAN_BYTES = 1 << 23
+_SCAN_BYTES = 1 << 22
+
+
+def _any_of(block: np.ndarray[Any, Any], marks: bytes) -> np.ndarray[Any, Any]:
+    """Where ``block`` holds one of ``marks`` (np.isin would widen the bytes to int64)."""
+    found = block == marks[0]
+    for mark in marks[1:]:
+        found |= block == mark
+    return found
 
 
 def _flat_objects(rows: memoryview) -> tuple[int, bool] | None:
@@ -1410,7 +1416,7 @@ def _flat_objects(rows: memoryview) -> tuple[int, bool] | None:
         # 1 where an odd number of quotes came before (mod 256 keeps the parity).
         parity = (np.cumsum(quotes, dtype=np.uint8) + inside) & 1
         outside = ~parity.astype(bool) | quotes
-        if (np.isin(block, _MARKS) & ~outside).any() or (np.isin(block, _LISTS) & outside).any():
+        if (_any_of(block, b"{}:,") & ~outside).any() or (_any_of(block, b"[]") & outside).any():
             return None
         objects += int(np.count_nonzero((block == ord("{")) & outside))
         if plain:
