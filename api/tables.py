@@ -1396,7 +1396,7 @@ _SCAN_BYTES = 1 << 22
 
 def _any_of(block: np.ndarray[Any, Any], marks: bytes) -> np.ndarray[Any, Any]:
     """Where ``block`` holds one of ``marks`` (np.isin would widen the bytes to int64)."""
-    found = block == marks[0]
+    found: np.ndarray[Any, Any] = block == marks[0]
     for mark in marks[1:]:
         found |= block == mark
     return found
