@@ -10,14 +10,16 @@ could know before training. The job records the completed spec.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 import core
-from core.frame import Frame
+from core.frame import NUMBER, Frame
 from core.tabular import Design, design
 from store import Dataset
 from store import queries as q
@@ -112,19 +114,83 @@ def _design(
         raise invalid(field, exc.message) from None
 
 
-def check_plan(plan: Design, frame: Frame, settings: Settings, field: str) -> None:
-    """The completed spec is valid, within the limits, and fits the encoded data."""
-    try:
-        network = core.parse_network(plan.network)
-    except core.SpecError as exc:
-        raise invalid(_prefixed("network", exc.field), exc.message) from None
+def check_depth(payload: JobCreate, settings: Settings) -> None:
+    """At most ``BACKPROP_MAX_LAYERS`` layers, counted before the spec is parsed: a
+    million one-unit layers stay under the weight limit, yet one epoch of them takes
+    minutes and gigabytes and stores a model too large to load."""
+    layers = (payload.network or {}).get("layers")
+    # A start model's spec is checked with the completed spec (check_plan).
+    if isinstance(layers, list) and len(layers) > settings.max_layers:
+        raise limit_exceeded(
+            "network.layers",
+            f"at most {settings.max_layers} layers (BACKPROP_MAX_LAYERS), got {len(layers)}",
+        )
+
+
+def _slot_copies(training: core.TrainingConfig) -> int:
+    """Sets of weights a checkpoint holds: the network, the best one kept, and the
+    optimizer's slots (momentum's velocity, RMSProp's squares, Adam's two moments)."""
+    optimizer = training.optimizer
+    slots = {"sgd": 1 if optimizer.momentum else 0, "rmsprop": 1, "adam": 2}
+    return 2 + slots.get(optimizer.name, 2)
+
+
+def check_size(
+    network: core.NetworkSpec, training: core.TrainingConfig, settings: Settings
+) -> None:
+    """Layers, weights and the stored size of the model and its checkpoints."""
+    if len(network.layers) > settings.max_layers:
+        raise limit_exceeded(
+            "network.layers",
+            f"at most {settings.max_layers} layers (BACKPROP_MAX_LAYERS), "
+            f"got {len(network.layers)}",
+        )
     if network.n_weights() > settings.max_weights:
         raise limit_exceeded(
             "network",
             f"the network has {network.n_weights()} weights and biases; the limit is "
             f"{settings.max_weights} (BACKPROP_MAX_WEIGHTS)",
         )
+    stored = network.stored_bytes(training.dtype, _slot_copies(training))
+    if stored > settings.max_model_bytes:
+        raise limit_exceeded(
+            "network",
+            f"its checkpoints would take about {stored} bytes; the limit is "
+            f"{settings.max_model_bytes} (BACKPROP_MAX_MODEL_BYTES)",
+        )
+
+
+def check_range(frame: Frame, training: core.TrainingConfig, field: str) -> None:
+    """A float32 job's number columns hold values float32 can: a larger one would be
+    infinite in the network's arrays, and the job would fail at its first epoch."""
+    if training.dtype != "float32":
+        return
+    limit = float(np.finfo(np.float32).max)
+    for column in frame:
+        if column.kind != NUMBER or not len(column):
+            continue
+        values = column.values
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column of missing values
+            largest = max(abs(float(np.nanmin(values))), abs(float(np.nanmax(values))))
+        if largest > limit:
+            row = int(np.flatnonzero(np.abs(values) > limit)[0])
+            raise invalid(
+                field,
+                f"column {column.name!r} holds {values[row]:g} (row {row}), beyond float32's "
+                f"range (±{limit:.4g}); train with dtype float64 or rescale the column",
+            )
+
+
+def check_plan(plan: Design, frame: Frame, settings: Settings, field: str) -> None:
+    """The completed spec is valid, within the limits, and fits the encoded data."""
+    try:
+        network = core.parse_network(plan.network)
+    except core.SpecError as exc:
+        raise invalid(_prefixed("network", exc.field), exc.message) from None
     training = core.parse_training(plan.trainer_config())
+    check_size(network, training, settings)
+    check_range(frame, training, field)
     try:
         loss = core.resolve_loss(network, training)
     except core.SpecError as exc:
@@ -163,6 +229,7 @@ def admit(
     ``training...``, ``dataset_id``, ``dataset...`` or ``init_from_model``.
     """
     check_training(payload, settings)
+    check_depth(payload, settings)
     upload = inline_upload(payload, settings)
     start = _start_model(session, payload.init_from_model, owner)
     if upload is not None:

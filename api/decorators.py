@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ApiError, from_validation_error, too_large
 from .services import state
+from .tables import read_json_rows
 
 M = TypeVar("M", bound=BaseModel)
 # body() and query() add keyword arguments, so a decorated view's signature differs.
@@ -94,10 +96,21 @@ def _validate(model: type[M], data: Any) -> M:
         raise from_validation_error(exc) from None
 
 
-def _read_json() -> Any:
+# A JSON body at least this large whose one field is rows (numbers, or flat objects)
+# is read by pyarrow (api.tables.read_json_rows) without a Python object per value:
+# Python's json module makes 4 to 8 times the body.
+ROWS_JSON_BYTES = 1 << 20
+
+
+def _read_json(model: type[BaseModel] | None = None) -> Any:
     raw = request.get_data(cache=False)
     if not raw:
         raise ApiError(400, "malformed_json", "the request body is empty; expected a JSON object")
+    fields = getattr(model, "numeric_rows", ())
+    if fields and len(raw) >= ROWS_JSON_BYTES:
+        found = read_json_rows(raw, fields, state().settings.max_predict_rows)
+        if found is not None:
+            return found
     try:
         # NaN and Infinity literals come through as floats; the schemas refuse them
         # at their exact location.
@@ -137,22 +150,49 @@ def _spool(file: IO[bytes]) -> None:
         raise too_large(limit, UPLOAD_SETTING) from None
 
 
+def _npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """The shape, order and dtype of a .npy header, each checked: NumPy's reader takes
+    a negative dimension (reshape would then guess it) and a shape whose product
+    overflows."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f"unknown format version {version}")
+    if not isinstance(fortran, bool):
+        raise ValueError(f"fortran_order must be True or False, got {fortran!r}")
+    if dtype.hasobject:
+        raise ValueError("arrays of Python objects are not accepted")
+    if not isinstance(shape, tuple) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise ValueError(f"the shape must be whole numbers of at least 0, got {shape!r}")
+    return shape, fortran, dtype
+
+
 def _read_npy() -> np.ndarray[Any, Any]:
-    """The body's array, as a read-only view of the body (no copy of the data)."""
+    """The body's array, as a read-only view of the body (no copy of the data).
+
+    The header must describe exactly the bytes that follow it (Python integers:
+    no product that overflows); a dtype of numbers only."""
     raw = request.get_data(cache=False)
     stream = io.BytesIO(raw)
     try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        if dtype.hasobject:
-            raise ValueError("arrays of Python objects are not accepted")
-        count = int(np.prod(shape))
+        shape, fortran, dtype = _npy_header(stream)
+        count = math.prod(shape)
+        data = len(raw) - stream.tell()
+        if count * dtype.itemsize != data:
+            raise ValueError(
+                f"the header's shape {shape} of {dtype} takes {count * dtype.itemsize} bytes, "
+                f"the body holds {data} after it"
+            )
         flat = np.frombuffer(raw, dtype=dtype, count=count, offset=stream.tell())
-    except (ValueError, OSError, EOFError) as exc:
-        raise ApiError(400, "malformed_npy", f"the body is not a .npy array: {exc}") from None
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise ApiError(
+            400, "malformed_npy", f"the body is not a .npy array: {exc}", "body"
+        ) from None
     return flat.reshape(shape, order="F" if fortran else "C")
 
 
@@ -190,7 +230,12 @@ def body(
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if request.mimetype == JSON:
-                kwargs["payload"] = _validate(model, _read_json())
+                document = _read_json(model)
+                if isinstance(document, tuple):  # rows of numbers, already an array
+                    name, array = document
+                    kwargs["payload"] = model.model_construct(**{name: array})
+                else:
+                    kwargs["payload"] = _validate(model, document)
             elif csv is not None and request.mimetype in TABLES and upload:
                 params = _validate(csv, request.args.to_dict())
                 with tempfile.NamedTemporaryFile(prefix="backprop-upload-") as file:

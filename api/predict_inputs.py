@@ -12,15 +12,23 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
 
 import core
-from core.frame import NUMBER, Column, Frame
+from core.frame import NUMBER, Column, Frame, unmatched
 
 from .bodies import read_body
 from .decorators import NpyBody, TableBody
-from .errors import ApiError, invalid
+from .errors import ApiError, invalid, limit_exceeded
 from .schemas import PredictCsvQuery, PredictRequest
-from .tables import ReadOptions, read_columns, read_records
+from .services import state
+from .tables import (
+    ReadOptions,
+    csv_rows_at_least,
+    read_arrow_records,
+    read_columns,
+    read_records,
+)
 
 
 def feature_error(field: str, message: str) -> ApiError:
@@ -48,6 +56,48 @@ def _rows(rows: Sequence[Sequence[float]], names: list[str], field: str) -> Fram
     return Frame.from_arrays(array, names)
 
 
+def _arrow_objects(
+    table: Any, model: core.Model, names: list[str], kinds: dict[str, str], ignored: Collection[str]
+) -> Frame:
+    """Instances read by pyarrow: every row has the same keys, so the first row's
+    field names what is missing or unknown in all of them."""
+    _named(model, "instances[0]")
+    limit = state().settings.max_predict_rows
+    if table.num_rows > limit:
+        raise limit_exceeded(
+            "instances",
+            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {table.num_rows}",
+        )
+    unknown, missing = unmatched(table.column_names, names, ignored)
+    if missing is not None:
+        raise feature_error(f"instances[0].{missing}", "missing feature")
+    if unknown is not None:
+        raise feature_error(
+            f"instances[0].{unknown}", f"unknown feature; the model takes {_listed(names)}"
+        )
+    table = table.select(names)  # ignored columns (targets) are not read
+    options = ReadOptions(schema=kinds, allow_empty=True)
+    return read_arrow_records(table, options, field="instances").frame.select(names)
+
+
+def _array_rows(array: np.ndarray[Any, Any], names: list[str], field: str) -> Frame:
+    """Rows already read into a float64 array, checked as :func:`_rows` checks lists."""
+    limit = state().settings.max_predict_rows
+    if array.shape[0] > limit:
+        raise limit_exceeded(
+            field,
+            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {array.shape[0]}",
+        )
+    if array.shape[1] != len(names):
+        raise invalid(
+            f"{field}[0]", f"the model takes {len(names)} inputs per row, got {array.shape[1]}"
+        )
+    if not np.isfinite(array).all():
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise invalid(f"{field}[{row}][{col}]", "must be finite (no NaN or Infinity)")
+    return Frame.from_arrays(array, names)
+
+
 def _npy(array: np.ndarray[Any, Any], names: list[str]) -> Frame:
     width = len(names)
     if array.ndim != 2 or array.shape[1] != width or array.dtype.kind not in "fiu":
@@ -67,16 +117,21 @@ def _by_name(
 ) -> Frame:
     """The model's columns of ``frame``, in input order (400 for a missing or unknown one);
     ``where`` prefixes the field, ``line`` the message."""
-    for name in frame.names:
-        if name not in names and name not in ignored:
-            raise feature_error(
-                f"{where}{name}",
-                f"{line}unknown column {name!r}; the model takes {', '.join(names)}",
-            )
-    for name in names:
-        if name not in frame:
-            raise feature_error(f"{where}{name}", f"{line}missing feature column {name!r}")
+    unknown, missing = unmatched(frame.names, names, ignored)
+    if unknown is not None:
+        raise feature_error(
+            f"{where}{unknown}",
+            f"{line}unknown column {unknown!r}; the model takes {_listed(names)}",
+        )
+    if missing is not None:
+        raise feature_error(f"{where}{missing}", f"{line}missing feature column {missing!r}")
     return frame.select(names)
+
+
+def _listed(names: Sequence[str], most: int = 20) -> str:
+    """Names for a message: a model of 100,000 columns does not list them all."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown}, ... ({len(names)} columns)"
 
 
 def _named(model: core.Model, field: str) -> None:
@@ -95,6 +150,15 @@ def table_frame(
     the ``ignored`` target columns kept)."""
     names, kinds = input_columns(model)
     params = body.params
+    if not with_targets and not body.is_parquet:
+        # A predict body far past the row limit is refused before it is read.
+        limit = state().settings.max_predict_rows
+        rows = csv_rows_at_least(body.raw)
+        if rows > limit:
+            raise limit_exceeded(
+                "inputs",
+                f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {rows} or more",
+            )
     header = params.header if isinstance(params, PredictCsvQuery) else "present"
     read = read_body(body, header=header, names=tuple(names), schema=kinds, allow_empty=True)
     frame = read.frame
@@ -118,6 +182,13 @@ def json_frame(payload: PredictRequest, model: core.Model, ignored: Collection[s
     names, kinds = input_columns(model)
     if (payload.inputs is None) == (payload.instances is None):
         raise invalid("inputs", "send the rows as either inputs or instances")
+    for field, given in (("inputs", payload.inputs), ("instances", payload.instances)):
+        if isinstance(given, np.ndarray):  # a large body of numbers, read as one array
+            if not model.takes_numbers_only:
+                _number_rows(model, [], names, field)  # refused, as rows of lists are
+            return _array_rows(given, names, field)
+        if isinstance(given, pa.Table):  # a large body of flat objects, read by pyarrow
+            return _arrow_objects(given, model, names, kinds, ignored)
     options = ReadOptions(schema=kinds, allow_empty=True)
     if isinstance(payload.inputs, dict):
         _named(model, "inputs")
@@ -141,17 +212,21 @@ def json_frame(payload: PredictRequest, model: core.Model, ignored: Collection[s
             f"instances[{index}]", "send every instance as an object, or every one as a list"
         )
     _named(model, "instances[0]")
+    known, skipped = set(names), set(ignored)
     for index, instance in enumerate(instances):
         assert isinstance(instance, dict)
-        for name in names:
-            if name not in instance:
-                raise feature_error(f"instances[{index}].{name}", "missing feature")
-        for name in instance:
-            if name not in names and name not in ignored:
-                raise feature_error(
-                    f"instances[{index}].{name}",
-                    f"unknown feature; the model takes {', '.join(names)}",
-                )
+        # Every name present and no other: as many keys as names, all known, is the
+        # common case, checked without looking for each name in turn.
+        if len(instance) == len(known) and known.issuperset(instance):
+            continue
+        unknown, missing = unmatched(instance, names, skipped)
+        if missing is not None:
+            raise feature_error(f"instances[{index}].{missing}", "missing feature")
+        if unknown is not None:
+            raise feature_error(
+                f"instances[{index}].{unknown}",
+                f"unknown feature; the model takes {_listed(names)}",
+            )
     records = [row for row in instances if isinstance(row, dict)]
     return read_records(records, options, field="instances").frame.select(names)
 
@@ -192,6 +267,7 @@ def encoded(model: core.Model, frame: Frame) -> np.ndarray[Any, Any]:
     """
     if frame.n_rows == 0:
         return np.zeros((0, model.network.output_dim))
+    _check_range(model, frame)
     if model.preprocessor is None:
         x = np.column_stack([column.values for column in frame])
         if np.isnan(x).any():
@@ -206,6 +282,26 @@ def encoded(model: core.Model, frame: Frame) -> np.ndarray[Any, Any]:
     except core.SpecError as exc:
         # An unseen category under unknown="error": a 400 naming the column and value.
         raise feature_error(exc.field, exc.message) from None
+
+
+def _check_range(model: core.Model, frame: Frame) -> None:
+    """A float32 model's inputs within float32's range: beyond it a value is infinite in
+    the network's arrays, and the outputs are not numbers."""
+    dtype = np.dtype(model.network.dtype)
+    if dtype.kind != "f" or dtype.itemsize >= 8:
+        return
+    limit = float(np.finfo(dtype).max)
+    for column in frame:
+        if column.kind != NUMBER or column.values.dtype.itemsize <= dtype.itemsize:
+            continue
+        with np.errstate(invalid="ignore"):
+            beyond = np.abs(column.values) > limit
+        if beyond.any():
+            row = int(np.flatnonzero(beyond)[0])
+            raise invalid(
+                f"inputs[{row}].{column.name}",
+                f"{column.values[row]:g} is beyond the range of this {dtype} model (±{limit:.4g})",
+            )
 
 
 def output_names(model: core.Model, target_names: Sequence[str]) -> list[str] | None:

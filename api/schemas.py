@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 import core
+from core import spec
 from core.activations import ACTIVATIONS
 from core.losses import LOSSES
 from core.optimizers import OPTIMIZERS
@@ -112,29 +113,29 @@ class Optimizer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: OptimizerName = "sgd"
     learning_rate: float | None = Field(
-        default=None, gt=0, description="0.01 for sgd, 0.001 otherwise"
+        default=None, gt=0, le=spec.MAX_LEARNING_RATE, description="0.01 for sgd, 0.001 otherwise"
     )
-    momentum: float = Field(default=0.0, ge=0, lt=1)
+    momentum: float = Field(default=0.0, ge=0, le=spec.MAX_DECAY)
     nesterov: bool = False
-    beta1: float = Field(default=0.9, ge=0, lt=1)
-    beta2: float = Field(default=0.999, ge=0, lt=1)
-    rho: float = Field(default=0.9, ge=0, lt=1)
-    epsilon: float = Field(default=1e-8, gt=0)
+    beta1: float = Field(default=0.9, ge=0, le=spec.MAX_DECAY)
+    beta2: float = Field(default=0.999, ge=0, le=spec.MAX_DECAY)
+    rho: float = Field(default=0.9, ge=0, le=spec.MAX_DECAY)
+    epsilon: float = Field(default=1e-8, ge=spec.MIN_EPSILON, le=spec.MAX_EPSILON)
 
 
 class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Literal["constant", "invscaling", "plateau"] = "constant"
-    power: float = Field(default=0.5, ge=0)
+    power: float = Field(default=0.5, ge=0, le=spec.MAX_POWER)
     factor: float = Field(default=0.5, gt=0, lt=1)
-    patience: int = Field(default=5, ge=1)
+    patience: int = Field(default=5, ge=1, le=spec.MAX_PATIENCE)
     min_delta: float = Field(default=1e-4, ge=0)
-    min_learning_rate: float = Field(default=1e-6, ge=0)
+    min_learning_rate: float = Field(default=1e-6, ge=0, le=spec.MAX_LEARNING_RATE)
 
 
 class EarlyStopping(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    patience: int = Field(default=10, ge=1)
+    patience: int = Field(default=10, ge=1, le=spec.MAX_PATIENCE)
     min_delta: float = Field(default=0.0, ge=0)
 
 
@@ -164,10 +165,10 @@ class Training(BaseModel):
     )
     optimizer: Optimizer | OptimizerName = "sgd"
     schedule: Schedule | Literal["constant", "invscaling", "plateau"] = "constant"
-    l2: float = Field(default=0.0, ge=0)
+    l2: float = Field(default=0.0, ge=0, le=spec.MAX_L2)
     batch_size: int | Literal["full"] | None = Field(default=32, description="null or 'full'")
     shuffle: bool = True
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=spec.MAX_SEED)
     train_bias: bool = True
     normalize: Literal["standardize", "minmax"] | None = None
     validation_split: float = Field(default=0.0, ge=0, lt=1)
@@ -346,6 +347,10 @@ class PredictRequest(StrictBody):
     or ``instances`` (TensorFlow Serving / Vertex AI: rows as lists or objects)."""
 
     model_config = _example({"inputs": [[0, 1], [1, 1]]})
+    # Fields whose rows a large body may bring as one float64 array or a pyarrow table
+    # (api.tables.read_json_rows: no Python object per value; more rows than
+    # BACKPROP_MAX_PREDICT_ROWS are refused once counted, before they are read).
+    numeric_rows: ClassVar[tuple[str, ...]] = ("inputs", "instances")
 
     inputs: (
         Annotated[

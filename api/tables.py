@@ -889,6 +889,28 @@ def read_csv(body: Source, options: ReadOptions) -> ReadTable:
     return read
 
 
+def csv_rows_at_least(body: Source) -> int:
+    """A lower bound of the data rows of CSV bytes, found without parsing: the
+    non-empty lines less one (a header), when no quote can hold a line break; else 0.
+
+    Counted on NumPy blocks of the bytes, so that a body far past a row limit is
+    refused in a fraction of the time and memory of reading it.
+    """
+    if not isinstance(body, bytes) or b'"' in body:
+        return 0
+    data = np.frombuffer(body, dtype=np.uint8)
+    lines, before = 0, True  # before: the byte before the block is a line break
+    for start in range(0, len(data), _SCAN_BYTES):
+        block = data[start : start + _SCAN_BYTES]
+        breaks = (block == ord("\n")) | (block == ord("\r"))
+        previous = np.concatenate(([before], breaks[:-1]))
+        lines += int(np.count_nonzero(breaks & ~previous))
+        before = bool(breaks[-1])
+    if len(data) and not before:
+        lines += 1  # the last line has no line break
+    return max(lines - 1, 0)
+
+
 def _arrow_csv(
     rows: Buffer, names: list[str], delimiter: str, options: ReadOptions, places: _CsvPlaces
 ) -> Any:
@@ -903,7 +925,11 @@ def _arrow_csv(
         for i, name in enumerate(names)
         if _kind(name, options) == CATEGORY and name not in options.ignore
     }
+    # None reads every column: pyarrow matches a list of included names to the columns
+    # one by one, which is quadratic for a table of 100,000 columns.
     included = [f"c{i}" for i, name in enumerate(names) if name not in options.ignore]
+    if len(included) == len(names):
+        included = []
     parse = pcsv.ParseOptions(
         delimiter=delimiter,
         quote_char='"',
@@ -915,13 +941,19 @@ def _arrow_csv(
     )
     read = pcsv.ReadOptions(column_names=internal, autogenerate_column_names=False)
     hex_possible = _holds(rows, b"0x", b"0X")
+    # Columns that must hold numbers need no boolean spellings, whose matching pyarrow
+    # sets up once per column (seconds for 100,000 columns); "true" is then text there,
+    # refused as a number would be.
+    numbers_only = options.schema is not None and all(
+        options.schema.get(name) == NUMBER for name in names if name not in options.ignore
+    )
     for _ in range(2):
         convert = pcsv.ConvertOptions(
             column_types=text_types,
             include_columns=included,
             null_values=NULL_SPELLINGS,
-            true_values=TRUE_SPELLINGS,
-            false_values=FALSE_SPELLINGS,
+            true_values=[] if numbers_only else TRUE_SPELLINGS,
+            false_values=[] if numbers_only else FALSE_SPELLINGS,
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
             decimal_point=options.decimal,
@@ -934,8 +966,8 @@ def _arrow_csv(
         except pa.ArrowInvalid as exc:
             raise _csv_failure(rows, names, places, exc) from None
         retry = {}
-        for name in table.column_names:
-            vtype = table.schema.field(name).type
+        # By position: looking each field up by name costs a scan of the schema.
+        for name, vtype in zip(table.column_names, table.schema.types, strict=True):
             if pa.types.is_binary(vtype):
                 raise _csv_failure(rows, names, places, None)
             supported = (
@@ -1079,6 +1111,9 @@ def read_records(
     _check_options(options)
     if not isinstance(records, list) or not records:
         raise invalid(field, "expected a non-empty list of objects, one per row")
+    numbers = _number_records(records, options, field)
+    if numbers is not None:
+        return numbers
     cells: dict[str, list[str | None]] = {}
     for row, record in enumerate(records):
         if not isinstance(record, dict):
@@ -1095,6 +1130,49 @@ def read_records(
             if len(column) == row:
                 column.append(None)
     return _json_table(cells, options, _RecordPlaces(field), field)
+
+
+def _number_records(
+    records: list[dict[str, Any]], options: ReadOptions, field: str
+) -> ReadTable | None:
+    """Records whose every column the schema makes a number and whose every value is
+    a number or null, the same keys in every record: one NumPy array per column, with
+    no pyarrow call per column (a model of 100,000 columns). None for anything else,
+    which the general reader takes."""
+    schema = options.schema
+    first = records[0]
+    if schema is None or not isinstance(first, dict) or options.ignore:
+        return None
+    names = list(first)
+    if any(schema.get(name) != NUMBER for name in names):
+        return None
+    for record in records:
+        if not isinstance(record, dict) or record.keys() != first.keys():
+            return None
+        for value in record.values():
+            if isinstance(value, bool) or not (value is None or isinstance(value, int | float)):
+                return None
+    _check_names(names, options)
+    _check_cells(len(records), len(names), options)
+    columns = []
+    for name in names:
+        values = [record[name] for record in records]
+        try:
+            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        except OverflowError:
+            array = np.array([np.nan if v is None else _as_float(v) for v in values])
+        if np.isinf(array).any():
+            row = int(np.flatnonzero(np.isinf(array))[0])
+            raise invalid(f"{field}[{row}].{name}", f"must be finite, got {values[row]}")
+        columns.append(Column(name, NUMBER, array))
+    return ReadTable(Frame(columns), (), {}, _row_itself)
+
+
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def read_columns(
@@ -1146,3 +1224,220 @@ def _json_table(
     arrays = {name: pa.array(values, pa.string()) for name, values in cells.items()}
     # JSON numbers always use a decimal point, whatever a CSV option says.
     return _assemble(names, arrays, options, places, True, ".")
+
+
+# --- large JSON bodies of rows --------------------------------------------------------
+
+_ROWS_BODY = re.compile(rb'\A\s*\{\s*"(\w+)"\s*:\s*\[(.*)\]\s*\}\s*\Z', re.DOTALL)
+_NUMBER_ROWS = re.compile(rb"\A[-+0-9.eE,\[\]\s]*\Z")
+# Two numbers that only spaces separate: not JSON, and deleting spaces would join them.
+_SPACED = re.compile(rb"[0-9.]\s+[-+0-9.]")
+_AROUND_MARKS = re.compile(rb"\s*([,:{}])\s*")
+
+
+def read_json_rows(
+    raw: bytes, fields: Sequence[str], max_rows: int | None = None
+) -> tuple[str, Any] | None:
+    """A large ``{"<field>": [...]}`` body read without a Python object per value.
+
+    Rows of plain numbers (``[[1, 2.5], ...]``) come back as a rows x columns float64
+    array, read by pyarrow's CSV parser; flat objects (``[{"a": 1, "b": "x"}, ...]``)
+    that all have the same keys in the same order come back as a ``pyarrow.Table``
+    of their values, read by the same parser, for :func:`read_arrow_records`.
+    Any other body, or one these parsers refuse, is None: it then takes the ordinary
+    path (``json.loads`` and the schema), whose errors name the place at fault. The
+    structure is checked before pyarrow sees the bytes, so nothing nested reaches it
+    (deep nesting would exhaust its stack). More than ``max_rows`` rows is a 422
+    (``limit_exceeded``, naming the field and ``BACKPROP_MAX_PREDICT_ROWS``) raised
+    once they are counted, before they are read.
+    """
+    whole = _ROWS_BODY.match(raw)
+    if whole is None or whole.group(1).decode() not in fields:
+        return None
+    field = whole.group(1).decode()
+    start, end = whole.span(2)
+    rows = memoryview(raw)[start:end]  # checked in place: no copy
+    head = bytes(rows[:64]).lstrip()
+
+    def check(count: int) -> None:
+        if max_rows is not None and count > max_rows:
+            raise limit_exceeded(
+                field,
+                f"at most {max_rows} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {count}",
+            )
+
+    if head.startswith(b"["):
+        array = _number_rows(raw, rows, check)
+        return None if array is None else (field, array)
+    if head.startswith(b"{"):
+        table = _object_rows(raw, rows, check)
+        return None if table is None else (field, table)
+    return None
+
+
+def _lines(text: bytes, opening: bytes, closing: bytes) -> Any:
+    """The rows of ``text`` between ``opening`` and ``closing`` (one per line) as a
+    pyarrow buffer, a view of ``text``; None when one is empty or more is nested."""
+    first, last = text.find(opening) + len(opening), text.rfind(closing)
+    if last <= first or text.find(b"\n\n", first, last) >= 0:
+        return None
+    if text[first : first + 1] == b"\n" or text[last - 1 : last] == b"\n":
+        return None
+    for mark in opening + closing:
+        if text.find(bytes([mark]), first, last) >= 0:
+            return None
+    if text.find(b"\n", first, last) < 0:  # one row: the parser wants a line break
+        return pa.py_buffer(text[first:last] + b"\n")
+    return pa.py_buffer(text)[first:last]
+
+
+def _number_rows(
+    raw: bytes, rows: memoryview, check: Callable[[int], None]
+) -> np.ndarray[Any, Any] | None:
+    if not _NUMBER_ROWS.match(rows) or _SPACED.search(rows):
+        return None
+    # One copy without spaces, one with a line per row; the body keeps the rest.
+    text = raw.translate(None, b" \t\r\n").replace(b"],[", b"\n")
+    lines = _lines(text, b"[[", b"]]")
+    if lines is None:
+        return None
+    check(text.count(b"\n") + (0 if text.endswith(b"\n") else 1))
+    try:
+        table = pcsv.read_csv(
+            lines,
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=pcsv.ParseOptions(quote_char=False),
+            convert_options=pcsv.ConvertOptions(null_values=[], strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid:  # ragged rows, an empty cell
+        return None
+    del lines, text
+    if not all(pa.types.is_floating(t) or pa.types.is_integer(t) for t in table.schema.types):
+        return None
+    array = np.empty((table.num_rows, table.num_columns), dtype=np.float64)
+    for index in range(table.num_columns):
+        array[:, index] = table.column(index).to_numpy()
+    return array
+
+
+def _object_rows(raw: bytes, rows: memoryview, check: Callable[[int], None]) -> Any:
+    """Flat objects with the same keys in the same order, as a table of their values.
+
+    Once no string holds a structural character, the objects are CSV in disguise:
+    ``{"a":1,"b":"x"}`` becomes the line ``"a",1,"b","x"``, read by pyarrow's CSV
+    parser (JSON strings are CSV's quoted cells); every key column must then hold
+    one key, and the value columns are the table.
+    """
+    if re.search(rb"\\", rows):  # escapes: strings would need a real tokenizer
+        return None
+    scanned = _flat_objects(rows)
+    if scanned is None:
+        return None
+    n_objects, plain = scanned
+    check(n_objects)
+    text = raw.translate(None, b"\r\n").replace(b", ", b",")
+    text = text.replace(b": ", b":")
+    if not plain:  # other spacing than json.dumps's: slower
+        text = _AROUND_MARKS.sub(rb"\1", text)
+    text = text.replace(b"},{", b"\n")
+    text = text.replace(b":", b",")
+    lines = _lines(text, b"[{", b"}]")
+    if lines is None:
+        return None
+    try:
+        table = pcsv.read_csv(
+            lines,
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=pcsv.ParseOptions(quote_char='"', double_quote=False),
+            convert_options=pcsv.ConvertOptions(
+                null_values=["null"],
+                true_values=["true"],
+                false_values=["false"],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                timestamp_parsers=[],
+                # A key column repeats one word: codes instead of a copy per row.
+                auto_dict_encode=True,
+                auto_dict_max_cardinality=1 << 16,
+            ),
+        )
+    except pa.ArrowInvalid:  # keys of another number, a value pyarrow cannot read
+        return None
+    del lines, text
+    if table.num_rows != n_objects or table.num_columns % 2:
+        return None
+    names, values = [], []
+    for index in range(0, table.num_columns, 2):
+        keys = table.column(index)
+        if not pa.types.is_dictionary(keys.type) or keys.null_count:
+            return None
+        keys = keys.combine_chunks()
+        if len(keys.dictionary) != 1 or not pa.types.is_string(keys.dictionary.type):
+            return None  # keys that differ between objects: the ordinary path says where
+        value = table.column(index + 1)
+        if not (
+            pa.types.is_floating(value.type)
+            or pa.types.is_integer(value.type)
+            or pa.types.is_dictionary(value.type)
+            or pa.types.is_string(value.type)
+            or pa.types.is_boolean(value.type)
+            or pa.types.is_null(value.type)
+        ):
+            return None
+        names.append(keys.dictionary[0].as_py())
+        values.append(value)
+    if len(set(names)) != len(names):
+        return None
+    return pa.table(values, names=names)
+
+
+_SCAN_BYTES = 1 << 22
+
+
+def _any_of(block: np.ndarray[Any, Any], marks: bytes) -> np.ndarray[Any, Any]:
+    """Where ``block`` holds one of ``marks`` (np.isin would widen the bytes to int64)."""
+    found: np.ndarray[Any, Any] = block == marks[0]
+    for mark in marks[1:]:
+        found |= block == mark
+    return found
+
+
+def _flat_objects(rows: memoryview) -> tuple[int, bool] | None:
+    """How many objects ``rows`` (JSON without escapes) holds, and whether its only
+    spaces outside strings are single ones after ``,`` and ``:`` (as json.dumps
+    writes); None when a string holds one of ``{}:,`` or a list appears. What is
+    inside a string is told by the parity of the quotes before it, counted in blocks
+    (bounded memory, NumPy speed)."""
+    data = np.frombuffer(rows, dtype=np.uint8)
+    inside, objects, plain, before = 0, 0, True, 0
+    for start in range(0, len(data), _SCAN_BYTES):
+        block = data[start : start + _SCAN_BYTES]
+        quotes = block == ord('"')
+        # 1 where an odd number of quotes came before (mod 256 keeps the parity).
+        parity = (np.cumsum(quotes, dtype=np.uint8) + inside) & 1
+        outside = ~parity.astype(bool) | quotes
+        if (_any_of(block, b"{}:,") & ~outside).any() or (_any_of(block, b"[]") & outside).any():
+            return None
+        objects += int(np.count_nonzero((block == ord("{")) & outside))
+        if plain:
+            spaces = ((block == ord(" ")) | (block == ord("\t"))) & outside
+            previous = np.concatenate(([before], block[:-1]))
+            after_mark = (block == ord(" ")) & ((previous == ord(",")) | (previous == ord(":")))
+            plain = not (spaces & ~after_mark).any()
+        inside = int(parity[-1]) if len(parity) else inside
+        before = int(block[-1]) if len(block) else before
+    return (objects, plain) if inside == 0 else None
+
+
+def read_arrow_records(table: Any, options: ReadOptions, field: str = "instances") -> ReadTable:
+    """A typed table from the ``pyarrow.Table`` :func:`read_json_rows` made of
+    objects; cells are named ``instances[i].col`` as :func:`read_records` names them."""
+    _check_options(options)
+    names = [str(name) for name in table.column_names]
+    if "" in names:
+        raise invalid(field, "a column needs a name; got an empty key")
+    _check_names(names, options)
+    _check_cells(table.num_rows, len(names), options)
+    columns = {name: table.column(name) for name in names}
+    del table
+    return _assemble(names, columns, options, _RecordPlaces(field), True, ".")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,27 @@ class Column:
 
     def take(self, rows: Any) -> Column:
         return Column(self.name, self.kind, self.values[rows], self.categories)
+
+
+def unmatched(
+    given: Iterable[str], expected: Sequence[str], ignored: Iterable[str] = ()
+) -> tuple[str | None, str | None]:
+    """Matching columns by name: the first of ``given`` that is neither ``expected`` nor
+    ``ignored``, and the first of ``expected`` not ``given`` (None when there is none).
+
+    Linear in the number of names (sets, not lists): a model of 100,000 columns is
+    matched in milliseconds, not minutes.
+    """
+    known = set(expected)
+    skipped = set(ignored)
+    present = set()
+    unknown = None
+    for name in given:
+        present.add(name)
+        if unknown is None and name not in known and name not in skipped:
+            unknown = name
+    missing = next((name for name in expected if name not in present), None)
+    return unknown, missing
 
 
 def _number_dtype(values: Any) -> type[np.floating[Any]]:

@@ -25,6 +25,22 @@ if TYPE_CHECKING:
     from .preprocess import PreprocessSpec
 
 DTYPES = ("float64", "float32")
+# The working range of each optimizer and schedule number, declared once: the spec
+# parser enforces it and the API's schema documents it. Outside it the engine fails
+# (``epoch ** power`` overflows a float past epoch 2 with power 1000) or makes no
+# progress a job could report (an Adam beta of 1 - 1e-17 divides by zero).
+MAX_LEARNING_RATE = 1e3
+MAX_DECAY = 0.99999  # momentum, beta1, beta2, rho: below 1, whose powers never reach 0
+MIN_EPSILON, MAX_EPSILON = 1e-30, 1.0
+MAX_POWER = 10.0  # invscaling: 1e6 epochs ** 10 = 1e60, far from float overflow
+MAX_L2 = 1e3
+MAX_SEED = 2**63 - 1  # NumPy's generators and the stored checkpoint take 64 bits
+MAX_PATIENCE = 1_000_000
+# Bytes a stored array costs besides its values in the ``.npz`` of a model or a
+# checkpoint (zip local and central headers, the .npy header, its name): measured
+# at about 300, rounded up.
+NPZ_ARRAY_OVERHEAD = 512
+NPZ_FIXED_OVERHEAD = 1 << 16
 TARGET_SCALINGS = ("auto", "standardize", "none")
 # A trained model's weights document (core.Model.to_json) is a network spec with
 # these fields besides: accepted, so that it can be sent back as it is, and not
@@ -70,11 +86,13 @@ def _as_float(value: int | float) -> float:
         return math.inf
 
 
-def _int(value: Any, path: str, minimum: int | None = None) -> int:
+def _int(value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(path, f"expected an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise SpecError(path, f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SpecError(path, f"must be at most {maximum}, got {value}")
     return value
 
 
@@ -191,6 +209,13 @@ class NetworkSpec:
             total += layer.units * (fan_in + 1)
             fan_in = layer.units
         return total
+
+    def stored_bytes(self, dtype: str = "float64", copies: int = 1) -> int:
+        """An upper estimate of the bytes ``copies`` sets of this network's weights and
+        biases take in a model or checkpoint file (values plus each array's overhead)."""
+        itemsize = np.dtype(dtype).itemsize
+        per_copy = self.n_weights() * itemsize + 2 * len(self.layers) * NPZ_ARRAY_OVERHEAD
+        return copies * per_copy + NPZ_FIXED_OVERHEAD + 128 * len(self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         """The architecture, without initial weights."""
@@ -347,17 +372,25 @@ def _parse_optimizer(value: Any, path: str) -> OptimizerConfig:
         _join(path, "learning_rate"),
         minimum=0.0,
         exclusive_minimum=True,
+        maximum=MAX_LEARNING_RATE,
     )
+
+    def decay(key: str, default: float) -> float:
+        return _number(raw.get(key, default), _join(path, key), minimum=0.0, maximum=MAX_DECAY)
+
     return OptimizerConfig(
         name=name,
         learning_rate=lr,
-        momentum=_fraction(raw.get("momentum", 0.0), _join(path, "momentum")),
+        momentum=decay("momentum", 0.0),
         nesterov=_bool(raw.get("nesterov", False), _join(path, "nesterov")),
-        beta1=_fraction(raw.get("beta1", 0.9), _join(path, "beta1")),
-        beta2=_fraction(raw.get("beta2", 0.999), _join(path, "beta2")),
-        rho=_fraction(raw.get("rho", 0.9), _join(path, "rho")),
+        beta1=decay("beta1", 0.9),
+        beta2=decay("beta2", 0.999),
+        rho=decay("rho", 0.9),
         epsilon=_number(
-            raw.get("epsilon", 1e-8), _join(path, "epsilon"), minimum=0.0, exclusive_minimum=True
+            raw.get("epsilon", 1e-8),
+            _join(path, "epsilon"),
+            minimum=MIN_EPSILON,
+            maximum=MAX_EPSILON,
         ),
     )
 
@@ -370,7 +403,9 @@ def _parse_schedule(value: Any, path: str) -> ScheduleConfig:
     defaults = ScheduleConfig()
     return ScheduleConfig(
         name=_choice(raw.get("name", "constant"), SCHEDULES, _join(path, "name")),
-        power=_number(raw.get("power", defaults.power), _join(path, "power"), minimum=0.0),
+        power=_number(
+            raw.get("power", defaults.power), _join(path, "power"), minimum=0.0, maximum=MAX_POWER
+        ),
         factor=_number(
             raw.get("factor", defaults.factor),
             _join(path, "factor"),
@@ -379,7 +414,12 @@ def _parse_schedule(value: Any, path: str) -> ScheduleConfig:
             exclusive_minimum=True,
             exclusive_maximum=True,
         ),
-        patience=_int(raw.get("patience", defaults.patience), _join(path, "patience"), minimum=1),
+        patience=_int(
+            raw.get("patience", defaults.patience),
+            _join(path, "patience"),
+            minimum=1,
+            maximum=MAX_PATIENCE,
+        ),
         min_delta=_number(
             raw.get("min_delta", defaults.min_delta), _join(path, "min_delta"), minimum=0.0
         ),
@@ -387,6 +427,7 @@ def _parse_schedule(value: Any, path: str) -> ScheduleConfig:
             raw.get("min_learning_rate", defaults.min_learning_rate),
             _join(path, "min_learning_rate"),
             minimum=0.0,
+            maximum=MAX_LEARNING_RATE,
         ),
     )
 
@@ -399,7 +440,9 @@ def _parse_early_stopping(value: Any, path: str) -> EarlyStoppingConfig | None:
     raw = _mapping(value, path)
     _no_unknown(raw, ("patience", "min_delta"), path)
     return EarlyStoppingConfig(
-        patience=_int(raw.get("patience", 10), _join(path, "patience"), minimum=1),
+        patience=_int(
+            raw.get("patience", 10), _join(path, "patience"), minimum=1, maximum=MAX_PATIENCE
+        ),
         min_delta=_number(raw.get("min_delta", 0.0), _join(path, "min_delta"), minimum=0.0),
     )
 
@@ -430,10 +473,10 @@ def parse_training(value: Any) -> TrainingConfig:
         loss=loss,
         optimizer=_parse_optimizer(raw.get("optimizer", "sgd"), "optimizer"),
         schedule=_parse_schedule(raw.get("schedule", "constant"), "schedule"),
-        l2=_number(raw.get("l2", 0.0), "l2", minimum=0.0),
+        l2=_number(raw.get("l2", 0.0), "l2", minimum=0.0, maximum=MAX_L2),
         batch_size=batch_size,
         shuffle=_bool(raw.get("shuffle", True), "shuffle"),
-        seed=_int(raw.get("seed", 0), "seed", minimum=0),
+        seed=_int(raw.get("seed", 0), "seed", minimum=0, maximum=MAX_SEED),
         train_bias=_bool(raw.get("train_bias", True), "train_bias"),
         normalize=normalize,
         validation_split=_fraction(raw.get("validation_split", 0.0), "validation_split"),

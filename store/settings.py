@@ -186,6 +186,18 @@ class Settings:
         _count,
         "weights and biases of a network",
     )
+    max_layers: int = setting(
+        "BACKPROP_MAX_LAYERS",
+        "64",
+        _count,
+        "layers of a network",
+    )
+    max_model_bytes: int = setting(
+        "BACKPROP_MAX_MODEL_BYTES",
+        "268435456",
+        _count,
+        "stored size of a model or a checkpoint, estimated from the spec at admission",
+    )
     max_epochs: int = setting(
         "BACKPROP_MAX_EPOCHS",
         "1000000",

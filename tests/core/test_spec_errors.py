@@ -120,7 +120,13 @@ TRAINING_CASES: list[tuple[str, Any, str, str]] = [
         "momentum-one",
         {"epochs": 1, "optimizer": {"name": "sgd", "momentum": 1.0}},
         "optimizer.momentum",
-        "less than",
+        "at most 0.99999",
+    ),
+    (
+        "invscaling-power-1000",
+        {"epochs": 5, "schedule": {"name": "invscaling", "power": 1000}},
+        "schedule.power",
+        "at most 10",
     ),
     (
         "unknown-optimizer-field",

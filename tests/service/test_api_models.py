@@ -230,7 +230,7 @@ def test_predict_with_npy_bodies(client: FlaskClient, iris_model: dict[str, int]
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        (b"not an array", None),
+        (b"not an array", "body"),
         (_npy(np.zeros((2, 3))), "inputs"),
         (_npy(np.array([["a", "b", "c", "d"]])), "inputs"),
         (_npy(np.array([[1.0, np.nan, 0.0, 0.0]])), "inputs[0]"),
