@@ -262,7 +262,8 @@ class Settings:
         "BACKPROP_REQUEUE_SECONDS",
         "60",
         _seconds,
-        "a queued job still waiting after this long is sent to the queue again",
+        "a queued job whose message the broker no longer holds is sent again once it has "
+        "waited this long",
     )
     reconcile_seconds: float = setting(
         "BACKPROP_RECONCILE_SECONDS",
