@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -96,6 +97,37 @@ def apply_env(env: dict[str, str]) -> Settings:
     settings = load_settings()
     connect(settings)
     return settings
+
+
+@contextmanager
+def bound(env: dict[str, str]) -> Iterator[Settings]:
+    """This process's settings and store pointed at ``env`` for the block, restored after."""
+    saved = {key: os.environ.get(key) for key in env}
+    previous_bind = Session.kw.get("bind")
+    try:
+        yield apply_env(env)
+    finally:
+        Session.configure(bind=previous_bind)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def sqlite_env(data_dir: Path) -> dict[str, str]:
+    """The embedded deployment in ``data_dir``: a migrated SQLite file, the filesystem
+    broker and a storage folder."""
+    url = f"sqlite:///{data_dir / 'backprop.db'}"
+    upgrade(url)
+    return {
+        "BACKPROP_DATA_DIR": str(data_dir),
+        "DATABASE_URL": url,
+        "BROKER_URL": "filesystem://",
+        "BACKPROP_STORAGE_URL": (data_dir / "objects").as_uri(),
+        "BROKER_PREFIX": "",
+        "BACKPROP_QUEUE": "training",
+    }
 
 
 @pytest.fixture(scope="session")

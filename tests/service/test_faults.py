@@ -17,7 +17,6 @@ next epoch.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -44,11 +43,12 @@ from store.migrate import upgrade
 from store.settings import Settings
 from tests.service.conftest import (
     POSTGRES_ADMIN,
-    apply_env,
+    bound,
     create_database,
     delete_redis_keys,
     drop_database,
     environment,
+    sqlite_env,
 )
 from tests.service.http import free_port
 from tests.service.private_postgres import PrivatePostgres, available
@@ -88,35 +88,6 @@ def dataset() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(160, 6))
     return x, (x[:, :3].sum(axis=1) > 0).astype(float).reshape(-1, 1)
-
-
-@contextmanager
-def using(env: dict[str, str]) -> Iterator[Settings]:
-    """This process's settings and store pointed at ``env`` for the block."""
-    saved = {key: os.environ.get(key) for key in env}
-    previous_bind = Session.kw.get("bind")
-    try:
-        yield apply_env(env)
-    finally:
-        Session.configure(bind=previous_bind)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def sqlite_env(data_dir: Path) -> dict[str, str]:
-    url = f"sqlite:///{data_dir / 'backprop.db'}"
-    upgrade(url)
-    return {
-        "BACKPROP_DATA_DIR": str(data_dir),
-        "DATABASE_URL": url,
-        "BROKER_URL": "filesystem://",
-        "BACKPROP_STORAGE_URL": (data_dir / "objects").as_uri(),
-        "BROKER_PREFIX": "",
-        "BACKPROP_QUEUE": "training",
-    }
 
 
 def stop_postgres(url: str, seconds: float) -> None:
@@ -216,7 +187,7 @@ def service(
 def _running(
     env: dict[str, str], outage: Callable[[float], None], admin_url: str, data_dir: Path
 ) -> Iterator[Service]:
-    with using(env) as settings, ExitStack() as processes:
+    with bound(env) as settings, ExitStack() as processes:
         worker = WorkerProcess(env, data_dir)
         processes.callback(worker.stop)
         with Session.begin() as session:
@@ -477,7 +448,7 @@ def test_a_redis_restart_losing_the_backlog_runs_every_job_once(
         "BROKER_URL": f"redis://127.0.0.1:{port}/0",
     }
     try:
-        with using(env) as settings:
+        with bound(env) as settings:
             worker = WorkerProcess(env, tmp_path)
             workers.append(worker)
             worker.wait_ready()

@@ -39,13 +39,13 @@ from sqlalchemy.orm import sessionmaker
 
 from store import JobStatus, Session, engine_for
 from store import queries as q
-from store.migrate import upgrade
 from store.settings import Settings
 from tests.service.api_helpers import client_for, leftover_jobs_cancelled, post_job
 from tests.service.conftest import (
     POSTGRES_ADMIN,
     create_database,
     environment,
+    sqlite_env,
 )
 from tests.service.http import finished_job, free_port
 from tests.service.processes import (
@@ -316,16 +316,8 @@ def embedded(tmp_path: Path) -> Iterator[tuple[str, str, Path, str]]:
     """An API on SQLite and the filesystem broker: (base URL, key, database file, URL)."""
     data = tmp_path / "data"
     path = data / "backprop.db"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    env = {
-        "BACKPROP_DATA_DIR": str(data),
-        "DATABASE_URL": url,
-        "BROKER_URL": "filesystem://",
-        "BACKPROP_STORAGE_URL": (data / "objects").as_uri(),
-        "BROKER_PREFIX": "",
-        "BACKPROP_QUEUE": "training",
-    }
+    env = sqlite_env(data)
+    url = env["DATABASE_URL"]
     key = new_key(url, "embedded")
     engine_for(url).dispose()  # no connection of this process holds the file
     api = ApiProcess(env, tmp_path)

@@ -29,7 +29,6 @@ from sqlalchemy.exc import StatementError
 import core
 from store import Epoch, JobStatus, Session, storage
 from store import queries as q
-from store.migrate import upgrade
 from store.settings import Settings
 from tests.service.conftest import (
     POSTGRES_ADMIN,
@@ -38,6 +37,7 @@ from tests.service.conftest import (
     delete_redis_keys,
     drop_database,
     environment,
+    sqlite_env,
 )
 from tests.service.http import call, finished_job
 from tests.service.processes import ROOT, ApiProcess, WorkerProcess, wait_for
@@ -91,16 +91,8 @@ def isolated(
         url = create_database("reliability")
         env = environment(url, "reliability", data_dir)
     else:
-        url = f"sqlite:///{data_dir / 'backprop.db'}"
-        upgrade(url)
-        env = {
-            "BACKPROP_DATA_DIR": str(data_dir),
-            "DATABASE_URL": url,
-            "BROKER_URL": "filesystem://",
-            "BACKPROP_STORAGE_URL": (data_dir / "objects").as_uri(),
-            "BROKER_PREFIX": "",
-            "BACKPROP_QUEUE": "training",
-        }
+        env = sqlite_env(data_dir)
+        url = env["DATABASE_URL"]
     env.update(FAST_RECOVERY)
     saved = {key: os.environ.get(key) for key in env}
     previous_bind = Session.kw.get("bind")

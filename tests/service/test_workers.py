@@ -8,11 +8,9 @@ data folders of their own, on PostgreSQL + Redis with stored bytes in the databa
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +19,15 @@ import pytest
 
 from store import JobStatus, Session
 from store import queries as q
-from store.migrate import upgrade
 from store.settings import Settings
 from tests.service.api_helpers import client_for, store_arrays
 from tests.service.conftest import (
-    apply_env,
+    bound,
     create_database,
     delete_redis_keys,
     drop_database,
     environment,
+    sqlite_env,
 )
 from tests.service.processes import GroupProcess, WorkerProcess, wait_for
 from worker.app import make_celery
@@ -56,33 +54,10 @@ def rows(seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     return x, (x[:, :3].sum(axis=1) > 0).astype(float).reshape(-1, 1)
 
 
-@contextmanager
-def bound(env: dict[str, str]) -> Iterator[Settings]:
-    """This process's settings and store pointed at ``env``, restored afterwards."""
-    saved = {key: os.environ.get(key) for key in env}
-    previous_bind = Session.kw.get("bind")
-    try:
-        yield apply_env(env)
-    finally:
-        Session.configure(bind=previous_bind)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def embedded_env(data_dir: Path) -> dict[str, str]:
-    """The embedded defaults in ``data_dir``: SQLite, filesystem broker, local folder."""
-    url = f"sqlite:///{data_dir / 'backprop.db'}"
-    upgrade(url)
+    """The embedded defaults in ``data_dir``, each worker with its BLAS threads unset."""
     return {
-        "BACKPROP_DATA_DIR": str(data_dir),
-        "DATABASE_URL": url,
-        "BROKER_URL": "filesystem://",
-        "BROKER_PREFIX": "",
-        "BACKPROP_QUEUE": "training",
-        "BACKPROP_STORAGE_URL": "",
+        **sqlite_env(data_dir),
         "BACKPROP_BLAS_THREADS": "",
         "BACKPROP_EPOCH_FLUSH_SECONDS": "0.1",
     }
