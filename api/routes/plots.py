@@ -3,10 +3,11 @@ for reports and ``GET /jobs/<id>/curve`` for the dashboard's chart.
 
 A job may record up to BACKPROP_MAX_EPOCHS (a million) epochs, far more than a
 chart has pixels. Past ``points``, the epochs are cut into equal buckets and the
-database answers each bucket's lowest and highest loss (and validation loss):
-drawn in order, they trace the curve's envelope, so a spike in one epoch still
-shows. The work and memory are those of ``points`` values whatever the length of
-the job.
+database answers, for each bucket, the epoch of its lowest loss and the epoch of
+its highest (min-max decimation, as the M4 aggregation of time-series charts
+does): every point is an epoch that was recorded, with its own loss and
+validation loss, and a spike in one epoch still shows. The work and memory are
+those of ``points`` values whatever the length of the job.
 """
 
 from __future__ import annotations
@@ -40,17 +41,18 @@ class CurveQuery(QueryModel):
         default=2000,
         ge=2,
         le=MAX_POINTS,
-        description="Most points of each series; past as many epochs, each pair of points is "
-        "the lowest and highest value of a bucket of epochs.",
+        description="Most points of each series; past as many epochs, each bucket of epochs "
+        "gives the epochs of its lowest and highest loss.",
     )
 
 
 class Curve(Out):
-    """A job's loss curve: ``loss[i]`` and ``val_loss[i]`` belong to ``epochs[i]``.
+    """A job's loss curve: ``loss[i]`` and ``val_loss[i]`` were recorded at ``epochs[i]``.
 
     With ``bucket`` 1 these are every recorded epoch. Otherwise each bucket of
-    ``bucket`` epochs gives two points: its first epoch with the bucket's lowest
-    values and its last epoch with its highest. Values that are not finite are null.
+    ``bucket`` epochs gives the epoch of its lowest training loss and the epoch of
+    its highest (one point when they are the same), in epoch order; the validation
+    loss is the one of those epochs. Values that are not finite are null.
     """
 
     epochs: list[int]
@@ -81,32 +83,31 @@ def loss_curve(session: OrmSession, job_id: int, points: int) -> Curve:
         )
     bucket = math.ceil(last / (points // 2))
     # Integer division on both databases (epochs are integers); the numbers are written
-    # into the SQL so that GROUP BY and ORDER BY are one expression to PostgreSQL.
+    # into the SQL so that the partition is one expression to PostgreSQL.
     index = (Epoch.epoch - literal_column("1")) // literal_column(str(int(bucket)))
-    buckets = session.execute(
+    ranked = (
         select(
-            func.min(Epoch.epoch).label("first"),
-            func.max(Epoch.epoch).label("last"),
-            func.min(Epoch.loss).label("loss_low"),
-            func.max(Epoch.loss).label("loss_high"),
-            func.min(Epoch.val_loss).label("val_low"),
-            func.max(Epoch.val_loss).label("val_high"),
+            Epoch.epoch,
+            Epoch.loss,
+            Epoch.val_loss,
+            func.row_number()
+            .over(partition_by=index, order_by=(Epoch.loss.asc().nulls_last(), Epoch.epoch))
+            .label("low"),
+            func.row_number()
+            .over(partition_by=index, order_by=(Epoch.loss.desc().nulls_last(), Epoch.epoch))
+            .label("high"),
         )
         .where(Epoch.job_id == job_id)
-        .group_by(index)
-        .order_by(index)
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked.c.epoch, ranked.c.loss, ranked.c.val_loss)
+        .where((ranked.c.low == 1) | (ranked.c.high == 1))
+        .order_by(ranked.c.epoch)
     ).all()
-    epochs: list[int] = []
-    loss: list[float | None] = []
-    val_loss: list[float | None] = []
-    for row in buckets:
-        epochs.append(row.first)
-        loss.append(row.loss_low)
-        val_loss.append(row.val_low)
-        if row.last != row.first:
-            epochs.append(row.last)
-            loss.append(row.loss_high)
-            val_loss.append(row.val_high)
+    epochs = [row.epoch for row in rows]
+    loss = [row.loss for row in rows]
+    val_loss = [row.val_loss for row in rows]
     return Curve(epochs=epochs, loss=loss, val_loss=val_loss, bucket=bucket, last_epoch=last)
 
 
@@ -128,7 +129,7 @@ def _finite(values: list[float | None]) -> list[float]:
 @responds(200, errors=(404,), media="image/png")
 def loss_png(job_id: int) -> Response:
     """The training (and validation) loss of the recorded epochs, as a PNG (past 2,000
-    epochs, each bucket of epochs drawn as its lowest and highest loss)."""
+    epochs, each bucket of epochs drawn by the epochs of its lowest and highest loss)."""
     # Imported here: plotting is rare, and matplotlib adds to every worker's start-up.
     import matplotlib
 

@@ -238,7 +238,7 @@ def test_streams_joining_a_running_job_late_share_its_feed_without_gaps(
 
 
 def test_curve_and_loss_png_of_a_long_job_are_thinned(service_settings: Settings) -> None:
-    """50,000 epochs read as at most `points` values, the envelope keeping a one-epoch spike."""
+    """50,000 epochs read as at most `points` values, keeping a one-epoch spike."""
     nobody = client_for(replace(service_settings, queue="nobody-listens"))
     job = nobody.post("/jobs", json=JOB).json
     n = 50_000
@@ -257,7 +257,12 @@ def test_curve_and_loss_png_of_a_long_job_are_thinned(service_settings: Settings
     assert curve["epochs"] == sorted(curve["epochs"])
     assert max(curve["loss"]) == 50.0 and min(curve["loss"]) == pytest.approx(1 / n)
     spike = curve["loss"].index(50.0)
-    assert curve["epochs"][spike] == 12_400  # the last epoch of the spike's bucket
+    assert curve["epochs"][spike] == 12_346  # the spike, at its own epoch
+    # Every point is a recorded epoch with its own loss: no value moved to another epoch.
+    assert all(
+        loss == pytest.approx(50.0 if epoch == 12_346 else 1.0 / epoch, rel=1e-12)
+        for epoch, loss in zip(curve["epochs"], curve["loss"], strict=True)
+    )
     assert curve["val_loss"] == [None] * len(curve["epochs"])
     png = nobody.get(f"/jobs/{job['id']}/loss.png")
     assert png.status_code == 200 and png.data.startswith(b"\x89PNG")

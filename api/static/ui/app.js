@@ -135,28 +135,27 @@ async function* events(path, signal, lastId = "0") {
 
 const CURVE_POINTS = 5000, MAX_POINTS = 10000;
 
-// Thins aligned series [xs, ...ys] in place to at most `points` points, as the API
-// thins a curve: each bucket of consecutive points becomes its first x with the
-// lowest y of each series and its last x with the highest (a spike stays visible).
+// Thins aligned series [xs, ys, ...more] in place to at most `points` points, as the
+// API thins a curve: each bucket of consecutive points keeps the point of its lowest
+// y and the point of its highest (in their order), every kept point a real one, so a
+// spike stays visible and no value moves to another x.
 function thin(series, points) {
-  const [xs, ...ys] = series;
+  const [xs, ys] = series;
   const size = Math.ceil(xs.length / Math.floor(points / 2));
-  const out = series.map(() => []);
-  const pick = (values, from, to, better) => {
-    let best = null;
-    for (let i = from; i < to; i++) if (values[i] !== null && (best === null || better(values[i], best))) best = values[i];
-    return best;
-  };
+  const keep = [];
   for (let from = 0; from < xs.length; from += size) {
     const to = Math.min(from + size, xs.length);
-    out[0].push(xs[from]);
-    ys.forEach((values, k) => out[k + 1].push(pick(values, from, to, (a, b) => a < b)));
-    if (to - 1 > from) {
-      out[0].push(xs[to - 1]);
-      ys.forEach((values, k) => out[k + 1].push(pick(values, from, to, (a, b) => a > b)));
+    let low = -1, high = -1;
+    for (let i = from; i < to; i++) {
+      if (ys[i] === null) continue;
+      if (low < 0 || ys[i] < ys[low]) low = i;
+      if (high < 0 || ys[i] > ys[high]) high = i;
     }
+    if (low < 0) { keep.push(from); continue; }
+    keep.push(Math.min(low, high));
+    if (high !== low) keep.push(Math.max(low, high));
   }
-  series.forEach((values, k) => values.splice(0, values.length, ...out[k]));
+  series.forEach((values) => values.splice(0, values.length, ...keep.map((i) => values[i])));
 }
 
 async function jobPage(id) {
@@ -181,7 +180,7 @@ async function jobPage(id) {
     metricsBox, predictBox);
 
   // The curve so far comes thinned (GET /jobs/<id>/curve: at most CURVE_POINTS points,
-  // each bucket of epochs as its lowest and highest loss), then the stream appends the
+  // each bucket of epochs as the epochs of its lowest and highest loss), then the stream appends the
   // epochs after it; past MAX_POINTS the chart is thinned again, so a job of a
   // million epochs neither downloads nor draws a million points.
   const curve = await api(`/jobs/${id}/curve?points=${CURVE_POINTS}`);
