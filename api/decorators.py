@@ -25,7 +25,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ApiError, from_validation_error, too_large
 from .services import state
-from .tables import read_json_rows
 
 M = TypeVar("M", bound=BaseModel)
 # body() and query() add keyword arguments, so a decorated view's signature differs.
@@ -96,21 +95,10 @@ def _validate(model: type[M], data: Any) -> M:
         raise from_validation_error(exc) from None
 
 
-# A JSON body at least this large whose one field is rows (numbers, or flat objects)
-# is read by pyarrow (api.tables.read_json_rows) without a Python object per value:
-# Python's json module makes 4 to 8 times the body.
-ROWS_JSON_BYTES = 1 << 20
-
-
-def _read_json(model: type[BaseModel] | None = None) -> Any:
+def _read_json() -> Any:
     raw = request.get_data(cache=False)
     if not raw:
         raise ApiError(400, "malformed_json", "the request body is empty; expected a JSON object")
-    fields = getattr(model, "numeric_rows", ())
-    if fields and len(raw) >= ROWS_JSON_BYTES:
-        found = read_json_rows(raw, fields, state().settings.max_predict_rows)
-        if found is not None:
-            return found
     try:
         # NaN and Infinity literals come through as floats; the schemas refuse them
         # at their exact location.
@@ -165,6 +153,9 @@ def _npy_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]
         raise ValueError(f"fortran_order must be True or False, got {fortran!r}")
     if dtype.hasobject:
         raise ValueError("arrays of Python objects are not accepted")
+    if dtype.subdtype is not None or dtype.names is not None:
+        # a cell of several values: the shape would no longer count the cells
+        raise ValueError(f"expected a plain dtype, got the sub-array or record dtype {dtype}")
     if not isinstance(shape, tuple) or not all(
         isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
     ):
@@ -230,12 +221,7 @@ def body(
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if request.mimetype == JSON:
-                document = _read_json(model)
-                if isinstance(document, tuple):  # rows of numbers, already an array
-                    name, array = document
-                    kwargs["payload"] = model.model_construct(**{name: array})
-                else:
-                    kwargs["payload"] = _validate(model, document)
+                kwargs["payload"] = _validate(model, _read_json())
             elif csv is not None and request.mimetype in TABLES and upload:
                 params = _validate(csv, request.args.to_dict())
                 with tempfile.NamedTemporaryFile(prefix="backprop-upload-") as file:

@@ -12,7 +12,6 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa  # type: ignore[import-untyped]
 
 import core
 from core.frame import NUMBER, Column, Frame, unmatched
@@ -25,7 +24,6 @@ from .services import state
 from .tables import (
     ReadOptions,
     csv_rows_at_least,
-    read_arrow_records,
     read_columns,
     read_records,
 )
@@ -53,48 +51,6 @@ def _rows(rows: Sequence[Sequence[float]], names: list[str], field: str) -> Fram
                 f"{field}[{index}]", f"the model takes {len(names)} inputs per row, got {len(row)}"
             )
     array = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
-    return Frame.from_arrays(array, names)
-
-
-def _arrow_objects(
-    table: Any, model: core.Model, names: list[str], kinds: dict[str, str], ignored: Collection[str]
-) -> Frame:
-    """Instances read by pyarrow: every row has the same keys, so the first row's
-    field names what is missing or unknown in all of them."""
-    _named(model, "instances[0]")
-    limit = state().settings.max_predict_rows
-    if table.num_rows > limit:
-        raise limit_exceeded(
-            "instances",
-            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {table.num_rows}",
-        )
-    unknown, missing = unmatched(table.column_names, names, ignored)
-    if missing is not None:
-        raise feature_error(f"instances[0].{missing}", "missing feature")
-    if unknown is not None:
-        raise feature_error(
-            f"instances[0].{unknown}", f"unknown feature; the model takes {_listed(names)}"
-        )
-    table = table.select(names)  # ignored columns (targets) are not read
-    options = ReadOptions(schema=kinds, allow_empty=True)
-    return read_arrow_records(table, options, field="instances").frame.select(names)
-
-
-def _array_rows(array: np.ndarray[Any, Any], names: list[str], field: str) -> Frame:
-    """Rows already read into a float64 array, checked as :func:`_rows` checks lists."""
-    limit = state().settings.max_predict_rows
-    if array.shape[0] > limit:
-        raise limit_exceeded(
-            field,
-            f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {array.shape[0]}",
-        )
-    if array.shape[1] != len(names):
-        raise invalid(
-            f"{field}[0]", f"the model takes {len(names)} inputs per row, got {array.shape[1]}"
-        )
-    if not np.isfinite(array).all():
-        row, col = (int(i) for i in np.argwhere(~np.isfinite(array))[0])
-        raise invalid(f"{field}[{row}][{col}]", "must be finite (no NaN or Infinity)")
     return Frame.from_arrays(array, names)
 
 
@@ -182,13 +138,6 @@ def json_frame(payload: PredictRequest, model: core.Model, ignored: Collection[s
     names, kinds = input_columns(model)
     if (payload.inputs is None) == (payload.instances is None):
         raise invalid("inputs", "send the rows as either inputs or instances")
-    for field, given in (("inputs", payload.inputs), ("instances", payload.instances)):
-        if isinstance(given, np.ndarray):  # a large body of numbers, read as one array
-            if not model.takes_numbers_only:
-                _number_rows(model, [], names, field)  # refused, as rows of lists are
-            return _array_rows(given, names, field)
-        if isinstance(given, pa.Table):  # a large body of flat objects, read by pyarrow
-            return _arrow_objects(given, model, names, kinds, ignored)
     options = ReadOptions(schema=kinds, allow_empty=True)
     if isinstance(payload.inputs, dict):
         _named(model, "inputs")

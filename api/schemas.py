@@ -347,10 +347,6 @@ class PredictRequest(StrictBody):
     or ``instances`` (TensorFlow Serving / Vertex AI: rows as lists or objects)."""
 
     model_config = _example({"inputs": [[0, 1], [1, 1]]})
-    # Fields whose rows a large body may bring as one float64 array or a pyarrow table
-    # (api.tables.read_json_rows: no Python object per value; more rows than
-    # BACKPROP_MAX_PREDICT_ROWS are refused once counted, before they are read).
-    numeric_rows: ClassVar[tuple[str, ...]] = ("inputs", "instances")
 
     inputs: (
         Annotated[

@@ -43,7 +43,9 @@ def send(base: str, key: str, method: str, path: str, data: bytes, media: str) -
 
 
 def npy_header(shape: str, descr: str = "<f8", fortran: str = "False") -> bytes:
-    header = f"{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': {shape}, }}"
+    # A plain dtype is a quoted string; sub-array and record dtypes are Python literals.
+    quoted = descr if descr[0] in "([" else f"'{descr}'"
+    header = f"{{'descr': {quoted}, 'fortran_order': {fortran}, 'shape': {shape}, }}"
     text = header.ljust(117).encode() + b"\n"
     return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
 
@@ -131,6 +133,20 @@ CASES = {
     ),
     "npy-objects": Case(
         "/models/{f32}/predict", npy_header("(1, 2)", descr="|O") + bytes(16), NPY, 400, "body"
+    ),
+    "npy-sub-array": Case(
+        "/models/{f32}/predict",
+        npy_header("(1,)", descr="('<f8', (3,))") + bytes(24),
+        NPY,
+        400,
+        "body",
+    ),
+    "npy-record": Case(
+        "/models/{f32}/predict",
+        npy_header("(1,)", descr="[('a', '<f8'), ('b', '<f8')]") + bytes(16),
+        NPY,
+        400,
+        "body",
     ),
     "npy-text": Case(
         "/models/{f32}/predict", npy_header("(1, 2)", descr="<U1") + bytes(8), NPY, 422, "inputs"
