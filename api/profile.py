@@ -83,10 +83,15 @@ def _std(values: np.ndarray[Any, Any]) -> float:
     return largest * float((values / largest).std(dtype=np.float64))
 
 
-def _histogram(ordered: np.ndarray[Any, Any]) -> dict[str, list[Any]]:
+def _histogram(ordered: np.ndarray[Any, Any]) -> dict[str, list[Any]] | None:
     """What ``np.histogram(values, bins=10)`` counts, from the sorted values: the same
     edges (in the values' type), each bin closed on the left, the last on both sides."""
-    edges = np.histogram_bin_edges(ordered, bins=HISTOGRAM_BINS)
+    try:
+        edges = np.histogram_bin_edges(ordered, bins=HISTOGRAM_BINS)
+    except ValueError:
+        # A range too narrow for its magnitude (1e17 and its neighbour, a constant
+        # 1e17) has no 10 distinct float edges: no histogram, as for an overflowing one.
+        return None
     inner = np.searchsorted(ordered, edges[1:-1].astype(ordered.dtype), side="left")
     bounds = np.concatenate(([0], inner, [ordered.size]))
     return {
@@ -135,10 +140,7 @@ def _describe(column: Column, role: str) -> dict[str, Any]:
     # may still overflow (-1e308 to 1e308).
     with np.errstate(over="ignore"):
         spread = float(high - low)
-    if not math.isfinite(spread):
-        entry["histogram"] = None
-    else:
-        entry["histogram"] = _histogram(ordered)
+    entry["histogram"] = _histogram(ordered) if math.isfinite(spread) else None
     return entry
 
 

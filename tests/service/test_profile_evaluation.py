@@ -209,3 +209,14 @@ def test_the_std_of_huge_values_is_a_number() -> None:
     frame = Frame([Column.number("y", [2.0, 1e300, 6.0]), Column.number("x", [1.0, 2.0, 3.0])])
     column = profile(frame, ["y"], "regression", {})["columns"][0]
     assert column["std"] == pytest.approx(np.std([2.0 / 1e300, 1.0, 6.0 / 1e300]) * 1e300)
+
+
+@pytest.mark.parametrize(
+    "values", [[1.0, 1.0000000000000002], [1e17, 1e17], [1e308, 1e308], [-1e308, 1e308]]
+)
+def test_a_range_without_ten_bins_has_no_histogram(values: list[float]) -> None:
+    """Too narrow for its magnitude (NumPy cannot cut it into 10 bins) or too wide to
+    subtract: described without a histogram, not refused."""
+    column = profile(Frame([Column.number("x", values)]), [], None, {})["columns"][0]
+    assert column["histogram"] is None
+    assert column["min"] == min(values) and column["max"] == max(values)
