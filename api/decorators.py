@@ -20,6 +20,7 @@ from typing import IO, Any, TypeVar
 
 import numpy as np
 from flask import Response, jsonify, request
+from gunicorn.http.errors import ParseException  # type: ignore[import-untyped]
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -95,8 +96,29 @@ def _validate(model: type[M], data: Any) -> M:
         raise from_validation_error(exc) from None
 
 
+# What the server raises while reading a body that breaks HTTP's framing: gunicorn's
+# InvalidChunkSize and ChunkMissingTerminator (ParseException), NoMoreData (OSError).
+UNREADABLE = (OSError, ParseException)
+
+
+def _unreadable(exc: Exception) -> ApiError:
+    return ApiError(
+        400, "bad_request", f"the request body could not be read: {type(exc).__name__}", "body"
+    )
+
+
+def _body_bytes() -> bytes:
+    """The whole request body (under BACKPROP_MAX_BODY_BYTES); a body that breaks
+    HTTP's framing (a bad chunk size, a chunk without its terminator, a body shorter
+    than its Content-Length) is a 400, not a 500."""
+    try:
+        return request.get_data(cache=False)
+    except UNREADABLE as exc:
+        raise _unreadable(exc) from None
+
+
 def _read_json() -> Any:
-    raw = request.get_data(cache=False)
+    raw = _body_bytes()
     if not raw:
         raise ApiError(400, "malformed_json", "the request body is empty; expected a JSON object")
     try:
@@ -109,7 +131,7 @@ def _read_json() -> Any:
 
 def _read_table(params: BaseModel, spooled: Path | None = None) -> TableBody:
     charset = request.mimetype_params.get("charset", "utf-8")
-    raw = spooled if spooled is not None else request.get_data(cache=False)
+    raw = spooled if spooled is not None else _body_bytes()
     return TableBody(params, raw, request.mimetype, charset)
 
 
@@ -128,7 +150,13 @@ def _spool(file: IO[bytes]) -> None:
         if request.content_length is not None and request.content_length > limit:
             raise RequestEntityTooLarge()
         stream = request.stream
-        while chunk := stream.read(SPOOL_CHUNK):
+        while True:
+            try:
+                chunk = stream.read(SPOOL_CHUNK)
+            except UNREADABLE as exc:
+                raise _unreadable(exc) from None
+            if not chunk:
+                break
             written += len(chunk)
             if written > limit:
                 raise RequestEntityTooLarge()
@@ -168,7 +196,7 @@ def _read_npy() -> np.ndarray[Any, Any]:
 
     The header must describe exactly the bytes that follow it (Python integers:
     no product that overflows); a dtype of numbers only."""
-    raw = request.get_data(cache=False)
+    raw = _body_bytes()
     stream = io.BytesIO(raw)
     try:
         shape, fortran, dtype = _npy_header(stream)

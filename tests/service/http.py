@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import urllib.error
@@ -47,3 +48,33 @@ def finished_job(base: str, job_id: int, key: str, timeout: float = 60) -> Any:
         return job if job["status"] in ("succeeded", "failed", "cancelled") else None
 
     return wait_for(ended, timeout, 0.1, f"job {job_id} to finish")
+
+
+def raw(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are; (status, headers, body) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        # Refused before the whole request was read: the answer is there all the same.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < int(
+            dict(response_headers(answer)).get("content-length", "0")
+        ):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), dict(response_headers(answer)), body
+
+
+def response_headers(answer: bytes) -> list[tuple[str, str]]:
+    lines = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+    return [(n.strip().lower(), v.strip()) for n, _, v in (line.partition(":") for line in lines)]
+
+
+def json_error(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    assert headers["content-type"].startswith("application/json"), (status, body[:200])
+    error = json.loads(body)["error"]
+    assert set(error) >= {"code", "message"}
+    return error  # type: ignore[no-any-return]

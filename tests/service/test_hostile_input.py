@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from store.settings import Settings
 
 from .api_helpers import IRIS_LIKE, SMALL_NET, XOR, client_for, leftover_jobs_cancelled
-from .http import call, finished_job
+from .http import call, finished_job, json_error, raw
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -384,3 +384,23 @@ def test_a_model_too_large_to_store_is_refused(small_limits: FlaskClient) -> Non
     assert response.status_code == 422
     assert response.json["error"]["field"] == "network.layers"
     assert "BACKPROP_MAX_LAYERS" in response.json["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcXY0\r\n\r\n"],
+    ids=["bad-chunk-size", "chunk-without-terminator"],
+)
+def test_a_broken_chunked_body_is_a_400(
+    live_api: tuple[str, str], stored: dict[str, int], chunks: bytes
+) -> None:
+    base, key = live_api
+    port = int(base.rsplit(":", 1)[1])
+    head = (
+        f"POST /models/{stored['f32']}/predict HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    status, headers, body = raw(port, head.encode() + chunks)
+    assert status == 400
+    assert json_error(status, headers, body)["code"] == "bad_request"

@@ -8,11 +8,9 @@ Latencies are printed, not asserted (bench/streams.py measures them).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from store import Session
 from store import queries as q
 from tests import worked_example as worked
 from tests.service.conftest import cancel_unfinished
-from tests.service.http import call, finished_job
+from tests.service.http import call, finished_job, json_error, raw, response_headers
 from tests.service.processes import ApiProcess, running_worker, wait_for
 from tests.service.stream_swarm import Client, Swarm, slow_job, summary, timed
 
@@ -53,36 +51,6 @@ def service(
         finally:
             cancel_unfinished(OWNER)
             api.stop()
-
-
-def raw(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send bytes as they are; (status, headers, body) of the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        # Refused before the whole request was read: the answer is there all the same.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(data)
-        answer = b""
-        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < int(
-            dict(_headers(answer)).get("content-length", "0")
-        ):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), dict(_headers(answer)), body
-
-
-def _headers(answer: bytes) -> list[tuple[str, str]]:
-    lines = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
-    return [(n.strip().lower(), v.strip()) for n, _, v in (line.partition(":") for line in lines)]
-
-
-def json_error(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    assert headers["content-type"].startswith("application/json"), (status, body[:200])
-    error = json.loads(body)["error"]
-    assert set(error) >= {"code", "message"}
-    return error  # type: ignore[no-any-return]
 
 
 def test_200_open_streams_leave_the_api_answering(service: dict[str, Any]) -> None:
@@ -135,7 +103,7 @@ def test_200_open_streams_leave_the_api_answering(service: dict[str, Any]) -> No
         refused = next(s for s in extra if s.status == 429)
         wait_for(lambda: refused.closed or b"}}" in refused.head, 10, 0.05, "the 429 body")
         head, _, body = refused.head.partition(b"\r\n\r\n")
-        headers = dict(_headers(refused.head))
+        headers = dict(response_headers(refused.head))
         assert int(headers["retry-after"]) > 0
         chunk = body.split(b"\r\n")[1] if headers.get("transfer-encoding") == "chunked" else body
         assert json_error(429, headers, chunk)["code"] == "too_many_streams"
