@@ -52,7 +52,9 @@ bp = Blueprint("events", __name__)
 # How often the poller asks which watched jobs changed: a worker writes its epochs
 # every BACKPROP_EPOCH_FLUSH_SECONDS (0.25 s by default).
 POLL_SECONDS = 0.25
-HEARTBEAT_SECONDS = 10.0
+# A closed connection is noticed only when written to: an idle stream's heartbeat is
+# what frees its place under BACKPROP_SSE_PER_KEY once its client has gone.
+HEARTBEAT_SECONDS = 3.0
 PAGE = 1000
 # A stream that meets the per-key cap may try again after this long (an old stream
 # of the same key ends within BACKPROP_SSE_SECONDS at the latest).

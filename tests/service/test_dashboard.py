@@ -57,32 +57,6 @@ def test_the_loss_curve_grows_while_the_job_trains(
     )
     with urllib.request.urlopen(upload) as response:
         dataset = json.loads(response.read())
-    status, job = call(
-        base,
-        "POST",
-        "/jobs",
-        {
-            "dataset_id": dataset["id"],
-            "network": {
-                "input_dim": 4,
-                "layers": [
-                    {"units": 32, "activation": "relu"},
-                    {"units": 3, "activation": "softmax"},
-                ],
-            },
-            "training": {
-                "epochs": 4000,
-                "batch_size": 8,
-                "optimizer": "adam",
-                "normalize": "standardize",
-                "validation_split": 0.2,
-                # a fifth held out, so that the page (and the README's picture) has scores
-                "test_split": 0.2,
-            },
-        },
-        key,
-    )
-    assert status == 202, job
 
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -98,6 +72,33 @@ def test_the_loss_curve_grows_while_the_job_trains(
             "The API refused this key (401 unauthorized): the API key is unknown or revoked. "
             "Paste a valid key."
         )
+        # Submitted only now, so that the page is ready to watch it start training.
+        status, job = call(
+            base,
+            "POST",
+            "/jobs",
+            {
+                "dataset_id": dataset["id"],
+                "network": {
+                    "input_dim": 4,
+                    "layers": [
+                        {"units": 32, "activation": "relu"},
+                        {"units": 3, "activation": "softmax"},
+                    ],
+                },
+                "training": {
+                    "epochs": 4000,
+                    "batch_size": 8,
+                    "optimizer": "adam",
+                    "normalize": "standardize",
+                    "validation_split": 0.2,
+                    # a fifth held out, so that the page (and the README's picture) has scores
+                    "test_split": 0.2,
+                },
+            },
+            key,
+        )
+        assert status == 202, job
         page.fill("input[name=key]", key)
         page.click("button[type=submit]")
         page.wait_for_selector(f"tr[data-job='{job['id']}']")
@@ -214,7 +215,11 @@ def test_the_predict_form_is_as_wide_as_an_unnamed_model(live_api: tuple[str, st
 
 def test_the_cancel_button_cancels_a_running_job(live_api: tuple[str, str]) -> None:
     base, key = live_api
-    dataset = {"name": "xor", "inputs": [[0, 0], [0, 1], [1, 0], [1, 1]], "targets": [0, 1, 1, 0]}
+    # Some hundreds of epochs a second, not the tens of thousands four rows would give:
+    # a loaded machine's stream and browser keep up, so the status is seen at once.
+    inputs = [[(i % 7) / 7, (i % 5) / 5] for i in range(400)]
+    targets = [int((i % 7) / 7 > (i % 5) / 5) for i in range(400)]
+    dataset = {"name": "rows", "inputs": inputs, "targets": targets}
     network = {"input_dim": 2, "layers": [{"units": 1, "activation": "sigmoid"}]}
     training = {"epochs": 1_000_000, "batch_size": 1}
     body = {"dataset": dataset, "network": network, "training": training}
