@@ -209,20 +209,21 @@ def npy_frame(body: NpyBody, model: core.Model) -> Frame:
     return _npy(body.array, names)
 
 
-def encoded(model: core.Model, frame: Frame) -> np.ndarray[Any, Any]:
+def encoded(model: core.Model, frame: Frame, rows: str = "inputs") -> np.ndarray[Any, Any]:
     """The model's outputs for ``frame`` (rows x outputs, in the targets' units).
 
     A model stored before typed tables takes numbers only, without missing values.
+    ``rows``: the body's field the rows came in, which errors name (422).
     """
     if frame.n_rows == 0:
         return np.zeros((0, model.network.output_dim))
-    _check_range(model, frame)
+    _check_range(model, frame, rows)
     if model.preprocessor is None:
         x = np.column_stack([column.values for column in frame])
         if np.isnan(x).any():
             row, col = (int(i) for i in np.argwhere(np.isnan(x))[0])
             raise invalid(
-                f"inputs[{row}].{frame.names[col]}",
+                f"{rows}[{row}].{frame.names[col]}",
                 "missing value; this model was trained before missing values were imputed",
             )
         return model.predict(x)
@@ -233,7 +234,7 @@ def encoded(model: core.Model, frame: Frame) -> np.ndarray[Any, Any]:
         raise feature_error(exc.field, exc.message) from None
 
 
-def _check_range(model: core.Model, frame: Frame) -> None:
+def _check_range(model: core.Model, frame: Frame, rows: str) -> None:
     """A float32 model's inputs within float32's range: beyond it a value is infinite in
     the network's arrays, and the outputs are not numbers."""
     dtype = np.dtype(model.network.dtype)
@@ -248,7 +249,7 @@ def _check_range(model: core.Model, frame: Frame) -> None:
         if beyond.any():
             row = int(np.flatnonzero(beyond)[0])
             raise invalid(
-                f"inputs[{row}].{column.name}",
+                f"{rows}[{row}].{column.name}",
                 f"{column.values[row]:g} is beyond the range of this {dtype} model (±{limit:.4g})",
             )
 

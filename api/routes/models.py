@@ -124,16 +124,18 @@ def predict(model_id: int, payload: PredictRequest | TableBody | NpyBody) -> Pre
         frame = table_frame(payload, model, served.skipped)
     else:
         frame = json_frame(payload, model, served.skipped)
+    # Errors name the rows as the body sent them.
+    rows = "instances" if getattr(payload, "instances", None) is not None else "inputs"
     limit = state().settings.max_predict_rows
     if frame.n_rows > limit:
         raise limit_exceeded(
-            "inputs",
+            rows,
             f"at most {limit} rows per request (BACKPROP_MAX_PREDICT_ROWS), got {frame.n_rows}",
         )
-    outputs = encoded(model, frame)
+    outputs = encoded(model, frame, rows)
     if not np.isfinite(outputs).all():
         row = int(np.argwhere(~np.isfinite(outputs))[0][0])
-        raise invalid(f"inputs[{row}]", "the model's output for this row is not finite")
+        raise invalid(f"{rows}[{row}]", "the model's output for this row is not finite")
     state().metrics.predict_rows.inc(len(outputs))
     if isinstance(payload, NpyBody) and NPY in request.accept_mimetypes.values():
         buffer = io.BytesIO()

@@ -96,7 +96,7 @@ CASES = {
         jsonb({"instances": [[1, 1], [1e39, 0]]}),
         JSON,
         422,
-        "inputs[1].x0",
+        "instances[1].x0",
     ),
     "float32-csv-1e39": Case("/models/{f32}/predict", b"1e39,0\n", CSV, 422, "inputs[0].x0"),
     "float32-csv-3.5e38": Case(
