@@ -113,7 +113,7 @@ class Optimizer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: OptimizerName = "sgd"
     learning_rate: float | None = Field(
-        default=None, gt=0, le=spec.MAX_LEARNING_RATE, description="0.01 for sgd, 0.001 otherwise"
+        default=None, gt=0, description="0.01 for sgd, 0.001 otherwise"
     )
     momentum: float = Field(default=0.0, ge=0, le=spec.MAX_DECAY)
     nesterov: bool = False
@@ -130,7 +130,7 @@ class Schedule(BaseModel):
     factor: float = Field(default=0.5, gt=0, lt=1)
     patience: int = Field(default=5, ge=1, le=spec.MAX_PATIENCE)
     min_delta: float = Field(default=1e-4, ge=0)
-    min_learning_rate: float = Field(default=1e-6, ge=0, le=spec.MAX_LEARNING_RATE)
+    min_learning_rate: float = Field(default=1e-6, ge=0)
 
 
 class EarlyStopping(BaseModel):

@@ -28,8 +28,9 @@ DTYPES = ("float64", "float32")
 # The working range of each optimizer and schedule number, declared once: the spec
 # parser enforces it and the API's schema documents it. Outside it the engine fails
 # (``epoch ** power`` overflows a float past epoch 2 with power 1000) or makes no
-# progress a job could report (an Adam beta of 1 - 1e-17 divides by zero).
-MAX_LEARNING_RATE = 1e3
+# progress a job could report (an Adam beta of 1 - 1e-17 divides by zero). Learning
+# rates have no maximum: too large a one diverges, which the engine reports as the
+# job's own failure (``non_finite_loss``, with the advice to lower it).
 MAX_DECAY = 0.99999  # momentum, beta1, beta2, rho: below 1, whose powers never reach 0
 MIN_EPSILON, MAX_EPSILON = 1e-30, 1.0
 MAX_POWER = 10.0  # invscaling: 1e6 epochs ** 10 = 1e60, far from float overflow
@@ -372,7 +373,6 @@ def _parse_optimizer(value: Any, path: str) -> OptimizerConfig:
         _join(path, "learning_rate"),
         minimum=0.0,
         exclusive_minimum=True,
-        maximum=MAX_LEARNING_RATE,
     )
 
     def decay(key: str, default: float) -> float:
@@ -427,7 +427,6 @@ def _parse_schedule(value: Any, path: str) -> ScheduleConfig:
             raw.get("min_learning_rate", defaults.min_learning_rate),
             _join(path, "min_learning_rate"),
             minimum=0.0,
-            maximum=MAX_LEARNING_RATE,
         ),
     )
 
