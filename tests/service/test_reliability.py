@@ -32,7 +32,7 @@ from store import queries as q
 from store.settings import Settings
 from tests.service.conftest import (
     POSTGRES_ADMIN,
-    apply_env,
+    bound,
     create_database,
     delete_redis_keys,
     drop_database,
@@ -94,16 +94,8 @@ def isolated(
         env = sqlite_env(data_dir)
         url = env["DATABASE_URL"]
     env.update(FAST_RECOVERY)
-    saved = {key: os.environ.get(key) for key in env}
-    previous_bind = Session.kw.get("bind")
-    settings = apply_env(env)
-    yield env, settings
-    Session.configure(bind=previous_bind)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with bound(env) as settings:
+        yield env, settings
     if settings.broker_is_filesystem:
         return
     delete_redis_keys(env["BROKER_PREFIX"])
