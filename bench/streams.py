@@ -100,8 +100,9 @@ def loss_png_cost(epochs: int) -> None:
     from store.settings import load_settings
 
     url = create_database("bench_loss_png")
+    env = environment(url, "bench-loss-png", Path(tempfile.mkdtemp()))
     try:
-        os.environ.update(environment(url, "bench-loss-png", Path(tempfile.mkdtemp())))
+        os.environ.update(env)
         app = create_app(load_settings())
         with Session.begin() as session:
             key = q.create_api_key(session, "bench")
@@ -131,6 +132,7 @@ def loss_png_cost(epochs: int) -> None:
             )
         client.post(f"/jobs/{job['id']}/cancel")
     finally:
+        delete_redis_keys(env["BROKER_PREFIX"])  # the job's message
         drop_database(url)
 
 
