@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import kombu.exceptions
-import psycopg
-import redis.exceptions
 from flask import Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
-from sqlalchemy import exc as sa
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from worker.transient import outage
 
 log = logging.getLogger(__name__)
 
@@ -124,50 +121,6 @@ def public_message(message: str) -> str:
     return message[: cut.start()].split("\n", 1)[0].rstrip() or "a database error"
 
 
-def unavailable(exc: BaseException) -> str | None:
-    """Which dependency ``exc`` says is unreachable for now ("database" or "broker"),
-    or None when it is not a transient outage (a bug, bad data, a missing table).
-
-    Transient: connections refused, dropped or timed out, a pool with no connection
-    to give, PostgreSQL refusing connections (restart, failover, a database closed to
-    connections), SQLite's file locked past its busy timeout or not openable, and a
-    broker that does not answer. Follows ``raise ... from`` causes.
-    """
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 5:
-        if isinstance(current, sa.DBAPIError) and current.connection_invalidated:
-            return "database"
-        if isinstance(current, (sa.DisconnectionError, sa.TimeoutError)):
-            return "database"
-        if isinstance(current, (sa.OperationalError, sa.InterfaceError)):
-            cause = current.orig
-            if not isinstance(cause, sqlite3.Error) or _sqlite_unavailable(cause):
-                return "database"
-        if isinstance(current, (psycopg.OperationalError, psycopg.InterfaceError)):
-            return "database"
-        if isinstance(current, sqlite3.OperationalError) and _sqlite_unavailable(current):
-            return "database"
-        if isinstance(
-            current,
-            (
-                kombu.exceptions.OperationalError,
-                redis.exceptions.ConnectionError,
-                redis.exceptions.TimeoutError,
-            ),
-        ):
-            return "broker"
-        current, seen = current.__cause__, seen + 1
-    return None
-
-
-def _sqlite_unavailable(exc: BaseException) -> bool:
-    # SQLite says "locked" and "busy" while another connection holds the file past
-    # the busy timeout; anything else (no such table, a constraint) is not an outage.
-    text = str(exc).lower()
-    return any(word in text for word in ("locked", "busy", "unable to open"))
-
-
 def service_unavailable(what: str) -> Response:
     """503 for an unreachable dependency, named only: no host, port or statement."""
     return error_response(
@@ -220,7 +173,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def _unexpected(exc: Exception) -> Response:
-    what = unavailable(exc)
+    what = outage(exc)
     if what is not None:
         # One line, not a traceback per request: an outage fails every request at once.
         reason = public_message(str(exc)).partition("\n")[0]

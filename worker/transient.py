@@ -66,12 +66,17 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _sqlite_busy(exc: BaseException) -> bool:
+    # Another connection holds the file past the busy timeout, or the file cannot be
+    # opened for the moment.
     text = str(exc).lower()
-    return "locked" in text or "busy" in text
+    return any(word in text for word in ("locked", "busy", "unable to open"))
 
 
-def _kind(exc: BaseException) -> str | None:
-    """``"database"`` or ``"broker"`` for a transient error, None for any other."""
+def outage(exc: BaseException) -> str | None:
+    """Which dependency a transient error says is unreachable, ``"database"`` or
+    ``"broker"`` (following wrapped DBAPI errors and ``raise ... from`` causes), or
+    None for any other error (a bug, bad data, a missing table). The worker retries
+    such errors; the API answers them with 503."""
     for link in _chain(exc):
         if isinstance(link, Unavailable):
             return "database" if str(link).startswith("database") else "broker"
@@ -93,7 +98,7 @@ def _kind(exc: BaseException) -> str | None:
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is an outage that making the same call again may outlive."""
-    return _kind(exc) is not None
+    return outage(exc) is not None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -115,7 +120,7 @@ def describe(exc: BaseException) -> str:
     :data:`MAX_ERROR` characters."""
     if isinstance(exc, Unavailable):
         return _clip(str(exc))
-    kind = _kind(exc)
+    kind = outage(exc)
     if kind is not None:
         return _clip(f"{kind} unavailable: {_first_line(exc)}")
     if isinstance(exc, sa.StatementError):
