@@ -57,6 +57,7 @@ class StopReason(StrEnum):
     INVALID = "invalid"  # the engine refused the job's spec or dataset
     ERROR = "error"  # training raised
     WORKER_LOST = "worker_lost"  # attempts ran out on lost leases
+    PRUNED = "pruned"  # a sweep's trial stopped early by the sweep's pruner
 
 
 # Inputs or targets beyond this magnitude saturate sigmoid and tanh units and scale

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -148,6 +150,12 @@ class Job(Base):
     output_key: Mapped[str | None] = mapped_column(String(200))
     # a prediction job counts rows here: the dataset's rows, and those predicted
     epochs_total: Mapped[int]
+    # a trial of a sweep: its sweep, its number in the sweep's study, its parameters
+    sweep_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), index=True
+    )
+    trial_number: Mapped[int | None]
+    params: Mapped[dict[str, Any] | None]
     epochs_completed: Mapped[int] = mapped_column(default=0)
     loss: Mapped[float | None] = mapped_column(Float)
     val_loss: Mapped[float | None] = mapped_column(Float)
@@ -218,7 +226,89 @@ class TrainedModel(Base):
     weights_key: Mapped[str] = mapped_column(String(200))
     # scores of the rows held out by training.test_split (worker/evaluation.py)
     metrics: Mapped[dict[str, Any] | None]
+    # Lineage: with job_id, dataset_sha256 and created_at, where the model came from.
+    # SHA-256 of the job's completed network spec and training config (spec_sha256())
+    spec_sha256: Mapped[str | None] = mapped_column(String(64))
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    # the backprop release that trained it
+    service_version: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RegisteredModel(Base):
+    """A name under which an owner keeps numbered versions of trained models (MLflow's
+    registered model)."""
+
+    __tablename__ = "registered_models"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_registered_models_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100), default=LOCAL_OWNER)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    """Version ``version`` (1, 2, ...) of a registered model: one trained model."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("registered_model_id", "version", name="uq_model_versions_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    registered_model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE")
+    )
+    version: Mapped[int]
+    # A registered model cannot be deleted from under its versions (queries refuse it).
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelAlias(Base):
+    """A movable name (``production``, ``staging``) for one version of a registered model."""
+
+    __tablename__ = "model_aliases"
+
+    registered_model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sweep(Base):
+    """A hyperparameter search: trials (training jobs) drawn by an Optuna study."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100), index=True, default=LOCAL_OWNER)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    # queued, running, succeeded, failed, cancelled (JobStatus's values)
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED.value)
+    # the base spec every trial starts from, and the search over its paths
+    network: Mapped[dict[str, Any]]
+    training: Mapped[dict[str, Any]]
+    search_space: Mapped[dict[str, Any]]
+    trials: Mapped[int]
+    parallel: Mapped[int]
+    sampler: Mapped[str] = mapped_column(String(20))
+    pruner: Mapped[str] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(60))
+    direction: Mapped[str] = mapped_column(String(10))
+    # the Optuna study's name in its storage
+    study_name: Mapped[str] = mapped_column(String(200))
+    best_job_id: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
 
 
 class StoredObject(Base):

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from .lineage import service_version, spec_sha256
 from .models import (
     LOCAL_OWNER,
     ApiKey,
@@ -489,7 +490,9 @@ def add_model(
     weights_key: str,
     metrics: dict[str, Any] | None = None,
 ) -> TrainedModel:
-    """Record a trained model whose weights are stored under ``weights_key``."""
+    """Record a trained model whose weights are stored under ``weights_key``, with its
+    lineage: the job, the dataset's hash, the spec's hash, the seed, this release."""
+    seed = job.training.get("seed")
     model = TrainedModel(
         owner=job.owner,
         job_id=job.id,
@@ -499,6 +502,9 @@ def add_model(
         summary=summary,
         weights_key=weights_key,
         metrics=metrics,
+        spec_sha256=spec_sha256(job.network, job.training),
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        service_version=service_version(),
     )
     session.add(model)
     session.flush()

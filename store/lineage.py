@@ -1,0 +1,38 @@
+"""Where a trained model came from: the hash of the spec it was trained with and the
+release of the service that trained it (the rest of its lineage is its job, its
+dataset's hash, its seed and its creation time, columns of ``models``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+UNKNOWN_VERSION = "unknown"
+
+
+def spec_sha256(network: Any, training: Any) -> str:
+    """SHA-256 (hex) of a job's completed network spec and training config, as canonical
+    JSON (sorted keys, no spaces, ASCII): two jobs trained alike share it.
+
+    Migration 0008 carries a copy of this function for the models it backfills.
+    """
+    document = json.dumps(
+        {"network": network, "training": training},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+@cache
+def service_version() -> str:
+    """The installed ``backprop`` distribution's version, or ``unknown`` when the code
+    runs from files that were never installed."""
+    try:
+        return version("backprop")
+    except PackageNotFoundError:
+        return UNKNOWN_VERSION
