@@ -82,7 +82,7 @@ function askForKey() {
 
 async function jobsPage() {
   const table = el("table", { id: "jobs" });
-  view.replaceChildren(el("h1", {}, "Jobs"), table);
+  view.replaceChildren(el("h1", {}, "Jobs"), compareBar(), table);
   async function refresh() {
     const { jobs } = await api("/jobs?limit=100");
     const head = el("tr", {}, ...["job", "status", "epochs", "loss", "val loss", "dataset", "created"].map((h) => el("th", {}, h)));
@@ -94,6 +94,7 @@ async function jobsPage() {
       el("td", {}, job.dataset_id ? el("a", { href: `#/datasets/${job.dataset_id}` }, `#${job.dataset_id}`) : "–"),
       el("td", {}, new Date(job.created_at).toLocaleString())));
     table.replaceChildren(head, ...rows);
+    selectableRows(table);
   }
   await refresh();
   const timer = setInterval(() => refresh().catch(() => {}), 2000);
@@ -529,6 +530,9 @@ async function route() {
     if (kind === "jobs" && id) await jobPage(Number(id));
     else if (kind === "datasets" && id) await datasetPage(Number(id));
     else if (kind === "datasets") await datasetsPage();
+    else if (kind === "compare") await comparePage(id);
+    else if (kind === "sweeps" && id) await sweepPage(Number(id));
+    else if (kind === "sweeps") await sweepsPage();
     else await jobsPage();
   } catch (error) {
     if (error.message !== "unauthorized") view.replaceChildren(el("p", { class: "error" }, error.full || error.message));
