@@ -291,12 +291,13 @@ def test_the_sweep_page_stops_when_left_and_cancels(live_api: tuple[str, str]) -
         page.on("request", lambda r: requests.append(r.url))
         page.goto(f"{base}/#/sweeps/{sweep['id']}")
         page.wait_for_selector("#cancel-sweep", state="visible")
-        wait_for(
-            lambda: len([u for u in requests if u.endswith(f"/sweeps/{sweep['id']}")]) >= 2,
-            20,
-            0.1,
-            "the page to refresh the sweep",
-        )
+        # Playwright hands over its events only while the test calls it: wait through it.
+        for _ in range(200):
+            if len([u for u in requests if u.endswith(f"/sweeps/{sweep['id']}")]) >= 2:
+                break
+            page.wait_for_timeout(100)
+        else:
+            raise AssertionError("the page did not refresh the sweep within 20 s")
         # Left for the jobs list: the sweep is no longer asked for.
         page.click("header nav a[href='#/jobs']")
         page.wait_for_selector("#jobs")

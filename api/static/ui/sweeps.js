@@ -15,7 +15,7 @@ async function sweepsPage() {
   const table = el("table", { id: "sweeps" });
   view.replaceChildren(el("h1", {}, "Sweeps"),
     el("p", {}, "A sweep trains many jobs (trials) over a search space; start one with ",
-      el("code", {}, "POST /sweeps"), " or ", el("code", {}, "backprop sweeps"), "."), table);
+      el("code", {}, "POST /sweeps"), " or ", el("code", {}, "backprop sweep SPEC.json --dataset N"), "."), table);
   async function refresh() {
     const { sweeps } = await api("/sweeps?limit=100");
     const head = el("tr", {}, ...["sweep", "status", "trials", "metric", "best", "dataset", "created"].map((h) => el("th", {}, h)));
@@ -53,8 +53,8 @@ function ticksOf(lo, hi, log) {
     for (let e = Math.ceil(Math.log10(lo) - 1e-9); e <= Math.floor(Math.log10(hi) + 1e-9); e++) ticks.push(10 ** e);
     return ticks.length >= 2 ? ticks : [lo, hi];
   }
-  // About five round numbers (steps of 1, 2, 2.5 or 5 times a power of ten).
-  const raw = (hi - lo) / 4, power = 10 ** Math.floor(Math.log10(raw));
+  // Five to seven round numbers (steps of 1, 2, 2.5 or 5 times a power of ten).
+  const raw = (hi - lo) / 6, power = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
   const ticks = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
@@ -91,7 +91,8 @@ function scatterChart(path, rule, trials, best, metric) {
     if (lo === hi) { lo = scale.kind === "log" ? lo / 2 : lo - 1; hi = scale.kind === "log" ? hi * 2 : hi + 1; }
     const f = scale.kind === "log" ? Math.log10 : (v) => v;
     xAt = (v) => left + ((f(v) - f(lo)) / (f(hi) - f(lo))) * plotW;
-    xTicks = ticksOf(lo, hi, scale.kind === "log").map((v) => [xAt(v), num(v)]);
+    const label = (v) => (scale.kind === "log" && v < 1e-3 ? v.toExponential(0) : num(v));
+    xTicks = ticksOf(lo, hi, scale.kind === "log").map((v) => [xAt(v), label(v)]);
   }
 
   chart.append(svg("rect", { class: "frame", x: left, y: top, width: plotW, height: plotH }));
@@ -116,6 +117,13 @@ function scatterChart(path, rule, trials, best, metric) {
   return el("figure", { class: "scatter" }, chart, el("figcaption", {}, `${metric} by ${path}`));
 }
 
+// A drawn float to 4 significant digits (the full value is the cell's title).
+function paramText(params, path) {
+  if (!params || !(path in params)) return "–";
+  const v = params[path];
+  return typeof v === "number" && !Number.isInteger(v) ? num(v) : specValue(v);
+}
+
 function trialsTable(sweep) {
   const paths = Object.keys(sweep.search_space || {});
   const bestJob = sweep.best?.job_id;
@@ -128,7 +136,7 @@ function trialsTable(sweep) {
   el("td", { class: "value" }, num(t.value)),
   el("td", {}, String(t.epochs_completed)),
   el("td", {}, t.stop_reason || "–"),
-  ...paths.map((p) => el("td", { class: "param" }, p in (t.params || {}) ? specValue(t.params[p]) : "–"))));
+  ...paths.map((p) => el("td", { class: "param", title: JSON.stringify(t.params?.[p]) ?? "" }, paramText(t.params, p)))));
   return el("table", { id: "trials", class: "compact" }, head, ...rows);
 }
 
