@@ -48,17 +48,23 @@ function selectableRows(table) {
   updateCompareButton();
 }
 
-// The jobs' summaries (GET /jobs/<id> shapes), in the order of `ids`: one batch
-// GET /jobs?ids=..., or one GET per job from an API without that parameter (422).
-async function jobSummaries(ids) {
+// The jobs (GET /jobs/<id> shapes) in the order of `ids`, each with its spec's
+// `network` and `training` when `withSpecs`: one batch GET /jobs?ids=... (which
+// carries the specs), or from an API without that parameter (a 422 naming it) one
+// GET /jobs/<id> per job and its GET /jobs/<id>/spec.
+async function jobSummaries(ids, withSpecs = false) {
   try {
-    const { jobs } = await api(`/jobs?ids=${ids.join(",")}&limit=${ids.length}`);
+    const { jobs } = await api(`/jobs?ids=${ids.join(",")}`);
     const byId = new Map(jobs.map((job) => [job.id, job]));
-    if (ids.every((id) => byId.has(id))) return ids.map((id) => byId.get(id));
+    const found = ids.map((id) => byId.get(id));
+    if (found.every((job) => job && (!withSpecs || (job.network && job.training)))) return found;
   } catch (error) {
     if (error.status !== 422) throw error;
   }
-  return Promise.all(ids.map((id) => api(`/jobs/${id}`)));
+  return Promise.all(ids.map(async (id) => {
+    const [job, spec] = await Promise.all([api(`/jobs/${id}`), withSpecs ? api(`/jobs/${id}/spec`) : {}]);
+    return { ...job, ...spec };
+  }));
 }
 
 // A spec as {path: value}: objects by key (a.b), lists of objects by index (a[0]);
@@ -139,11 +145,11 @@ async function comparePage(text) {
   const ids = parseIds(text);
   let stopped = false, timer = null;
   stopCurrent = () => { stopped = true; clearTimeout(timer); };
-  const [jobs, specs, curves] = await Promise.all([
-    jobSummaries(ids),
-    Promise.all(ids.map((id) => api(`/jobs/${id}/spec`))),
+  const [jobs, curves] = await Promise.all([
+    jobSummaries(ids, true),
     Promise.all(ids.map((id) => api(`/jobs/${id}/curve?points=${COMPARE_POINTS}`))),
   ]);
+  const specs = jobs.map((job) => ({ network: job.network, training: job.training }));
   const jobsBox = el("div", {}, summaryTable(jobs));
   const chartBox = el("div", { id: "compare-chart", "data-series": String(ids.length) });
   const only = el("input", { type: "checkbox", id: "only-differences" });
