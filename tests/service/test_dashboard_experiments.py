@@ -76,6 +76,8 @@ def test_the_compare_view_overlays_curves_and_marks_differing_spec_rows(
 
     with playwright.sync_playwright() as p:
         browser, page, errors = _open_dashboard(p, base, key)
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
         for job_id in ids:
             page.wait_for_selector(f"#jobs tr[data-job='{job_id}'] input.pick")
         assert page.locator("#compare").is_disabled()
@@ -107,6 +109,10 @@ def test_the_compare_view_overlays_curves_and_marks_differing_spec_rows(
             }"""
         )
         assert drawn > 500
+        # With the batch GET /jobs?ids=, the specs come with the jobs: no GET per spec.
+        batch = call(base, "GET", "/jobs?ids=" + ",".join(map(str, ids)), key=key)[0]
+        specs_asked = [u for u in requests if u.endswith("/spec")]
+        assert len(specs_asked) == (0 if batch == 200 else 3), (batch, specs_asked)
         statuses = page.locator("#compare-jobs tr[data-job] td.status").all_text_contents()
         assert statuses == ["succeeded"] * 3
 
