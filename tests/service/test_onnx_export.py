@@ -1,0 +1,385 @@
+"""GET /models/<id>/export?format=onnx: the exported graph, run by onnxruntime, answers
+what POST /models/<id>/predict answers for the same rows.
+
+Models are trained through the service: the activation matrix and the real tables
+in process (the test client and the worker's own attempt, no broker), the penguins
+end to end over HTTP with a live API and worker.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from flask.testing import FlaskClient
+
+from core.activations import ACTIVATIONS
+from store.settings import Settings
+
+from .api_helpers import client_for, leftover_jobs_cancelled, post_job, train_in_process
+from .http import finished_job
+
+PENGUINS = Path(__file__).resolve().parents[2] / "examples" / "penguins.csv"
+OMITTED = "X-Backprop-Export-Omitted"
+
+
+# --- helpers --------------------------------------------------------------------
+
+
+def session_of(data: bytes) -> ort.InferenceSession:
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+def feeds_for(
+    session: ort.InferenceSession, records: list[dict[str, Any]]
+) -> dict[str, np.ndarray]:
+    """Rows as records (None for missing) -> one [N, 1] array per graph input."""
+    feeds: dict[str, np.ndarray] = {}
+    for spec in session.get_inputs():
+        values = [row.get(spec.name) for row in records]
+        if spec.type == "tensor(string)":
+            feeds[spec.name] = np.array(
+                ["" if v is None else str(v) for v in values], dtype=object
+            ).reshape(-1, 1)
+        else:
+            dtype = np.float32 if spec.type == "tensor(float)" else np.float64
+            feeds[spec.name] = np.array(
+                [math.nan if v is None else float(v) for v in values], dtype=dtype
+            ).reshape(-1, 1)
+    return feeds
+
+
+def run(data: bytes, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    session = session_of(data)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feeds_for(session, records)), strict=True))
+
+
+def assert_same(got: dict[str, np.ndarray], answer: dict[str, Any], tolerance: float) -> None:
+    """The graph's outputs and labels are predict's, outputs to ``tolerance``."""
+    expected = np.array(answer["outputs"], dtype=np.float64)
+    assert got["outputs"].shape == expected.shape
+    np.testing.assert_allclose(got["outputs"], expected, rtol=tolerance, atol=tolerance)
+    if answer.get("labels") is None:
+        assert "labels" not in got
+    else:
+        assert got["labels"].tolist() == answer["labels"]
+
+
+def records_of(text: str, features: list[str], categories: set[str]) -> list[dict[str, Any]]:
+    """CSV text as records of the feature columns: numbers as floats, blanks and NA None."""
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        record: dict[str, Any] = {}
+        for name in features:
+            cell = row[name].strip()
+            if cell in ("", "NA"):
+                record[name] = None
+            elif name in categories:
+                record[name] = cell
+            else:
+                record[name] = float(cell)
+        rows.append(record)
+    return rows
+
+
+def export(client: FlaskClient, model_id: int) -> bytes:
+    response = client.get(f"/models/{model_id}/export?format=onnx")
+    assert response.status_code == 200, response.json
+    assert response.mimetype == "application/octet-stream"
+    assert f'filename="model-{model_id}.onnx"' in response.headers["Content-Disposition"]
+    omitted = json.loads(metadata(response.data)["backprop.omitted"])
+    assert response.headers[OMITTED] == "; ".join(omitted)
+    return bytes(response.data)
+
+
+def metadata(data: bytes) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+
+
+# --- a small table with every kind of column -------------------------------------
+
+
+def mixed_table(task: str, seed: int = 0, rows: int = 60) -> str:
+    """numbers (one with blanks), a text column (with blanks and stray spaces), a
+    true/false column, and targets for ``task``."""
+    rng = np.random.default_rng(seed)
+    colors = ["red", "green", "blue", "dark blue"]
+    targets = {
+        "regression": ["y"],
+        "bounded": ["y"],
+        "binary": ["label"],
+        "multiclass": ["label"],
+        "multilabel": ["p", "q", "r"],
+    }[task]
+    lines = [",".join(["a", "b", "color", "flag", *targets])]
+    for i in range(rows):
+        a = rng.normal(3.0, 2.0)
+        b = rng.normal(-1.0, 0.5) * 100
+        color = colors[i % 4]
+        flag = "true" if rng.random() < 0.5 else "False"
+        cell_a = "" if i % 7 == 3 else f"{a:.4f}"
+        cell_color = "" if i % 9 == 4 else (f" {color} " if i % 5 == 0 else color)
+        score = a + 0.01 * b + (1.5 if color == "red" else 0.0) + (flag == "true")
+        if task == "regression":
+            out = [f"{100 * score + 7:.3f}"]
+        elif task == "bounded":
+            out = [f"{1 / (1 + math.exp(-score + 3)):.4f}"]
+        elif task == "binary":
+            out = ["yes" if score > 3 else "no"]
+        elif task == "multiclass":
+            out = ["low" if score < 2 else "mid" if score < 4 else "high"]
+        else:
+            out = [str(int(score > 2)), str(int(color == "red")), str(int(a > 3))]
+        lines.append(",".join([cell_a, f"{b:.3f}", cell_color, flag, *out]))
+    return "\n".join(lines) + "\n"
+
+
+FEATURES = ["a", "b", "color", "flag"]
+TEXT = {"color", "flag"}
+HIDDEN = [name for name in ACTIVATIONS if not ACTIVATIONS[name].distribution]
+
+
+def _cases() -> list[tuple[str, str, list[str], str, str]]:
+    """(id, task, hidden activations, output activation, dtype): every activation
+    hidden and as an output, every output kind, both dtypes."""
+    cases = []
+    for dtype in ("float64", "float32"):
+        for i, hidden in enumerate(HIDDEN):
+            second = HIDDEN[(i + 1) % len(HIDDEN)]
+            cases.append(("regression", [hidden, second], "identity", dtype))
+        cases += [
+            ("binary", ["tanh"], "sigmoid", dtype),
+            ("multiclass", ["relu"], "softmax", dtype),
+            ("multilabel", ["leaky_relu"], "sigmoid", dtype),
+        ]
+        # bounded outputs of a regression in [0, 1] (no target scaling)
+        for output in ("sigmoid", "tanh", "relu", "leaky_relu", "gaussian", "identity"):
+            cases.append(("bounded", ["sigmoid"], output, dtype))
+    return [
+        (f"{task}-{'+'.join(hidden)}-{output}-{dtype}", task, hidden, output, dtype)
+        for task, hidden, output, dtype in cases
+    ]
+
+
+CASES = _cases()
+
+
+@pytest.fixture(scope="module")
+def client(service_settings: Settings) -> Iterator[FlaskClient]:
+    with leftover_jobs_cancelled(client_for(service_settings, owner="onnx")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def mixed_datasets(client: FlaskClient) -> dict[str, tuple[int, str]]:
+    """task -> (dataset id, the CSV)."""
+    found: dict[str, tuple[int, str]] = {}
+    for task, target in [
+        ("regression", "y"),
+        ("bounded", "y"),
+        ("binary", "label"),
+        ("multiclass", "label"),
+        ("multilabel", "p,q,r"),
+    ]:
+        text = mixed_table(task, seed=len(found))
+        response = client.post(
+            f"/datasets?name=mixed-{task}&target={target}",
+            data=text,
+            content_type="text/csv",
+        )
+        assert response.status_code == 201, response.json
+        found[task] = (response.json["id"], text)  # type: ignore[index]
+    return found
+
+
+def train(client: FlaskClient, dataset_id: int, network: dict[str, Any], **training: Any) -> int:
+    job = post_job(
+        client,
+        dataset_id=dataset_id,
+        network=network,
+        training={"epochs": 15, "optimizer": "adam", "seed": 3, **training},
+    )
+    return train_in_process(job["id"])
+
+
+def predict_records(
+    client: FlaskClient, model_id: int, records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    response = client.post(f"/models/{model_id}/predict", json={"instances": records})
+    assert response.status_code == 200, response.json
+    return response.json  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("task", "hidden", "output", "dtype"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_every_activation_and_output_kind_matches_predict(
+    client: FlaskClient,
+    mixed_datasets: dict[str, tuple[int, str]],
+    task: str,
+    hidden: list[str],
+    output: str,
+    dtype: str,
+) -> None:
+    dataset_id, text = mixed_datasets[task]
+    layers = [{"units": 5, "activation": name} for name in hidden]
+    training: dict[str, Any] = {
+        "dtype": dtype,
+        "normalize": "standardize" if len(hidden) % 2 else "minmax",
+        "preprocess": {"missing_indicator": task != "binary", "impute": "mean"},
+    }
+    if task == "bounded":
+        layers.append({"units": 1, "activation": output})
+        training["target_scaling"] = "none"
+        training["loss"] = "mse"
+    model_id = train(client, dataset_id, {"layers": layers}, **training)
+    data = export(client, model_id)
+
+    records = records_of(text, FEATURES, TEXT)
+    records += [  # text the reader cleans, and categories never seen
+        {"a": None, "b": 12.5, "color": "  NA ", "flag": "TRUE"},
+        {"a": 1.0, "b": None, "color": "purple", "flag": " false"},
+        {"a": -4.0, "b": 300.0, "color": " dark blue", "flag": None},
+    ]
+    answer = predict_records(client, model_id, records)
+    got = run(data, records)
+    tolerance = 1e-6 if dtype == "float64" else 1e-4
+    assert_same(got, answer, tolerance)
+    element = np.float64 if dtype == "float64" else np.float32
+    assert got["outputs"].dtype == element
+    meta = metadata(data)
+    assert meta["backprop.dtype"] == dtype
+    spec = client.get(f"/models/{model_id}").json["spec"]  # type: ignore[index]
+    assert [la["activation"] for la in spec["layers"]][: len(hidden)] == hidden
+    if task == "bounded":
+        assert spec["layers"][-1]["activation"] == output
+
+
+# --- real tables ----------------------------------------------------------------
+
+
+def sklearn_csv(name: str) -> tuple[str, list[str]]:
+    """A scikit-learn bundled set as CSV with a 'target' column; its feature names."""
+    from sklearn import datasets
+
+    bunch = getattr(datasets, f"load_{name}")()
+    names = [str(n).replace(" ", "_") for n in bunch.feature_names]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*names, "target"])
+    for row, target in zip(bunch.data, bunch.target, strict=True):
+        label = bunch.target_names[target] if hasattr(bunch, "target_names") else target
+        writer.writerow([*(repr(float(v)) for v in row), label])
+    return out.getvalue(), names
+
+
+@pytest.mark.parametrize("name", ["diabetes", "breast_cancer", "wine"])
+def test_scikit_learn_tables(client: FlaskClient, name: str) -> None:
+    text, features = sklearn_csv(name)
+    response = client.post(
+        f"/datasets?name={name}&target=target", data=text, content_type="text/csv"
+    )
+    assert response.status_code == 201, response.json
+    model_id = train(
+        client,
+        response.json["id"],  # type: ignore[index]
+        {"layers": [{"units": 16, "activation": "tanh"}]},
+        normalize="standardize",
+        epochs=30,
+    )
+    data = export(client, model_id)
+    records = records_of(text, features, set())
+    got = run(data, records)
+    answer = predict_records(client, model_id, records)
+    assert_same(got, answer, 1e-6)
+    if name == "diabetes":  # target scaling undone: outputs in the target's units
+        assert metadata(data)["backprop.task"] == "regression"
+        assert np.abs(got["outputs"]).mean() > 20
+
+
+# --- the penguins, end to end over HTTP --------------------------------------------
+
+
+def fetch(
+    method: str, url: str, key: str, data: bytes | None = None, content_type: str | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, lower-cased headers) of one request with the API key."""
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {key}")
+    if content_type is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, response.read(), headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), {k.lower(): v for k, v in error.headers.items()}
+
+
+def test_penguins_end_to_end(live_api: tuple[str, str]) -> None:
+    """Upload, train, export and run the file: onnxruntime answers as predict does."""
+    base, key = live_api
+    text = PENGUINS.read_text()
+    status, body, _ = fetch(
+        "POST", f"{base}/datasets?name=penguins&target=species", key, text.encode(), "text/csv"
+    )
+    assert status == 201, body
+    spec = {
+        "dataset_id": json.loads(body)["id"],
+        "network": {"layers": [{"units": 16, "activation": "relu"}]},
+        "training": {
+            "epochs": 60,
+            "optimizer": "adam",
+            "normalize": "standardize",
+            "preprocess": {"missing_indicator": True},
+        },
+    }
+    status, body, _ = fetch(
+        "POST", f"{base}/jobs", key, json.dumps(spec).encode(), "application/json"
+    )
+    assert status == 202, body
+    job = finished_job(base, json.loads(body)["id"], key, timeout=120)
+    assert job["status"] == "succeeded", job
+    model_id = job["model_id"]
+
+    status, data, headers = fetch("GET", f"{base}/models/{model_id}/export?format=onnx", key)
+    assert status == 200, data
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["content-disposition"] == f'attachment; filename="model-{model_id}.onnx"'
+    assert "input checks" in headers[OMITTED.lower()]
+
+    features = [
+        "island",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+        "year",
+    ]
+    records = records_of(text, features, {"island", "sex"})
+    got = run(data, records)
+    # predict takes the training file itself (its target column ignored)
+    status, body, _ = fetch(
+        "POST", f"{base}/models/{model_id}/predict", key, text.encode(), "text/csv"
+    )
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["output_names"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert len(records) == len(answer["outputs"]) == 344
+    assert_same(got, answer, 1e-6)
+    assert set(got["labels"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    inputs = {i.name: i.type for i in session_of(data).get_inputs()}
+    assert inputs["island"] == "tensor(string)" and inputs["year"] == "tensor(double)"
