@@ -69,7 +69,7 @@ def export_model(model_id: int, params: ExportQuery) -> Response:
     (an activation or dtype without a translation), never a file with other numbers.
     """
     # Imported here: onnx is loaded by the processes that export, not by every worker.
-    from ..export import NotExportable, to_onnx
+    from ..onnx_export import NotExportable, to_onnx
 
     served = served_model(model_id)
     try:

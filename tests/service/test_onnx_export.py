@@ -27,7 +27,13 @@ from flask.testing import FlaskClient
 from core.activations import ACTIVATIONS
 from store.settings import Settings
 
-from .api_helpers import client_for, leftover_jobs_cancelled, post_job, train_in_process
+from .api_helpers import (
+    client_for,
+    leftover_jobs_cancelled,
+    post_dataset,
+    post_job,
+    train_in_process,
+)
 from .http import finished_job
 
 PENGUINS = Path(__file__).resolve().parents[2] / "examples" / "penguins.csv"
@@ -122,6 +128,7 @@ def mixed_table(task: str, seed: int = 0, rows: int = 60) -> str:
         "binary": ["label"],
         "multiclass": ["label"],
         "multilabel": ["p", "q", "r"],
+        "multiregression": ["u", "v"],
     }[task]
     lines = [",".join(["a", "b", "color", "flag", *targets])]
     for i in range(rows):
@@ -140,6 +147,8 @@ def mixed_table(task: str, seed: int = 0, rows: int = 60) -> str:
             out = ["yes" if score > 3 else "no"]
         elif task == "multiclass":
             out = ["low" if score < 2 else "mid" if score < 4 else "high"]
+        elif task == "multiregression":
+            out = [f"{score:.4f}", f"{-1000 * b + a:.2f}"]
         else:
             out = [str(int(score > 2)), str(int(color == "red")), str(int(a > 3))]
         lines.append(",".join([cell_a, f"{b:.3f}", cell_color, flag, *out]))
@@ -163,6 +172,7 @@ def _cases() -> list[tuple[str, str, list[str], str, str]]:
             ("binary", ["tanh"], "sigmoid", dtype),
             ("multiclass", ["relu"], "softmax", dtype),
             ("multilabel", ["leaky_relu"], "sigmoid", dtype),
+            ("multiregression", ["gaussian"], "identity", dtype),
         ]
         # bounded outputs of a regression in [0, 1] (no target scaling)
         for output in ("sigmoid", "tanh", "relu", "leaky_relu", "gaussian", "identity"):
@@ -192,6 +202,7 @@ def mixed_datasets(client: FlaskClient) -> dict[str, tuple[int, str]]:
         ("binary", "label"),
         ("multiclass", "label"),
         ("multilabel", "p,q,r"),
+        ("multiregression", "u,v"),
     ]:
         text = mixed_table(task, seed=len(found))
         response = client.post(
@@ -328,7 +339,15 @@ def fetch(
         return error.code, error.read(), {k.lower(): v for k, v in error.headers.items()}
 
 
-def test_penguins_end_to_end(live_api: tuple[str, str]) -> None:
+def readme_snippet() -> str:
+    text = (PENGUINS.parents[1] / "README.md").read_text()
+    section = text[text.index("\n## Export to ONNX\n") :]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_penguins_end_to_end(
+    live_api: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Upload, train, export and run the file: onnxruntime answers as predict does."""
     base, key = live_api
     text = PENGUINS.read_text()
@@ -383,3 +402,156 @@ def test_penguins_end_to_end(live_api: tuple[str, str]) -> None:
     assert set(got["labels"]) == {"Adelie", "Chinstrap", "Gentoo"}
     inputs = {i.name: i.type for i in session_of(data).get_inputs()}
     assert inputs["island"] == "tensor(string)" and inputs["year"] == "tensor(double)"
+
+    # The README's snippet, run as written on this file, answers as predict does.
+    (tmp_path / "model-7.onnx").write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {}
+    exec(readme_snippet(), scope)
+    instance = {
+        "island": "Biscoe",
+        "bill_length_mm": 47.5,
+        "bill_depth_mm": 15.0,
+        "flipper_length_mm": 218,
+        "body_mass_g": 4950,
+        "sex": None,
+        "year": 2008,
+    }
+    status, body, _ = fetch(
+        "POST",
+        f"{base}/models/{model_id}/predict",
+        key,
+        json.dumps({"instances": [instance]}).encode(),
+        "application/json",
+    )
+    answer = json.loads(body)
+    assert scope["labels"].tolist() == answer["labels"]
+    np.testing.assert_allclose(scope["outputs"], answer["outputs"], rtol=1e-6, atol=1e-6)
+
+
+# --- what predict refuses, and what is not exported ----------------------------------
+
+
+def test_format_and_owner(client: FlaskClient, service_settings: Settings) -> None:
+    text = mixed_table("binary")
+    dataset = client.post("/datasets?name=fmt&target=label", data=text, content_type="text/csv")
+    model_id = train(client, dataset.json["id"], {"layers": [{"units": 3, "activation": "tanh"}]})  # type: ignore[index]
+
+    response = client.get(f"/models/{model_id}/export?format=pmml")
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == "format"  # type: ignore[index]
+    # onnx is the default format
+    assert client.get(f"/models/{model_id}/export").status_code == 200
+
+    other = client_for(service_settings, owner="onnx-other")
+    response = other.get(f"/models/{model_id}/export?format=onnx")
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"  # type: ignore[index]
+    assert client.get("/models/999999/export").status_code == 404
+
+
+def test_omissions_are_named_in_header_and_metadata(client: FlaskClient) -> None:
+    """unknown="error" and number-like categories: the graph says what it leaves out,
+    and still answers as predict does for every row predict accepts."""
+    text = mixed_table("multiclass").replace("False", "0").replace("true", "1.0")
+    dataset = client.post(
+        "/datasets?name=omit&target=label&categorical=flag", data=text, content_type="text/csv"
+    )
+    assert dataset.status_code == 201, dataset.json
+    model_id = train(
+        client,
+        dataset.json["id"],  # type: ignore[index]
+        {"layers": [{"units": 4, "activation": "sigmoid"}]},
+        preprocess={"unknown": "error"},
+    )
+    response = client.get(f"/models/{model_id}/export?format=onnx")
+    header = response.headers[OMITTED]
+    assert "unknown categories" in header and 'unknown="error"' in header
+    assert "category codes by value: in flag" in header
+    omitted = json.loads(metadata(response.data)["backprop.omitted"])
+    assert header == "; ".join(omitted) and len(omitted) == 3
+    assert "unknown categories" in onnx.load_from_string(response.data).doc_string
+
+    records = records_of(text, FEATURES, TEXT)
+    assert_same(run(response.data, records), predict_records(client, model_id, records), 1e-6)
+    # what predict refuses, the graph computes (as its omissions say)
+    unseen = [{"a": 1.0, "b": 2.0, "color": "purple", "flag": "0"}]
+    refused = client.post(f"/models/{model_id}/predict", json={"instances": unseen})
+    assert refused.status_code == 400 and refused.json["error"]["field"] == "color"  # type: ignore[index]
+    assert run(response.data, unseen)["outputs"].shape == (1, 3)
+
+
+def test_json_dataset_model(client: FlaskClient) -> None:
+    """A dataset sent as JSON arrays: its columns are inputs x0, x1 of numbers."""
+    dataset = post_dataset(client, name="xor-onnx")
+    model_id = train(client, dataset["id"], {"layers": [{"units": 4, "activation": "tanh"}]})
+    data = export(client, model_id)
+    rows = [[0, 0], [0, 1], [1, 0], [1, 1], [0.25, -3.5]]
+    answer = client.post(f"/models/{model_id}/predict", json={"inputs": rows}).json
+    records = [{"x0": r[0], "x1": r[1]} for r in rows]
+    names = [i.name for i in session_of(data).get_inputs()]
+    assert names == ["x0", "x1"]
+    assert_same(run(data, records), answer, 1e-6)  # type: ignore[arg-type]
+
+
+def test_empty_batch(client: FlaskClient, mixed_datasets: dict[str, tuple[int, str]]) -> None:
+    dataset_id, _ = mixed_datasets["binary"]
+    model_id = train(client, dataset_id, {"layers": [{"units": 3, "activation": "relu"}]})
+    got = run(export(client, model_id), [])
+    assert got["outputs"].shape == (0, 1) and got["labels"].shape == (0,)
+
+
+# --- the builder on models made by the engine alone (no table, no service) ----------
+
+
+def _array_model(output: str, units: int, **training: Any) -> Any:
+    import core
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 3)) * [1.0, 10.0, 100.0]
+    if output == "softmax":
+        t = np.eye(units)[rng.integers(0, units, 40)]
+    else:
+        t = rng.uniform(size=(40, units))
+    spec = {
+        "input_dim": 3,
+        "layers": [
+            {"units": 4, "activation": "leaky_relu"},
+            {"units": units, "activation": output},
+        ],
+    }
+    return core.train(spec, {"epochs": 5, "normalize": "minmax", **training}, x, t).model
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("output", "units"), [("softmax", 3), ("sigmoid", 1), ("identity", 2)])
+def test_array_models(output: str, units: int, dtype: str) -> None:
+    """No preprocessing: one matrix ``inputs``, the normalizer, labels as indices."""
+    from api.onnx_export import to_onnx
+
+    model = _array_model(output, units, dtype=dtype)
+    assert model.preprocessor is None and model.normalizer is not None
+    exported = to_onnx(model)
+    assert any("predict refuses NaN" in item for item in exported.omitted)
+    session = session_of(exported.data)
+    x = np.random.default_rng(9).normal(size=(7, 3)) * [1.0, 10.0, 100.0]
+    got = session.run(None, {"inputs": x.astype(dtype)})
+    expected = model.predict(x)
+    tolerance = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(got[0], expected, rtol=tolerance, atol=tolerance)
+    assert got[0].dtype == np.dtype(dtype)
+    if model.is_classifier:
+        assert got[1].tolist() == model.labels_from_outputs(expected)
+    else:
+        assert len(got) == 1
+
+
+def test_not_exportable() -> None:
+    """An activation without a translation is refused, naming the layer."""
+    from api.onnx_export import NotExportable, to_onnx
+
+    model = _array_model("identity", 2)
+    model.network.activation_names[1] = "swish"
+    with pytest.raises(NotExportable) as raised:
+        to_onnx(model)
+    assert raised.value.field == "layers[1].activation"

@@ -264,8 +264,8 @@ def _labels(
     if not model.is_classifier:
         return None
     target = model.target
-    half = graph.constant(0.5, "half")
     if target is not None and target.task == "multilabel":
+        half = graph.constant(0.5, "half")
         flags = graph.op("GreaterOrEqual", [outputs, half], "at_least_half")
         graph.op("Cast", [flags], "labels", out="labels", to=TensorProto.INT64)
         return _value_info("labels", TensorProto.INT64, ["N", units]), {
@@ -290,6 +290,7 @@ def _labels(
             "first_unit",
         )
         column = graph.op("Squeeze", [first, graph.constant([1], "axis", np.int64)], "unit")
+        half = graph.constant(0.5, "half")
         above = graph.op("GreaterOrEqual", [column, half], "at_least_half")
         index = graph.op("Cast", [above], "class_index", to=TensorProto.INT64)
     else:
@@ -357,8 +358,8 @@ def to_onnx(
             }
         ]
         omitted.append(
-            "missing values: predict refuses NaN for this model (trained before missing "
-            "values were imputed); the graph passes it through to NaN outputs"
+            "missing values: predict refuses NaN for a model trained on bare arrays (it "
+            "has no imputation); the graph passes it through to NaN outputs"
         )
         norm = None if model.normalizer is None else model.normalizer.to_dict()
         x = _normalized(graph, "inputs", norm, range(model.input_dim), model.input_dim)
