@@ -52,6 +52,9 @@ IR_VERSION = 10
 # Unicode's White_Space, which pyarrow's utf8_trim_whitespace trims (RE2 syntax).
 _SPACE = r"[\t-\r\x{85}\p{Z}]*"
 
+# The graph's outputs, named after predict's answer fields.
+OUTPUTS = ("outputs", "labels")
+
 _ELEMENT = {np.dtype(np.float64): TensorProto.DOUBLE, np.dtype(np.float32): TensorProto.FLOAT}
 
 
@@ -103,16 +106,21 @@ def _reads_as_number(text: str) -> bool:
 class _Graph:
     """Nodes, constants and fresh names of one graph under construction."""
 
-    def __init__(self, dtype: np.dtype[Any]) -> None:
+    def __init__(self, dtype: np.dtype[Any], reserved: set[str]) -> None:
         self.dtype = dtype
         self.element = _ELEMENT[dtype]
         self.nodes: list[onnx.NodeProto] = []
         self.constants: list[onnx.TensorProto] = []
+        # the graph's input and output names, which no intermediate value may take
+        self._reserved = reserved
         self._count = 0
 
     def name(self, hint: str) -> str:
-        self._count += 1
-        return f"{hint}_{self._count}"
+        while True:
+            self._count += 1
+            candidate = f"{hint}_{self._count}"
+            if candidate not in self._reserved:
+                return candidate
 
     def constant(self, value: Any, hint: str, dtype: Any = None) -> str:
         array = np.asarray(value, dtype=dtype or self.dtype)
@@ -331,7 +339,15 @@ def to_onnx(
     dtype = np.dtype(model.network.dtype)
     if dtype not in _ELEMENT:
         raise NotExportable("dtype", f"{dtype} networks are not exported (float64 and float32 are)")
-    graph = _Graph(dtype)
+    columns = model.preprocessor.input_names if model.preprocessor is not None else ["inputs"]
+    for column in columns:
+        if column in OUTPUTS:
+            raise NotExportable(
+                column,
+                f"an input column named {column!r} would share its name with the graph's "
+                f"output {column!r}; train on the column renamed to export the model",
+            )
+    graph = _Graph(dtype, {*columns, *OUTPUTS})
     omitted = [
         "input checks: predict refuses infinite numbers, "
         + ("numbers beyond float32's range, " if dtype == np.float32 else "")

@@ -555,3 +555,45 @@ def test_not_exportable() -> None:
     with pytest.raises(NotExportable) as raised:
         to_onnx(model)
     assert raised.value.field == "layers[1].activation"
+
+
+def test_odd_names_and_text(client: FlaskClient) -> None:
+    """Column names that look like the graph's own, and categories full of regex syntax,
+    are taken as plain text."""
+    rng = np.random.default_rng(2)
+    kinds = ["a.b*", "(x)|y", "naïve \\d", "[z]", "Ünïcode ✓"]
+    lines = ["layer0_1,a_isnan_2,Größe (mm)/γ,kind,target"]
+    for i in range(50):
+        kind = kinds[i % len(kinds)]
+        lines.append(f"{rng.normal():.3f},{rng.normal():.3f},{rng.normal():.3f},{kind},{i % 3}")
+    text = "\n".join(lines) + "\n"
+    response = client.post(
+        "/datasets?name=odd&target=target&task=classification", data=text, content_type="text/csv"
+    )
+    assert response.status_code == 201, response.json
+    model_id = train(
+        client,
+        response.json["id"],  # type: ignore[index]
+        {"layers": [{"units": 4, "activation": "tanh"}]},
+        normalize="standardize",
+    )
+    data = export(client, model_id)
+    features = ["layer0_1", "a_isnan_2", "Größe (mm)/γ", "kind"]
+    records = records_of(text, features, {"kind"})
+    records += [
+        {"layer0_1": 0.1, "a_isnan_2": None, "Größe (mm)/γ": 2.0, "kind": near}
+        for near in ["aXb", "a.bbb", "x", "(x)|y ", "naïve 5", "z", " Ünïcode ✓"]
+    ]
+    answer = predict_records(client, model_id, records)
+    assert_same(run(data, records), answer, 1e-6)
+    assert answer["labels"][0] in ("0", "1", "2")
+
+
+def test_input_named_like_an_output(client: FlaskClient) -> None:
+    text = "labels,y\n" + "".join(f"{i},{2 * i + 1}\n" for i in range(20))
+    response = client.post("/datasets?name=clash&target=y", data=text, content_type="text/csv")
+    model_id = train(client, response.json["id"], {"layers": [{"units": 2, "activation": "relu"}]})  # type: ignore[index]
+    response = client.get(f"/models/{model_id}/export?format=onnx")
+    assert response.status_code == 422
+    error = response.json["error"]  # type: ignore[index]
+    assert error["code"] == "not_exportable" and error["field"] == "labels"
