@@ -39,14 +39,17 @@ def _header_text(items: list[str]) -> str:
     errors=(404, 409, 422),
     media=ONNX_MEDIA,
     headers={
-        "Content-Disposition": "attachment; filename=model-<id>.onnx",
-        OMITTED_HEADER: "What predict does that the graph does not, '; '-separated "
-        "(also in the file's metadata_props as backprop.omitted, a JSON list).",
+        "Content-Disposition": 'attachment; filename="model-<id>.onnx"',
+        OMITTED_HEADER: "What predict does that the graph does not, '; '-separated, "
+        "non-ASCII characters as ? (exactly in the file's metadata_props as "
+        "backprop.omitted, a JSON list).",
     },
 )
-def export_model(model_id: int, params: ExportQuery) -> Response:
-    """The model as an ONNX file (``?format=onnx``, opset 21) that computes predict's
-    ``outputs`` and ``labels`` for the same rows, preprocessing included.
+def onnx_file(model_id: int, params: ExportQuery) -> Response:
+    """The model as an ONNX file that answers as predict does, preprocessing included.
+
+    ``?format=onnx`` (the default) gives an ONNX model of opset 21 whose outputs are
+    predict's ``outputs`` and ``labels`` for the same rows.
 
     Inputs: a model trained on a table takes one input per input column, named after
     the column, shape [N, 1]: number columns in the model's dtype (double for a
