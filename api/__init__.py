@@ -21,6 +21,7 @@ from .model_cache import ModelCache
 from .routes import (
     datasets,
     events,
+    export,
     health,
     jobs,
     metrics,
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events.bp,
         plots.bp,
         models.bp,
+        export.bp,
         predictions.bp,
         health.bp,
         metrics.bp,

@@ -1,0 +1,123 @@
+"""The penguins end to end over HTTP: upload, train (a live worker), export, and the
+file run by onnxruntime answers as POST /models/<id>/predict does; the README's
+snippet runs as written on the exported file."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from .http import finished_job
+from .test_onnx_export import OMITTED, PENGUINS, assert_same, records_of, run, session_of
+
+
+def fetch(
+    method: str, url: str, key: str, data: bytes | None = None, content_type: str | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, lower-cased headers) of one request with the API key."""
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {key}")
+    if content_type is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, response.read(), headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), {k.lower(): v for k, v in error.headers.items()}
+
+
+def readme_snippet() -> str:
+    text = (PENGUINS.parents[1] / "README.md").read_text()
+    section = text[text.index("\n## Export to ONNX\n") :]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_penguins_end_to_end(
+    live_api: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upload, train, export and run the file: onnxruntime answers as predict does."""
+    base, key = live_api
+    text = PENGUINS.read_text()
+    status, body, _ = fetch(
+        "POST", f"{base}/datasets?name=penguins&target=species", key, text.encode(), "text/csv"
+    )
+    assert status == 201, body
+    spec = {
+        "dataset_id": json.loads(body)["id"],
+        "network": {"layers": [{"units": 16, "activation": "relu"}]},
+        "training": {
+            "epochs": 60,
+            "optimizer": "adam",
+            "normalize": "standardize",
+            "preprocess": {"missing_indicator": True},
+        },
+    }
+    status, body, _ = fetch(
+        "POST", f"{base}/jobs", key, json.dumps(spec).encode(), "application/json"
+    )
+    assert status == 202, body
+    job = finished_job(base, json.loads(body)["id"], key, timeout=120)
+    assert job["status"] == "succeeded", job
+    model_id = job["model_id"]
+
+    status, data, headers = fetch("GET", f"{base}/models/{model_id}/export?format=onnx", key)
+    assert status == 200, data
+    assert headers["content-type"] == "application/octet-stream"
+    assert headers["content-disposition"] == f'attachment; filename="model-{model_id}.onnx"'
+    assert "input checks" in headers[OMITTED.lower()]
+
+    features = [
+        "island",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+        "year",
+    ]
+    records = records_of(text, features, {"island", "sex"})
+    got = run(data, records)
+    # predict takes the training file itself (its target column ignored)
+    status, body, _ = fetch(
+        "POST", f"{base}/models/{model_id}/predict", key, text.encode(), "text/csv"
+    )
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["output_names"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert len(records) == len(answer["outputs"]) == 344
+    assert_same(got, answer, 1e-6)
+    assert set(got["labels"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    inputs = {i.name: i.type for i in session_of(data).get_inputs()}
+    assert inputs["island"] == "tensor(string)" and inputs["year"] == "tensor(double)"
+
+    # The README's snippet, run as written on this file, answers as predict does.
+    (tmp_path / "model-7.onnx").write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {}
+    exec(readme_snippet(), scope)
+    instance = {
+        "island": "Biscoe",
+        "bill_length_mm": 47.5,
+        "bill_depth_mm": 15.0,
+        "flipper_length_mm": 218,
+        "body_mass_g": 4950,
+        "sex": None,
+        "year": 2008,
+    }
+    status, body, _ = fetch(
+        "POST",
+        f"{base}/models/{model_id}/predict",
+        key,
+        json.dumps({"instances": [instance]}).encode(),
+        "application/json",
+    )
+    answer = json.loads(body)
+    assert scope["labels"].tolist() == answer["labels"]
+    np.testing.assert_allclose(scope["outputs"], answer["outputs"], rtol=1e-6, atol=1e-6)
