@@ -283,6 +283,21 @@ def test_the_sweep_page_follows_a_sweep_to_its_end(live_api: tuple[str, str]) ->
         asked = len([u for u in requests if f"/sweeps/{sweep['id']}" in u])
         page.wait_for_timeout(4000)
         assert len([u for u in requests if f"/sweeps/{sweep['id']}" in u]) == asked
+
+        # The best complete trials (up to five, best first) open in the compare view.
+        complete = sorted(
+            (t for t in trials if t["state"] == "complete" and t["value"] is not None),
+            key=lambda t: (t["value"], t["number"]),
+        )[:5]
+        if len(complete) < 2:
+            assert page.locator("#compare-best").count() == 0
+        else:
+            page.click("#compare-best")
+            ids = ",".join(str(t["job_id"]) for t in complete)
+            page.wait_for_url(re.compile(rf".*#/compare/{ids}$"))
+            page.wait_for_selector("#compare-chart canvas")
+            series = page.locator("#compare-chart").get_attribute("data-series")
+            assert series == str(len(complete))
         assert errors == []
         browser.close()
 

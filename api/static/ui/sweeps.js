@@ -157,6 +157,16 @@ function sweepHeader(sweep) {
     fact("finished", sweep.finished_at ? new Date(sweep.finished_at).toLocaleString() : "–"));
 }
 
+// A link to the compare view of the best complete trials (up to five), best first.
+function compareBest(sweep) {
+  const sign = sweep.direction === "maximize" ? -1 : 1;
+  const ranked = sweep.trials.filter((t) => t.state === "complete" && t.value !== null)
+    .sort((a, b) => sign * (a.value - b.value) || a.number - b.number).slice(0, 5);
+  if (ranked.length < 2) return "";
+  return el("p", {}, el("a", { id: "compare-best", href: `#/compare/${ranked.map((t) => t.job_id).join(",")}` },
+    `Compare the best ${ranked.length} complete trials`), " (curves and specs side by side)");
+}
+
 // Calls fn on each item, at most `limit` at once, in order.
 async function eachLimited(items, limit, fn) {
   const queue = [...items];
@@ -243,7 +253,7 @@ async function sweepPage(id) {
     if (!sweep.error && note.className !== "error") note.textContent = "";
     if (sweep.error) { note.textContent = sweep.error; note.className = "error"; }
     header.replaceChildren(sweepHeader(sweep));
-    tableBox.replaceChildren(el("h2", {}, `Trials (${sweep.trials.length})`), trialsTable(sweep));
+    tableBox.replaceChildren(el("h2", {}, `Trials (${sweep.trials.length})`), compareBest(sweep), trialsTable(sweep));
     const paths = Object.keys(sweep.search_space || {});
     scatterBox.replaceChildren(...paths.map((p) => scatterChart(p, sweep.search_space[p], sweep.trials, sweep.best?.job_id, sweep.metric)));
     await drawCurves(sweep);
