@@ -35,7 +35,7 @@ function updateCompareButton() {
 // Adds a checkbox cell in front of each row of the jobs table (rows carry data-job).
 function selectableRows(table) {
   for (const row of table.rows) {
-    if (!row.dataset.job) { row.prepend(el("th", {}, "")); continue; }
+    if (!row.dataset.job) { row.prepend(el("th", { class: "pick" }, "")); continue; }
     const id = Number(row.dataset.job);
     const box = el("input", { type: "checkbox", class: "pick", "aria-label": `compare job #${id}` });
     box.checked = compareSelection.has(id);
@@ -43,7 +43,7 @@ function selectableRows(table) {
       if (box.checked) compareSelection.add(id); else compareSelection.delete(id);
       updateCompareButton();
     });
-    row.prepend(el("td", {}, box));
+    row.prepend(el("td", { class: "pick" }, box));
   }
   updateCompareButton();
 }
