@@ -149,6 +149,7 @@ async function comparePage(text) {
     jobSummaries(ids, true),
     Promise.all(ids.map((id) => api(`/jobs/${id}/curve?points=${COMPARE_POINTS}`))),
   ]);
+  if (stopped) return;  // left while loading: the next page has the view
   const specs = jobs.map((job) => ({ network: job.network, training: job.training }));
   const jobsBox = el("div", {}, summaryTable(jobs));
   const chartBox = el("div", { id: "compare-chart", "data-series": String(ids.length) });

@@ -12,6 +12,8 @@ const TRIAL_CURVES = 50;
 const BEST_COLOUR = "#d55e00";
 
 async function sweepsPage() {
+  let timer = null;
+  stopCurrent = () => clearInterval(timer);
   const table = el("table", { id: "sweeps" });
   view.replaceChildren(el("h1", {}, "Sweeps"),
     el("p", {}, "A sweep trains many jobs (trials) over a search space; start one with ",
@@ -31,8 +33,8 @@ async function sweepsPage() {
     if (!rows.length) table.append(el("tr", {}, el("td", { colspan: "7" }, "No sweeps yet.")));
   }
   await refresh();
-  const timer = setInterval(() => refresh().catch(() => {}), SWEEP_REFRESH_MS);
-  stopCurrent = () => clearInterval(timer);
+  // Not if the page was left while the first answer came.
+  if (view.contains(table)) timer = setInterval(() => refresh().catch(() => {}), SWEEP_REFRESH_MS);
 }
 
 // How a search-space rule spreads its parameter: {"choice": [...]} as categories,
@@ -199,7 +201,11 @@ async function sweepPage(id) {
 
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
-    try { await api(`/sweeps/${id}/cancel`, { method: "POST" }); await refresh(); } catch (error) {
+    try {
+      await api(`/sweeps/${id}/cancel`, { method: "POST" });
+      cancel.textContent = "Cancelling…";
+      await refresh();
+    } catch (error) {
       note.textContent = `could not cancel: ${error.full || error.message}`;
       note.className = "error";
       cancel.disabled = false;
