@@ -23,9 +23,11 @@ from .models import (
     Job,
     JobKind,
     JobStatus,
+    Sweep,
     TrainedModel,
     utcnow,
 )
+from .registry import registrations
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -511,6 +513,29 @@ def add_model(
     return model
 
 
+def list_models(
+    session: Session, *, owner: str, after: int | None = None, limit: int = 50
+) -> list[tuple[TrainedModel, Job]]:
+    """The owner's models with their training jobs, newest first; ``after`` is the last
+    id of the previous page."""
+    query = (
+        select(TrainedModel, Job)
+        .join(Job, Job.id == TrainedModel.job_id)
+        .where(TrainedModel.owner == owner)
+        .order_by(TrainedModel.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(TrainedModel.id < after)
+    return [(model, job) for model, job in session.execute(query)]
+
+
+def jobs_by_ids(session: Session, job_ids: Sequence[int], *, owner: str) -> dict[int, Job]:
+    """The owner's training jobs among ``job_ids``, by id (others are left out)."""
+    query = select(Job).where(Job.id.in_(job_ids), Job.owner == owner, Job.kind == JobKind.TRAINING)
+    return {job.id: job for job in session.scalars(query)}
+
+
 def model_exists(session: Session, model_id: int, *, owner: str) -> bool:
     return bool(
         session.scalar(
@@ -533,7 +558,35 @@ def delete_model(session: Session, model: TrainedModel) -> None:
     )
     if busy:
         raise InUse(f"model {model.id} is used by a queued or running job")
+    registered = registrations(session, model.id)
+    if registered:
+        where = ", ".join(
+            f"version {version} of registered model {name!r}" for name, version in registered
+        )
+        raise InUse(f"model {model.id} is {where}; delete the version first")
     session.delete(model)
+
+
+def delete_training_job(session: Session, job: Job) -> list[str]:
+    """Delete a finished training job with its epochs, checkpoint and model; returns
+    the keys and prefixes of their objects for the caller to discard after committing.
+
+    Refused (:class:`InUse`) while the job is queued or running, while a trial's sweep
+    is still running, and when its model cannot be deleted (:func:`delete_model`).
+    """
+    if not job.status.finished:
+        raise InUse(f"job {job.id} is {job.status.value}; cancel it first")
+    if job.sweep_id is not None:
+        sweep = session.get(Sweep, job.sweep_id)
+        if sweep is not None and sweep.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            raise InUse(f"job {job.id} is a trial of sweep {job.sweep_id}, which is {sweep.status}")
+    keys = [checkpoint_prefix(job.id)]
+    model = session.scalars(select(TrainedModel).where(TrainedModel.job_id == job.id)).one_or_none()
+    if model is not None:
+        delete_model(session, model)
+        keys.append(model.weights_key)
+    session.delete(job)
+    return keys
 
 
 def delete_prediction(session: Session, job: Job) -> list[str]:
