@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .lineage import service_version, spec_sha256
+from .lineage import DEFAULT_SEED, service_version, spec_sha256
 from .models import (
     LOCAL_OWNER,
     ApiKey,
@@ -494,7 +494,7 @@ def add_model(
 ) -> TrainedModel:
     """Record a trained model whose weights are stored under ``weights_key``, with its
     lineage: the job, the dataset's hash, the spec's hash, the seed, this release."""
-    seed = job.training.get("seed")
+    seed = job.training.get("seed", DEFAULT_SEED)
     model = TrainedModel(
         owner=job.owner,
         job_id=job.id,
@@ -585,6 +585,7 @@ def delete_training_job(session: Session, job: Job) -> list[str]:
     if model is not None:
         delete_model(session, model)
         keys.append(model.weights_key)
+        session.flush()  # the model's row first: nothing tells the ORM it depends on the job
     session.delete(job)
     return keys
 

@@ -42,8 +42,12 @@ def job_out(session: OrmSession, job: Job) -> JobOut:
     return JobOut.model_validate({**_job_fields(job), "model_id": model_id, "error": error})
 
 
+# Fields of JobOut that are not a job's columns as they are, or only come on request.
+_NOT_COLUMNS = ("model_id", "network", "training")
+
+
 def _job_fields(job: Job) -> dict[str, object]:
-    return {name: getattr(job, name) for name in JobOut.model_fields if name != "model_id"}
+    return {name: getattr(job, name) for name in JobOut.model_fields if name not in _NOT_COLUMNS}
 
 
 @bp.post("")

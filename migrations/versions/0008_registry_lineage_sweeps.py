@@ -94,7 +94,8 @@ def upgrade() -> None:
         )
     ).all()
     for model_id, network, training in rows:
-        seed = training.get("seed") if isinstance(training, dict) else None
+        # a config without a seed trained with the engine's default, 0
+        seed = training.get("seed", 0) if isinstance(training, dict) else None
         bind.execute(
             models.update()
             .where(models.c.id == model_id)
