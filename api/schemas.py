@@ -403,7 +403,6 @@ class JobListQuery(PageQuery):
         default=None,
         description="Comma-separated job ids (at most 50): exactly those jobs, in that order, "
         "each with its `network` and `training`; not with `status` or `after`.",
-        examples=["1,2"],
     )
 
 

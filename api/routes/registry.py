@@ -60,10 +60,16 @@ class NameConverter(BaseConverter):
     regex = "[^/@]+"
 
 
+class AliasConverter(BaseConverter):
+    """An alias in a path (judged by the view, as names are)."""
+
+    regex = "[^/]+"
+
+
 @bp.record_once
-def _add_converter(setup: BlueprintSetupState) -> None:
-    # recorded before the routes below, so the app knows the converter before their rules
-    setup.app.url_map.converters["registered"] = NameConverter
+def _add_converters(setup: BlueprintSetupState) -> None:
+    # recorded before the routes below, so the app knows the converters before their rules
+    setup.app.url_map.converters.update(registered=NameConverter, alias=AliasConverter)
 
 
 def missing(message: str) -> ApiError:
@@ -176,7 +182,7 @@ def get_version(name: str, version: int) -> ModelVersionOut:
         return _version_out(registered, found, r.aliases(session, registered))
 
 
-@bp.get("/<registered:name>@<alias>")
+@bp.get("/<registered:name>@<alias:alias>")
 @responds(200, ModelVersionOut, errors=(404,))
 def get_alias(name: str, alias: str) -> ModelVersionOut:
     """The version an alias points at (``latest``: the highest version)."""
@@ -212,7 +218,7 @@ def delete_registered(name: str) -> None:
         r.delete_registered(session, _registered(session, name, lock=True))
 
 
-@bp.put("/<registered:name>/aliases/<alias>")
+@bp.put("/<registered:name>/aliases/<alias:alias>")
 @body(AliasSet)
 @responds(200, RegisteredModelDetail, errors=(404,))
 def set_alias(name: str, alias: str, payload: AliasSet) -> RegisteredModelDetail:
@@ -233,7 +239,7 @@ def set_alias(name: str, alias: str, payload: AliasSet) -> RegisteredModelDetail
         return _detail(session, registered)
 
 
-@bp.delete("/<registered:name>/aliases/<alias>")
+@bp.delete("/<registered:name>/aliases/<alias:alias>")
 @responds(204, errors=(404,))
 def delete_alias(name: str, alias: str) -> None:
     """Remove an alias; its version stays."""
@@ -263,7 +269,7 @@ def _predict(
     return answer, headers
 
 
-@bp.post("/<registered:name>@<alias>/predict")
+@bp.post("/<registered:name>@<alias:alias>/predict")
 @body(PredictRequest, csv=PredictCsvQuery, npy=True)
 @responds(200, PredictOut, errors=(400, 404, 409), headers=ANSWERED_BY)
 def predict_alias(
