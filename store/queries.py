@@ -560,10 +560,11 @@ def delete_model(session: Session, model: TrainedModel) -> None:
         raise InUse(f"model {model.id} is used by a queued or running job")
     registered = registrations(session, model.id)
     if registered:
-        where = ", ".join(
-            f"version {version} of registered model {name!r}" for name, version in registered
+        named = [f"version {version} of registered model {name!r}" for name, version in registered]
+        more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+        raise InUse(
+            f"model {model.id} is {', '.join(named[:3])}{more}; delete those versions first"
         )
-        raise InUse(f"model {model.id} is {where}; delete the version first")
     session.delete(model)
 
 
