@@ -29,6 +29,7 @@ from .routes import (
     openapi,
     plots,
     predictions,
+    registry,
     ui,
 )
 from .schemas import MAX_ID
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         models.bp,
         export.bp,
         predictions.bp,
+        registry.bp,
         health.bp,
         metrics.bp,
         openapi.bp,

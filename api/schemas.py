@@ -399,6 +399,11 @@ class PageQuery(Query):
 
 class JobListQuery(PageQuery):
     status: JobStatus | None = None
+    ids: str | None = Field(
+        default=None,
+        description="Comma-separated job ids (at most 50): exactly those jobs, in that order, "
+        "each with its `network` and `training`; not with `status` or `after`.",
+    )
 
 
 class EpochQuery(Query):
@@ -558,6 +563,17 @@ class JobOut(Out):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    network: dict[str, Any] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The completed network spec (as `GET /jobs/<id>/spec`): only in "
+        "`GET /jobs?ids=`.",
+    )
+    training: dict[str, Any] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The completed training config: only in `GET /jobs?ids=`.",
+    )
 
 
 class JobSpec(Out):
@@ -669,6 +685,7 @@ class ModelOut(Out):
         description="Scores of the rows held out by `training.test_split`, by scikit-learn.",
     )
     created_at: datetime
+    lineage: Lineage
 
 
 class Metrics(Out):
@@ -752,3 +769,96 @@ class ErrorBody(Out):
 
 class ErrorOut(Out):
     error: ErrorBody
+
+
+# --- registry ----------------------------------------------------------------------
+# Model lineage and listings, and the model registry (MLflow's registered models,
+# versions and aliases).
+
+
+class Lineage(Out):
+    """Where a model came from: enough to tell whether two models were trained alike
+    (same spec hash, seed and dataset hash) and to find everything they came from."""
+
+    job_id: int = Field(description="The training job that made it.")
+    dataset_id: int | None = Field(description="Its training dataset; null once deleted.")
+    dataset_sha256: str = Field(description="SHA-256 of the training dataset's contents.")
+    spec_sha256: str | None = Field(
+        description="SHA-256 of the job's completed network spec and training config "
+        "(canonical JSON): equal for models trained alike."
+    )
+    seed: int | None = Field(description="The training seed.")
+    service_version: str | None = Field(
+        description="The backprop release that trained it (`unknown` for models trained "
+        "before releases were recorded)."
+    )
+    init_model_id: int | None = Field(
+        description="The model whose weights and preprocessing the job started from, if any."
+    )
+    sweep_id: int | None = Field(description="The sweep the job was a trial of, if any.")
+    trial_number: int | None = Field(description="Its trial number in that sweep.")
+    created_at: datetime
+
+
+class ModelList(Out):
+    models: list[ModelOut]
+    next_after: int | None
+
+
+Description = Annotated[str, Field(max_length=5000, pattern=r"^[^\x00]*$")]
+
+
+class VersionCreate(StrictBody):
+    """The caller's trained model to register as the next version."""
+
+    model_config = _example({"model_id": 1, "description": "first XOR model"})
+
+    model_id: Id
+    description: Description | None = None
+
+
+class AliasSet(StrictBody):
+    """The version an alias points at."""
+
+    model_config = _example({"version": 1})
+
+    version: Id
+
+
+class ModelVersionOut(Out):
+    model_config = _example(
+        {
+            "name": "xor",
+            "version": 1,
+            "model_id": 1,
+            "description": None,
+            "aliases": ["production"],
+            "created_at": "2026-01-01T12:00:05Z",
+        }
+    )
+
+    name: str
+    version: int
+    model_id: int
+    description: str | None
+    aliases: list[str] = Field(description="The aliases pointing at this version.")
+    created_at: datetime
+
+
+class RegisteredModelOut(Out):
+    id: int
+    name: str
+    description: str | None
+    latest_version: int | None = Field(description="Its highest version; null when it has none.")
+    aliases: dict[str, int] = Field(description="Alias -> version.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class RegisteredModelDetail(RegisteredModelOut):
+    versions: list[ModelVersionOut] = Field(description="Newest first.")
+
+
+class RegisteredModelList(Out):
+    registered_models: list[RegisteredModelOut]
+    next_after: int | None
