@@ -28,6 +28,7 @@ from .routes import (
     openapi,
     plots,
     predictions,
+    trace,
     ui,
 )
 from .schemas import MAX_ID
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         health.bp,
         metrics.bp,
         openapi.bp,
+        trace.bp,
         ui.bp,
     ):
         app.register_blueprint(blueprint)
