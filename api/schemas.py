@@ -840,29 +840,49 @@ class TraceParam(Out):
     at: str = Field(description="Its place in the network spec: `layers[l].weights[j][i]`.")
     value: float = Field(description="Before the update.")
     gradient: float = Field(description="dE/dw, with every weight as before the update.")
-    after: float = Field(
-        description="value - learning_rate * gradient (biases: unchanged when frozen)."
+    after: float = Field(description="value - learning_rate * gradient (a frozen bias: its value).")
+
+
+class TraceWeight(Out):
+    # "from" is a Python keyword: the field is written under its alias.
+    model_config = ConfigDict(
+        serialize_by_alias=True, validate_by_name=True, validate_by_alias=True
     )
 
-
-class TraceWeight(TraceParam):
+    at: str = Field(description="Its place in the network spec: `layers[l].weights[j][i]`.")
     from_: str = Field(alias="from", description="The unit it comes from.")
     to: str = Field(description="The unit it feeds.")
+    value: float = Field(description="Before the update.")
+    gradient: float = Field(description="dE/dw, with every weight as before the update.")
+    after: float = Field(description="value - learning_rate * gradient.")
+
+
+def _absent_if_none(value: Any) -> bool:
+    return value is None
 
 
 class TraceUnit(Out):
+    """An input unit has only `layer` and `out`."""
+
     layer: int = Field(description="0 for inputs, l + 1 for layers[l].")
-    out: float = Field(description="Its output (an input unit: the input).")
-    activation: str | None = None
-    net: float | None = Field(default=None, description="Its weighted input, bias included.")
+    activation: str | None = Field(default=None, exclude_if=_absent_if_none)
+    net: float | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Its weighted input, bias included."
+    )
+    out: float = Field(description="Its output, f(net) (an input unit: the input).")
     dE_dout: float | None = Field(
         default=None,
-        description="dE/dout; null at an output whose loss gives only the combined delta "
-        "(cross-entropy).",
+        exclude_if=_absent_if_none,
+        description="dE/dout; absent at an output whose loss gives only the combined delta "
+        "out - target (the cross-entropies).",
     )
-    delta: float | None = Field(default=None, description="dE/dnet.")
-    bias: TraceParam | None = Field(default=None, description="Its bias, at `layers[l].bias[j]`.")
-    target: float | None = Field(default=None, description="Output units: the target.")
+    delta: float | None = Field(default=None, exclude_if=_absent_if_none, description="dE/dnet.")
+    bias: TraceParam | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Its bias, at `layers[l].bias[j]`."
+    )
+    target: float | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Output units: the target."
+    )
 
 
 class TraceError(Out):
@@ -873,8 +893,6 @@ class TraceError(Out):
 class TraceOut(Out):
     """The forward pass (`units`: net, out), the error, the backward pass (`units`:
     delta; `weights` and biases: gradient) and the update (`after`)."""
-
-    model_config = ConfigDict(populate_by_name=True)
 
     loss: str
     learning_rate: float

@@ -148,14 +148,15 @@ class Trace:
                     "activation": activation,
                     "net": float(self.nets[k][j]),
                     "out": float(self.outs[k][j]),
-                    "dE_dout": None if d_out is None else float(d_out[j]),
-                    "delta": float(self.deltas[k][j]),
-                    "bias": {
-                        "at": f"layers[{k}].bias[{j}]",
-                        "value": float(before.biases[k][j]),
-                        "gradient": float(self.grad_b[k][j]),
-                        "after": float(after.biases[k][j]),
-                    },
+                }
+                if d_out is not None:  # absent where the loss gives only out - target
+                    record["dE_dout"] = float(d_out[j])
+                record["delta"] = float(self.deltas[k][j])
+                record["bias"] = {
+                    "at": f"layers[{k}].bias[{j}]",
+                    "value": float(before.biases[k][j]),
+                    "gradient": float(self.grad_b[k][j]),
+                    "after": float(after.biases[k][j]),
                 }
                 if k == last:
                     record["target"] = float(self.targets[j])
