@@ -894,6 +894,17 @@ class TraceOut(Out):
     """The forward pass (`units`: net, out), the error, the backward pass (`units`:
     delta; `weights` and biases: gradient) and the update (`after`)."""
 
+    # The seed's example, as the engine traces it (a few milliseconds at import).
+    model_config = _example(
+        trace.trace_step(
+            trace.parse_traced_network(TRACE_EXAMPLE["network"]),
+            TRACE_EXAMPLE["inputs"],
+            TRACE_EXAMPLE["targets"],
+            learning_rate=TRACE_EXAMPLE["learning_rate"],
+            train_bias=TRACE_EXAMPLE["train_bias"],
+        ).to_json()
+    )
+
     loss: str
     learning_rate: float
     train_bias: bool
@@ -905,3 +916,38 @@ class TraceOut(Out):
     network_after: NetworkField = Field(
         description="The network after the update, to send back for the next step."
     )
+
+
+# The XOR job's network (XOR_JOB) with weights of the kind training leaves; its loss
+# and learning rate are the job's.
+XOR_TRACED = trace.trace_step(
+    trace.parse_traced_network(
+        {
+            "input_dim": 2,
+            "layers": [
+                {
+                    "units": 4,
+                    "activation": "tanh",
+                    "weights": [[1.9, -1.7], [1.2, 1.4], [-1.6, 1.8], [0.3, -0.2]],
+                    "bias": [0.4, -0.9, 0.5, 0.1],
+                },
+                {
+                    "units": 1,
+                    "activation": "sigmoid",
+                    "weights": [[2.1, -2.4, 2.2, 0.3]],
+                    "bias": [1.1],
+                },
+            ],
+        }
+    ),
+    [0.0, 1.0],
+    [1.0],
+    learning_rate=0.05,
+)
+
+
+class ModelTraceOut(TraceOut):
+    """As `POST /trace` answers: here for the XOR example's model (2 inputs, 4 tanh
+    units, 1 sigmoid output)."""
+
+    model_config = _example(XOR_TRACED.to_json())

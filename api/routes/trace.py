@@ -10,21 +10,17 @@ from __future__ import annotations
 from flask import Blueprint
 
 import core
-from core.trace import Trace, TraceTooLarge, parse_traced_network, trace_step
+from core.trace import TraceTooLarge, parse_traced_network, trace_step
 from store import Session
 from store import queries as q
 
 from ..decorators import body, responds
 from ..errors import invalid, limit_exceeded
-from ..schemas import ModelTraceRequest, TraceOut, TraceRequest
+from ..schemas import ModelTraceOut, ModelTraceRequest, TraceOut, TraceRequest
 from .models import served_model
 from .rows import mine
 
 bp = Blueprint("trace", __name__)
-
-
-def _answer(step: Trace) -> TraceOut:
-    return TraceOut.model_validate(step.to_json())
 
 
 @bp.post("/trace")
@@ -58,13 +54,13 @@ def trace(payload: TraceRequest) -> TraceOut:
         )
     except core.SpecError as exc:
         raise invalid(exc.field, exc.message) from None
-    return _answer(step)
+    return TraceOut.model_validate(step.to_json())
 
 
 @bp.post("/models/<id:model_id>/trace")
 @body(ModelTraceRequest)
-@responds(200, TraceOut, errors=(404, 409))
-def trace_model(model_id: int, payload: ModelTraceRequest) -> TraceOut:
+@responds(200, ModelTraceOut, errors=(404, 409))
+def trace_model(model_id: int, payload: ModelTraceRequest) -> ModelTraceOut:
     """One step of backpropagation through a trained model's network, as `POST /trace`
     answers it, with the model's weights and loss.
 
@@ -107,4 +103,4 @@ def trace_model(model_id: int, payload: ModelTraceRequest) -> TraceOut:
         raise limit_exceeded("model", exc.message) from None
     except core.SpecError as exc:
         raise invalid(exc.field, exc.message) from None
-    return _answer(step)
+    return ModelTraceOut.model_validate(step.to_json())
