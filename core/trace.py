@@ -242,7 +242,8 @@ def trace_step(
     Raises TraceTooLarge (a SpecError) for more than MAX_TRACE_PARAMS weights and
     biases; SpecError naming ``inputs``, ``targets``, ``loss`` or ``learning_rate``
     (unusable targets as training refuses them: outside a bounded output's reach,
-    class targets that are not distributions for softmax).
+    class targets that are not distributions for softmax); SpecError naming
+    ``network`` when a number of the step overflows float64 (huge weights or inputs).
     """
     _check_size(sum(w.size + b.size for w, b in zip(network.weights, network.biases, strict=True)))
     sizes = [network.input_dim] + [int(w.shape[0]) for w in network.weights]
@@ -279,56 +280,94 @@ def trace_step(
         targets=lambda: t,
     )
 
-    # Biases always get their gradients (the learner sees dE/db); train_bias decides
-    # only whether the update applies them.
-    backprop = Backprop(net, loss, batch_size=1, train_bias=True)
-    backprop.forward(x)
-    # Copied now: the backward pass uses the z buffers as scratch.
-    nets = [z[0].copy() for z in backprop.zs]
-    outs = [a[0].copy() for a in backprop.activations[1:]]
-    last = len(nets) - 1
-    z_out, a_out = nets[last].reshape(1, -1), outs[last].reshape(1, -1)
-    total = backprop.gradients(x, t)
-    deltas = [d[0].copy() for d in backprop.deltas]
-    grad_w = [g.copy() for g in backprop.grad_w]
-    grad_b = [g.copy() for g in backprop.grad_b]
+    # Overflow is reported below, naming the first number it reached.
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Biases always get their gradients (the learner sees dE/db); train_bias decides
+        # only whether the update applies them.
+        backprop = Backprop(net, loss, batch_size=1, train_bias=True)
+        backprop.forward(x)
+        # Copied now: the backward pass uses the z buffers as scratch.
+        nets = [z[0].copy() for z in backprop.zs]
+        outs = [a[0].copy() for a in backprop.activations[1:]]
+        last = len(nets) - 1
+        z_out, a_out = nets[last].reshape(1, -1), outs[last].reshape(1, -1)
+        total = backprop.gradients(x, t)
+        deltas = [d[0].copy() for d in backprop.deltas]
+        grad_w = [g.copy() for g in backprop.grad_w]
+        grad_b = [g.copy() for g in backprop.grad_b]
 
-    # dE/dout: below the output, what the backward pass multiplies by f'(net);
-    # at the output, the loss's own dE/da where it has one (the cross-entropies
-    # give only the combined delta a - t).
-    grads_out: list[Array | None] = [deltas[k + 1] @ net.weights[k + 1] for k in range(last)]
-    record = LOSSES[loss]
-    d_out: Array | None = None
-    if record.grad is not None:
-        d_out = np.empty_like(t)
-        record.grad(a_out, t, d_out)
-        d_out = d_out[0]
-    grads_out.append(d_out)
+        # dE/dout: below the output, what the backward pass multiplies by f'(net);
+        # at the output, the loss's own dE/da where it has one (the cross-entropies
+        # give only the combined delta a - t).
+        grads_out: list[Array | None] = [deltas[k + 1] @ net.weights[k + 1] for k in range(last)]
+        record = LOSSES[loss]
+        d_out: Array | None = None
+        if record.grad is not None:
+            d_out = np.empty_like(t)
+            record.grad(a_out, t, d_out)
+            d_out = d_out[0]
+        grads_out.append(d_out)
 
-    after = net.copy()
-    params = after.params(train_bias)
-    steps = [g.copy() for g in (grad_w if not train_bias else _interleave(grad_w, grad_b))]
-    make_optimizer(params, OptimizerConfig(name="sgd", learning_rate=float(learning_rate))).update(
-        params, steps
-    )
+        after = net.copy()
+        params = after.params(train_bias)
+        steps = [g.copy() for g in (grad_w if not train_bias else _interleave(grad_w, grad_b))]
+        make_optimizer(
+            params, OptimizerConfig(name="sgd", learning_rate=float(learning_rate))
+        ).update(params, steps)
+        errors = output_errors(loss, z_out[0], a_out[0], t[0])
+    names = unit_names(sizes)
+    _check_finite(names, nets, outs, grads_out, deltas, grad_w, after)
+    if not (math.isfinite(total) and np.isfinite(errors).all()):
+        raise SpecError("network", "the error of this step is not a finite float64")
     return Trace(
         loss=loss,
         learning_rate=float(learning_rate),
         train_bias=train_bias,
-        names=unit_names(sizes),
+        names=names,
         inputs=x[0],
         targets=t[0],
         nets=nets,
         outs=outs,
         grads_out=grads_out,
         deltas=deltas,
-        errors=output_errors(loss, z_out[0], a_out[0], t[0]),
+        errors=errors,
         total=float(total),
         grad_w=grad_w,
         grad_b=grad_b,
         before=net,
         after=after,
     )
+
+
+def _check_finite(
+    names: list[list[str]],
+    nets: list[Array],
+    outs: list[Array],
+    grads_out: list[Array | None],
+    deltas: list[Array],
+    grad_w: list[Array],
+    after: Network,
+) -> None:
+    """A SpecError naming the first number of the step that is not finite: an answer
+    of nulls (JSON has no infinity) would not say where the step broke down."""
+    for what, arrays in (
+        ("net", nets),
+        ("out", outs),
+        ("dE/dout of", [g for g in grads_out if g is not None]),
+        ("delta", deltas),
+        ("a weight's gradient into", grad_w),
+        ("a weight after the update into", after.weights),
+        ("the bias after the update of", after.biases),
+    ):
+        for k, values in enumerate(arrays):
+            bad = np.argwhere(~np.isfinite(values))
+            if bad.size:
+                unit = names[k + 1][int(bad[0][0])]
+                raise SpecError(
+                    "network",
+                    f"{what} {unit} is not a finite float64: the step overflows; "
+                    "use smaller weights, inputs or learning rate",
+                )
 
 
 def _interleave(weights: list[Array], biases: list[Array]) -> list[Array]:

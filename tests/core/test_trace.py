@@ -311,3 +311,21 @@ def test_the_size_limit() -> None:
     assert len(trace_step(parse_traced_network(fits), [1.0], [0.5] * (units - 1)).deltas[0]) == (
         units - 1
     )
+
+
+def test_a_step_that_overflows_is_refused_naming_the_network() -> None:
+    spec = copy.deepcopy(NETWORK)
+    spec["layers"][0]["weights"] = [[1e308, 1e308], [0.1, 0.1]]
+    with pytest.raises(SpecError) as caught:
+        trace_step(parse_traced_network(spec), [1.0, 1.0], TARGETS[0])
+    assert caught.value.field == "network"
+    assert "net h1 is not a finite float64" in caught.value.message
+    # a learning rate that throws a weight past float64's range: gradient 100
+    line = {
+        "input_dim": 1,
+        "layers": [{"units": 1, "activation": "identity", "weights": [[1.0]], "bias": [0.0]}],
+    }
+    with pytest.raises(SpecError) as caught:
+        trace_step(parse_traced_network(line), [10.0], [0.0], learning_rate=1e308)
+    assert caught.value.field == "network"
+    assert "after the update" in caught.value.message

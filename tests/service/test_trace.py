@@ -145,21 +145,29 @@ def test_a_trained_models_step(live_api: tuple[str, str]) -> None:
 
 
 def test_a_model_of_a_table_takes_its_encoded_row(live_api: tuple[str, str]) -> None:
-    """XOR with named columns and Adam: the trace uses the job's learning rate, and on an
-    unnormalized table the encoded row is the row itself, so the traced output is predict's."""
+    """XOR with named columns, standardized, and Adam: the trace uses the job's learning
+    rate, and a row encoded as the model's preprocessing encodes it traces to predict's
+    output for the raw row."""
     base, key = live_api
     from api.schemas import XOR_JOB
 
     job = copy.deepcopy(XOR_JOB)
-    job["training"]["epochs"] = 50
+    job["training"].update(epochs=50, normalize="standardize")
     model_id = _train(base, key, job)
+    status, model = call(base, "GET", f"/models/{model_id}", key=key)
+    assert status == 200
+    norm = model["normalization"]
+    raw = [0.0, 1.0]
+    encoded = [(x - m) / s for x, m, s in zip(raw, norm["shift"], norm["scale"], strict=True)]
+    assert encoded != raw
     status, answer = call(
-        base, "POST", f"/models/{model_id}/trace", {"inputs": [0, 1], "targets": [1]}, key
+        base, "POST", f"/models/{model_id}/trace", {"inputs": encoded, "targets": [1]}, key
     )
     assert status == 200, answer
     assert answer["learning_rate"] == 0.05 and answer["loss"] == "squared_error"
+    assert answer["train_bias"] is True
     assert list(answer["units"]) == ["i1", "i2", "h1", "h2", "h3", "h4", "o1"]
-    status, predicted = call(base, "POST", f"/models/{model_id}/predict", {"inputs": [[0, 1]]}, key)
+    status, predicted = call(base, "POST", f"/models/{model_id}/predict", {"inputs": [raw]}, key)
     assert status == 200
     assert answer["units"]["o1"]["out"] == pytest.approx(predicted["outputs"][0][0], abs=1e-12)
 
