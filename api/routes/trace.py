@@ -70,8 +70,9 @@ def trace_model(model_id: int, payload: ModelTraceRequest) -> ModelTraceOut:
     trained to output (one per output unit: one-hot classes, standardized values
     for a regression whose targets the job standardized). The learning rate and
     `train_bias` default to the training job's; the step is plain gradient
-    descent whatever optimizer the job used. Nothing is stored: the model keeps
-    its weights. Another owner's model is a 404.
+    descent whatever optimizer the job used, on the loss alone (without the job's
+    `l2` penalty). Nothing is stored: the model keeps its weights. Another owner's
+    model is a 404.
     """
     served = served_model(model_id)
     learning_rate, train_bias = payload.learning_rate, payload.train_bias
@@ -83,13 +84,14 @@ def trace_model(model_id: int, payload: ModelTraceRequest) -> ModelTraceOut:
         try:
             config = core.parse_training(training)
         except core.SpecError:
-            config = None
+            raise invalid(
+                "learning_rate",
+                "the training job's config cannot be read; give learning_rate and train_bias",
+            ) from None
         if learning_rate is None:
-            learning_rate = config.optimizer.learning_rate if config is not None else None
+            learning_rate = config.optimizer.learning_rate
         if train_bias is None:
-            train_bias = config.train_bias if config is not None else True
-        if learning_rate is None:
-            raise invalid("learning_rate", "the model's training job is gone: give one")
+            train_bias = config.train_bias
     try:
         step = trace_step(
             served.model.network,
@@ -102,5 +104,7 @@ def trace_model(model_id: int, payload: ModelTraceRequest) -> ModelTraceOut:
     except TraceTooLarge as exc:
         raise limit_exceeded("model", exc.message) from None
     except core.SpecError as exc:
-        raise invalid(exc.field, exc.message) from None
+        # The network is the model's own, not a field of this body.
+        field = "model" if exc.field.startswith("network") else exc.field
+        raise invalid(field, exc.message) from None
     return ModelTraceOut.model_validate(step.to_json())

@@ -175,13 +175,14 @@ async function tracePage(modelId) {
   let model = null;
   if (modelId) {
     const weights = await api(`/models/${modelId}/weights`);
-    model = { input_dim: weights.input_dim, outputs: weights.layers[weights.layers.length - 1].units, network: { input_dim: weights.input_dim, layers: weights.layers } };
+    const output = weights.layers[weights.layers.length - 1];
+    // A softmax output needs a class distribution: the first class, one-hot.
+    const targets = Array.from({ length: output.units }, (_, j) => (output.activation === "softmax" && j === 0 ? 1 : 0));
+    model = { inputs: Array(weights.input_dim).fill(0), targets };
   }
-  const start = model
-    ? { network: model.network, inputs: Array(model.input_dim).fill(0), targets: Array(model.outputs).fill(0), learning_rate: "", train_bias: null }
-    : SEED_TRACE;
+  const start = model ? { ...model, learning_rate: "", train_bias: null } : SEED_TRACE;
   const network = el("textarea", { id: "trace-network", rows: "14", spellcheck: "false" });
-  network.value = traceJson(start.network);
+  if (!model) network.value = traceJson(start.network);
   const inputs = el("input", { id: "trace-inputs", size: "40", spellcheck: "false", value: JSON.stringify(start.inputs) });
   const targets = el("input", { id: "trace-targets", size: "40", spellcheck: "false", value: JSON.stringify(start.targets) });
   const rate = el("input", { id: "trace-lr", size: "8", value: String(start.learning_rate), placeholder: model ? "the job's" : "0.5" });
