@@ -126,3 +126,44 @@ def test_tracing_a_trained_model(live_api: tuple[str, str]) -> None:
         assert "η = 0.5" in (page.locator("#trace-numbers p").text_content() or "")
         assert errors == []
         browser.close()
+
+
+def test_a_larger_softmax_model_is_drawn_without_labels(live_api: tuple[str, str]) -> None:
+    base, key = live_api
+    dataset = {
+        "inputs": [
+            [0, 0, 1, 2],
+            [1, 0, 0, 1],
+            [2, 1, 0, 0],
+            [0, 2, 1, 1],
+            [1, 1, 2, 0],
+            [2, 0, 1, 2],
+        ],
+        "targets": ["a", "b", "c", "a", "b", "c"],
+    }
+    network = {
+        "input_dim": 4,
+        "layers": [{"units": 12, "activation": "relu"}, {"units": 3, "activation": "softmax"}],
+    }
+    status, job = call(
+        base,
+        "POST",
+        "/jobs",
+        {"dataset": dataset, "network": network, "training": {"epochs": 20}},
+        key,
+    )
+    assert status == 202, job
+    model_id = finished_job(base, job["id"], key)["model_id"]
+    with playwright.sync_playwright() as p:
+        browser, page, errors = _open_dashboard(p, base, key)
+        page.goto(f"{base}/#/trace/{model_id}")
+        # It opens traced: zeros in, the first class as the target.
+        page.wait_for_selector("#trace-svg")
+        assert page.input_value("#trace-targets") == "[1,0,0]"
+        assert page.locator("#trace-error").text_content() == ""
+        assert page.locator("#trace-svg line.edge").count() == 4 * 12 + 12 * 3
+        assert page.locator("#trace-svg text[data-weight]").count() == 0
+        assert page.locator("#trace-weights tr[data-weight]").count() == 4 * 12 + 12 * 3
+        assert "categorical_crossentropy" in (page.locator("#trace-numbers p").text_content() or "")
+        assert errors == []
+        browser.close()
