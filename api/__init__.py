@@ -30,6 +30,7 @@ from .routes import (
     plots,
     predictions,
     registry,
+    trace,
     ui,
 )
 from .schemas import MAX_ID
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         health.bp,
         metrics.bp,
         openapi.bp,
+        trace.bp,
         ui.bp,
     ):
         app.register_blueprint(blueprint)

@@ -862,3 +862,202 @@ class RegisteredModelDetail(RegisteredModelOut):
 class RegisteredModelList(Out):
     registered_models: list[RegisteredModelOut]
     next_after: int | None
+
+
+# --- trace ---
+# One backpropagation step on one sample, every number named as seed 001 names it
+# (core.trace): units i1.., h1.. (h<k>_<j> with several hidden layers), o1..;
+# weights w1.. layer by layer, unit by unit, input by input.
+
+# Imported here so that this section stays whole in one place of the file.
+from core import trace  # noqa: E402
+
+TRACE_EXAMPLE: dict[str, Any] = {
+    "network": {
+        "input_dim": 2,
+        "layers": [
+            {
+                "units": 2,
+                "activation": "sigmoid",
+                "weights": [[0.15, 0.20], [0.25, 0.30]],
+                "bias": [0.35, 0.35],
+            },
+            {
+                "units": 2,
+                "activation": "sigmoid",
+                "weights": [[0.40, 0.45], [0.50, 0.55]],
+                "bias": [0.60, 0.60],
+            },
+        ],
+    },
+    "inputs": [0.05, 0.10],
+    "targets": [0.01, 0.99],
+    "learning_rate": 0.5,
+    "train_bias": False,
+}
+TraceRow = Annotated[list[Number], Field(min_length=1)]
+LearningRate = Annotated[float, Strict(), AllowInfNan(False), Field(gt=0)]
+
+
+class TraceRequest(StrictBody):
+    """A network with its weights and biases, and one sample to trace it on."""
+
+    model_config = _example(TRACE_EXAMPLE)
+
+    network: NetworkField = Field(
+        description="Every layer with its `weights` (units x inputs: weights[j][i] is w_ji, "
+        f"into unit j from input i) and `bias`; at most {trace.MAX_TRACE_PARAMS} weights "
+        "and biases."
+    )
+    inputs: TraceRow = Field(description="One sample: `input_dim` numbers.")
+    targets: TraceRow = Field(description="Its targets: one number per output unit.")
+    loss: LossName | None = Field(
+        default=None,
+        description="default: categorical_crossentropy for softmax outputs, else squared_error",
+    )
+    learning_rate: LearningRate = Field(
+        default=trace.DEFAULT_LEARNING_RATE, description="The seed's 0.5 by default."
+    )
+    train_bias: bool = Field(
+        default=True,
+        description="false freezes the biases (the seed's example): their gradients are "
+        "still given, their `after` is their value.",
+    )
+
+
+class ModelTraceRequest(StrictBody):
+    """One sample in the network's own space: its encoded inputs and targets."""
+
+    model_config = _example({"inputs": [0.0, 1.0], "targets": [1.0]})
+
+    inputs: TraceRow = Field(
+        description="The network's inputs: the row after the model's preprocessing "
+        "(normalized numbers, one-hot categories), `input_dim` numbers."
+    )
+    targets: TraceRow = Field(
+        description="The network's targets: one per output unit (one-hot classes; "
+        "standardized values for a regression the job standardized)."
+    )
+    learning_rate: LearningRate | None = Field(
+        default=None, description="default: the training job's learning rate"
+    )
+    train_bias: bool | None = Field(
+        default=None, description="default: as the training job trained (training.train_bias)"
+    )
+
+
+class TraceParam(Out):
+    at: str = Field(description="Its place in the network spec: `layers[l].weights[j][i]`.")
+    value: float = Field(description="Before the update.")
+    gradient: float = Field(description="dE/dw, with every weight as before the update.")
+    after: float = Field(description="value - learning_rate * gradient (a frozen bias: its value).")
+
+
+class TraceWeight(Out):
+    # "from" is a Python keyword: the field is written under its alias.
+    model_config = ConfigDict(
+        serialize_by_alias=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    at: str = Field(description="Its place in the network spec: `layers[l].weights[j][i]`.")
+    from_: str = Field(alias="from", description="The unit it comes from.")
+    to: str = Field(description="The unit it feeds.")
+    value: float = Field(description="Before the update.")
+    gradient: float = Field(description="dE/dw, with every weight as before the update.")
+    after: float = Field(description="value - learning_rate * gradient.")
+
+
+def _absent_if_none(value: Any) -> bool:
+    return value is None
+
+
+class TraceUnit(Out):
+    """An input unit has only `layer` and `out`."""
+
+    layer: int = Field(description="0 for inputs, l + 1 for layers[l].")
+    activation: str | None = Field(default=None, exclude_if=_absent_if_none)
+    net: float | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Its weighted input, bias included."
+    )
+    out: float = Field(description="Its output, f(net) (an input unit: the input).")
+    dE_dout: float | None = Field(
+        default=None,
+        exclude_if=_absent_if_none,
+        description="dE/dout; absent at an output whose loss gives only the combined delta "
+        "out - target (the cross-entropies).",
+    )
+    delta: float | None = Field(default=None, exclude_if=_absent_if_none, description="dE/dnet.")
+    bias: TraceParam | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Its bias, at `layers[l].bias[j]`."
+    )
+    target: float | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Output units: the target."
+    )
+
+
+class TraceError(Out):
+    total: float = Field(description="E_total: the loss of the sample.")
+    outputs: dict[str, float] = Field(description="Each output unit's share (E_o1, E_o2, ...).")
+
+
+class TraceOut(Out):
+    """The forward pass (`units`: net, out), the error, the backward pass (`units`:
+    delta; `weights` and biases: gradient) and the update (`after`)."""
+
+    # The seed's example, as the engine traces it (a few milliseconds at import).
+    model_config = _example(
+        trace.trace_step(
+            trace.parse_traced_network(TRACE_EXAMPLE["network"]),
+            TRACE_EXAMPLE["inputs"],
+            TRACE_EXAMPLE["targets"],
+            learning_rate=TRACE_EXAMPLE["learning_rate"],
+            train_bias=TRACE_EXAMPLE["train_bias"],
+        ).to_json()
+    )
+
+    loss: str
+    learning_rate: float
+    train_bias: bool
+    units: dict[str, TraceUnit] = Field(description="By name: i1.., h1.. (h<k>_<j>), o1...")
+    weights: dict[str, TraceWeight] = Field(
+        description="By name w1.., numbered layer by layer, unit by unit, input by input."
+    )
+    error: TraceError
+    network_after: NetworkField = Field(
+        description="The network after the update, to send back for the next step."
+    )
+
+
+# The XOR job's network (XOR_JOB) with weights of the kind training leaves; its loss
+# and learning rate are the job's.
+XOR_TRACED = trace.trace_step(
+    trace.parse_traced_network(
+        {
+            "input_dim": 2,
+            "layers": [
+                {
+                    "units": 4,
+                    "activation": "tanh",
+                    "weights": [[1.9, -1.7], [1.2, 1.4], [-1.6, 1.8], [0.3, -0.2]],
+                    "bias": [0.4, -0.9, 0.5, 0.1],
+                },
+                {
+                    "units": 1,
+                    "activation": "sigmoid",
+                    "weights": [[2.1, -2.4, 2.2, 0.3]],
+                    "bias": [1.1],
+                },
+            ],
+        }
+    ),
+    [0.0, 1.0],
+    [1.0],
+    learning_rate=0.05,
+)
+
+
+class ModelTraceOut(TraceOut):
+    """As `POST /trace` answers: here for the XOR example's model (2 inputs, 4 tanh
+    units, 1 sigmoid output)."""
+
+    model_config = _example(XOR_TRACED.to_json())

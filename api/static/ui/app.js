@@ -529,6 +529,7 @@ async function route() {
     if (kind === "jobs" && id) await jobPage(Number(id));
     else if (kind === "datasets" && id) await datasetPage(Number(id));
     else if (kind === "datasets") await datasetsPage();
+    else if (kind === "trace") await tracePage(id ? Number(id) : null);
     else await jobsPage();
   } catch (error) {
     if (error.message !== "unauthorized") view.replaceChildren(el("p", { class: "error" }, error.full || error.message));
