@@ -29,6 +29,8 @@ from .routes import (
     openapi,
     plots,
     predictions,
+    registry,
+    trace,
     ui,
 )
 from .schemas import MAX_ID
@@ -67,9 +69,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         models.bp,
         export.bp,
         predictions.bp,
+        registry.bp,
         health.bp,
         metrics.bp,
         openapi.bp,
+        trace.bp,
         ui.bp,
     ):
         app.register_blueprint(blueprint)

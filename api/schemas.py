@@ -399,6 +399,11 @@ class PageQuery(Query):
 
 class JobListQuery(PageQuery):
     status: JobStatus | None = None
+    ids: str | None = Field(
+        default=None,
+        description="Comma-separated job ids (at most 50): exactly those jobs, in that order, "
+        "each with its `network` and `training`; not with `status` or `after`.",
+    )
 
 
 class EpochQuery(Query):
@@ -558,6 +563,17 @@ class JobOut(Out):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    network: dict[str, Any] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The completed network spec (as `GET /jobs/<id>/spec`): only in "
+        "`GET /jobs?ids=`.",
+    )
+    training: dict[str, Any] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The completed training config: only in `GET /jobs?ids=`.",
+    )
 
 
 class JobSpec(Out):
@@ -669,6 +685,7 @@ class ModelOut(Out):
         description="Scores of the rows held out by `training.test_split`, by scikit-learn.",
     )
     created_at: datetime
+    lineage: Lineage
 
 
 class Metrics(Out):
@@ -752,3 +769,295 @@ class ErrorBody(Out):
 
 class ErrorOut(Out):
     error: ErrorBody
+
+
+# --- registry ----------------------------------------------------------------------
+# Model lineage and listings, and the model registry (MLflow's registered models,
+# versions and aliases).
+
+
+class Lineage(Out):
+    """Where a model came from: enough to tell whether two models were trained alike
+    (same spec hash, seed and dataset hash) and to find everything they came from."""
+
+    job_id: int = Field(description="The training job that made it.")
+    dataset_id: int | None = Field(description="Its training dataset; null once deleted.")
+    dataset_sha256: str = Field(description="SHA-256 of the training dataset's contents.")
+    spec_sha256: str | None = Field(
+        description="SHA-256 of the job's completed network spec and training config "
+        "(canonical JSON): equal for models trained alike."
+    )
+    seed: int | None = Field(description="The training seed.")
+    service_version: str | None = Field(
+        description="The backprop release that trained it (`unknown` for models trained "
+        "before releases were recorded)."
+    )
+    init_model_id: int | None = Field(
+        description="The model whose weights and preprocessing the job started from, if any."
+    )
+    sweep_id: int | None = Field(description="The sweep the job was a trial of, if any.")
+    trial_number: int | None = Field(description="Its trial number in that sweep.")
+    created_at: datetime
+
+
+class ModelList(Out):
+    models: list[ModelOut]
+    next_after: int | None
+
+
+Description = Annotated[str, Field(max_length=5000, pattern=r"^[^\x00]*$")]
+
+
+class VersionCreate(StrictBody):
+    """The caller's trained model to register as the next version."""
+
+    model_config = _example({"model_id": 1, "description": "first XOR model"})
+
+    model_id: Id
+    description: Description | None = None
+
+
+class AliasSet(StrictBody):
+    """The version an alias points at."""
+
+    model_config = _example({"version": 1})
+
+    version: Id
+
+
+class ModelVersionOut(Out):
+    model_config = _example(
+        {
+            "name": "xor",
+            "version": 1,
+            "model_id": 1,
+            "description": None,
+            "aliases": ["production"],
+            "created_at": "2026-01-01T12:00:05Z",
+        }
+    )
+
+    name: str
+    version: int
+    model_id: int
+    description: str | None
+    aliases: list[str] = Field(description="The aliases pointing at this version.")
+    created_at: datetime
+
+
+class RegisteredModelOut(Out):
+    id: int
+    name: str
+    description: str | None
+    latest_version: int | None = Field(description="Its highest version; null when it has none.")
+    aliases: dict[str, int] = Field(description="Alias -> version.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class RegisteredModelDetail(RegisteredModelOut):
+    versions: list[ModelVersionOut] = Field(description="Newest first.")
+
+
+class RegisteredModelList(Out):
+    registered_models: list[RegisteredModelOut]
+    next_after: int | None
+
+
+# --- trace ---
+# One backpropagation step on one sample, every number named as seed 001 names it
+# (core.trace): units i1.., h1.. (h<k>_<j> with several hidden layers), o1..;
+# weights w1.. layer by layer, unit by unit, input by input.
+
+# Imported here so that this section stays whole in one place of the file.
+from core import trace  # noqa: E402
+
+TRACE_EXAMPLE: dict[str, Any] = {
+    "network": {
+        "input_dim": 2,
+        "layers": [
+            {
+                "units": 2,
+                "activation": "sigmoid",
+                "weights": [[0.15, 0.20], [0.25, 0.30]],
+                "bias": [0.35, 0.35],
+            },
+            {
+                "units": 2,
+                "activation": "sigmoid",
+                "weights": [[0.40, 0.45], [0.50, 0.55]],
+                "bias": [0.60, 0.60],
+            },
+        ],
+    },
+    "inputs": [0.05, 0.10],
+    "targets": [0.01, 0.99],
+    "learning_rate": 0.5,
+    "train_bias": False,
+}
+TraceRow = Annotated[list[Number], Field(min_length=1)]
+LearningRate = Annotated[float, Strict(), AllowInfNan(False), Field(gt=0)]
+
+
+class TraceRequest(StrictBody):
+    """A network with its weights and biases, and one sample to trace it on."""
+
+    model_config = _example(TRACE_EXAMPLE)
+
+    network: NetworkField = Field(
+        description="Every layer with its `weights` (units x inputs: weights[j][i] is w_ji, "
+        f"into unit j from input i) and `bias`; at most {trace.MAX_TRACE_PARAMS} weights "
+        "and biases."
+    )
+    inputs: TraceRow = Field(description="One sample: `input_dim` numbers.")
+    targets: TraceRow = Field(description="Its targets: one number per output unit.")
+    loss: LossName | None = Field(
+        default=None,
+        description="default: categorical_crossentropy for softmax outputs, else squared_error",
+    )
+    learning_rate: LearningRate = Field(
+        default=trace.DEFAULT_LEARNING_RATE, description="The seed's 0.5 by default."
+    )
+    train_bias: bool = Field(
+        default=True,
+        description="false freezes the biases (the seed's example): their gradients are "
+        "still given, their `after` is their value.",
+    )
+
+
+class ModelTraceRequest(StrictBody):
+    """One sample in the network's own space: its encoded inputs and targets."""
+
+    model_config = _example({"inputs": [0.0, 1.0], "targets": [1.0]})
+
+    inputs: TraceRow = Field(
+        description="The network's inputs: the row after the model's preprocessing "
+        "(normalized numbers, one-hot categories), `input_dim` numbers."
+    )
+    targets: TraceRow = Field(
+        description="The network's targets: one per output unit (one-hot classes; "
+        "standardized values for a regression the job standardized)."
+    )
+    learning_rate: LearningRate | None = Field(
+        default=None, description="default: the training job's learning rate"
+    )
+    train_bias: bool | None = Field(
+        default=None, description="default: as the training job trained (training.train_bias)"
+    )
+
+
+class TraceParam(Out):
+    at: str = Field(description="Its place in the network spec: `layers[l].weights[j][i]`.")
+    value: float = Field(description="Before the update.")
+    gradient: float = Field(description="dE/dw, with every weight as before the update.")
+    after: float = Field(description="value - learning_rate * gradient (a frozen bias: its value).")
+
+
+class TraceWeight(Out):
+    # "from" is a Python keyword: the field is written under its alias.
+    model_config = ConfigDict(
+        serialize_by_alias=True, validate_by_name=True, validate_by_alias=True
+    )
+
+    at: str = Field(description="Its place in the network spec: `layers[l].weights[j][i]`.")
+    from_: str = Field(alias="from", description="The unit it comes from.")
+    to: str = Field(description="The unit it feeds.")
+    value: float = Field(description="Before the update.")
+    gradient: float = Field(description="dE/dw, with every weight as before the update.")
+    after: float = Field(description="value - learning_rate * gradient.")
+
+
+def _absent_if_none(value: Any) -> bool:
+    return value is None
+
+
+class TraceUnit(Out):
+    """An input unit has only `layer` and `out`."""
+
+    layer: int = Field(description="0 for inputs, l + 1 for layers[l].")
+    activation: str | None = Field(default=None, exclude_if=_absent_if_none)
+    net: float | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Its weighted input, bias included."
+    )
+    out: float = Field(description="Its output, f(net) (an input unit: the input).")
+    dE_dout: float | None = Field(
+        default=None,
+        exclude_if=_absent_if_none,
+        description="dE/dout; absent at an output whose loss gives only the combined delta "
+        "out - target (the cross-entropies).",
+    )
+    delta: float | None = Field(default=None, exclude_if=_absent_if_none, description="dE/dnet.")
+    bias: TraceParam | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Its bias, at `layers[l].bias[j]`."
+    )
+    target: float | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Output units: the target."
+    )
+
+
+class TraceError(Out):
+    total: float = Field(description="E_total: the loss of the sample.")
+    outputs: dict[str, float] = Field(description="Each output unit's share (E_o1, E_o2, ...).")
+
+
+class TraceOut(Out):
+    """The forward pass (`units`: net, out), the error, the backward pass (`units`:
+    delta; `weights` and biases: gradient) and the update (`after`)."""
+
+    # The seed's example, as the engine traces it (a few milliseconds at import).
+    model_config = _example(
+        trace.trace_step(
+            trace.parse_traced_network(TRACE_EXAMPLE["network"]),
+            TRACE_EXAMPLE["inputs"],
+            TRACE_EXAMPLE["targets"],
+            learning_rate=TRACE_EXAMPLE["learning_rate"],
+            train_bias=TRACE_EXAMPLE["train_bias"],
+        ).to_json()
+    )
+
+    loss: str
+    learning_rate: float
+    train_bias: bool
+    units: dict[str, TraceUnit] = Field(description="By name: i1.., h1.. (h<k>_<j>), o1...")
+    weights: dict[str, TraceWeight] = Field(
+        description="By name w1.., numbered layer by layer, unit by unit, input by input."
+    )
+    error: TraceError
+    network_after: NetworkField = Field(
+        description="The network after the update, to send back for the next step."
+    )
+
+
+# The XOR job's network (XOR_JOB) with weights of the kind training leaves; its loss
+# and learning rate are the job's.
+XOR_TRACED = trace.trace_step(
+    trace.parse_traced_network(
+        {
+            "input_dim": 2,
+            "layers": [
+                {
+                    "units": 4,
+                    "activation": "tanh",
+                    "weights": [[1.9, -1.7], [1.2, 1.4], [-1.6, 1.8], [0.3, -0.2]],
+                    "bias": [0.4, -0.9, 0.5, 0.1],
+                },
+                {
+                    "units": 1,
+                    "activation": "sigmoid",
+                    "weights": [[2.1, -2.4, 2.2, 0.3]],
+                    "bias": [1.1],
+                },
+            ],
+        }
+    ),
+    [0.0, 1.0],
+    [1.0],
+    learning_rate=0.05,
+)
+
+
+class ModelTraceOut(TraceOut):
+    """As `POST /trace` answers: here for the XOR example's model (2 inputs, 4 tanh
+    units, 1 sigmoid output)."""
+
+    model_config = _example(XOR_TRACED.to_json())

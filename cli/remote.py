@@ -58,6 +58,9 @@ def register(main: click.Group) -> None:
     main.add_command(train)
     main.add_command(jobs)
     main.add_command(predict)
+    from .models import models  # here: cli.models builds on this module
+
+    main.add_command(models)
 
 
 @click.group()
@@ -271,6 +274,16 @@ def jobs_show(job_id: int, client: Client) -> None:
 def jobs_cancel(job_id: int, client: Client) -> None:
     """Cancel a job (a running one stops at an epoch boundary within moments)."""
     click.echo(json.dumps(client.cancel(job_id)))
+
+
+@jobs.command("delete")
+@click.argument("job_id", type=int)
+@with_client
+def jobs_delete(job_id: int, client: Client) -> None:
+    """Delete a finished job with its epochs and model (cancel a queued or running one
+    first; a job whose model is registered stays until its versions are deleted)."""
+    client.request("DELETE", f"/jobs/{job_id}")
+    click.echo(f"deleted job {job_id}")
 
 
 @click.command()

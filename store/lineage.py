@@ -11,6 +11,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 UNKNOWN_VERSION = "unknown"
+# The seed a training config without one trains with: core.TrainingConfig's default,
+# written here because the store does not import the engine (a test holds them equal).
+DEFAULT_SEED = 0
 
 
 def spec_sha256(network: Any, training: Any) -> str:

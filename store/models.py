@@ -246,6 +246,10 @@ class RegisteredModel(Base):
     owner: Mapped[str] = mapped_column(String(100), default=LOCAL_OWNER)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
+    # The highest version number ever given: numbers are not reused after a deletion, so
+    # "version 3" never comes to mean another model; incremented in place, under the
+    # row's lock, by each registration.
+    last_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .lineage import service_version, spec_sha256
+from .lineage import DEFAULT_SEED, service_version, spec_sha256
 from .models import (
     LOCAL_OWNER,
     ApiKey,
@@ -23,9 +23,11 @@ from .models import (
     Job,
     JobKind,
     JobStatus,
+    Sweep,
     TrainedModel,
     utcnow,
 )
+from .registry import registrations
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
@@ -492,7 +494,7 @@ def add_model(
 ) -> TrainedModel:
     """Record a trained model whose weights are stored under ``weights_key``, with its
     lineage: the job, the dataset's hash, the spec's hash, the seed, this release."""
-    seed = job.training.get("seed")
+    seed = job.training.get("seed", DEFAULT_SEED)
     model = TrainedModel(
         owner=job.owner,
         job_id=job.id,
@@ -509,6 +511,29 @@ def add_model(
     session.add(model)
     session.flush()
     return model
+
+
+def list_models(
+    session: Session, *, owner: str, after: int | None = None, limit: int = 50
+) -> list[tuple[TrainedModel, Job]]:
+    """The owner's models with their training jobs, newest first; ``after`` is the last
+    id of the previous page."""
+    query = (
+        select(TrainedModel, Job)
+        .join(Job, Job.id == TrainedModel.job_id)
+        .where(TrainedModel.owner == owner)
+        .order_by(TrainedModel.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(TrainedModel.id < after)
+    return [(model, job) for model, job in session.execute(query)]
+
+
+def jobs_by_ids(session: Session, job_ids: Sequence[int], *, owner: str) -> dict[int, Job]:
+    """The owner's training jobs among ``job_ids``, by id (others are left out)."""
+    query = select(Job).where(Job.id.in_(job_ids), Job.owner == owner, Job.kind == JobKind.TRAINING)
+    return {job.id: job for job in session.scalars(query)}
 
 
 def model_exists(session: Session, model_id: int, *, owner: str) -> bool:
@@ -533,7 +558,37 @@ def delete_model(session: Session, model: TrainedModel) -> None:
     )
     if busy:
         raise InUse(f"model {model.id} is used by a queued or running job")
+    registered = registrations(session, model.id)
+    if registered:
+        named = [f"version {version} of registered model {name!r}" for name, version in registered]
+        more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+        raise InUse(
+            f"model {model.id} is {', '.join(named[:3])}{more}; delete those versions first"
+        )
     session.delete(model)
+
+
+def delete_training_job(session: Session, job: Job) -> list[str]:
+    """Delete a finished training job with its epochs, checkpoint and model; returns
+    the keys and prefixes of their objects for the caller to discard after committing.
+
+    Refused (:class:`InUse`) while the job is queued or running, while a trial's sweep
+    is still running, and when its model cannot be deleted (:func:`delete_model`).
+    """
+    if not job.status.finished:
+        raise InUse(f"job {job.id} is {job.status.value}; cancel it first")
+    if job.sweep_id is not None:
+        sweep = session.get(Sweep, job.sweep_id)
+        if sweep is not None and sweep.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            raise InUse(f"job {job.id} is a trial of sweep {job.sweep_id}, which is {sweep.status}")
+    keys = [checkpoint_prefix(job.id)]
+    model = session.scalars(select(TrainedModel).where(TrainedModel.job_id == job.id)).one_or_none()
+    if model is not None:
+        delete_model(session, model)
+        keys.append(model.weights_key)
+        session.flush()  # the model's row first: nothing tells the ORM it depends on the job
+    session.delete(job)
+    return keys
 
 
 def delete_prediction(session: Session, job: Job) -> list[str]:

@@ -6,15 +6,16 @@ import io
 
 import numpy as np
 from flask import Blueprint, Response, request
+from sqlalchemy.exc import IntegrityError
 
 import core
-from store import Session, storage
+from store import Job, Session, TrainedModel, storage
 from store import queries as q
 from worker.evaluation import evaluate
 from worker.frames import dataset_frame
 
 from ..auth import owner
-from ..decorators import NPY, NpyBody, TableBody, body, responds
+from ..decorators import NPY, NpyBody, TableBody, body, query, responds
 from ..errors import conflict, invalid, limit_exceeded, not_found
 from ..model_cache import Served
 from ..predict_inputs import (
@@ -30,15 +31,17 @@ from ..schemas import (
     EvaluateCsvQuery,
     EvaluateRequest,
     Metrics,
+    ModelList,
     ModelOut,
     ModelWeights,
+    PageQuery,
     PredictCsvQuery,
     PredictOut,
     PredictRequest,
 )
 from ..services import state
 from ..tables import ReadOptions, read_records
-from .rows import mine
+from .rows import mine, one_page
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
@@ -52,18 +55,65 @@ def served_model(model_id: int) -> Served:
     return served
 
 
+def model_out(row: TrainedModel, job: Job) -> ModelOut:
+    """A stored model, with its lineage (``job``: its training job)."""
+    lineage = {
+        "job_id": row.job_id,
+        "dataset_id": row.dataset_id,
+        "dataset_sha256": row.dataset_sha256,
+        "spec_sha256": row.spec_sha256,
+        "seed": row.seed,
+        "service_version": row.service_version,
+        "init_model_id": job.init_model_id,
+        "sweep_id": job.sweep_id,
+        "trial_number": job.trial_number,
+        "created_at": row.created_at,
+    }
+    return ModelOut.model_validate(
+        {
+            "id": row.id,
+            "job_id": row.job_id,
+            "dataset_id": row.dataset_id,
+            "dataset_sha256": row.dataset_sha256,
+            "spec": row.spec,
+            "summary": row.summary,
+            "normalization": row.spec.get("normalization"),
+            "classes": row.spec.get("classes"),
+            "metrics": row.metrics,
+            "created_at": row.created_at,
+            "lineage": lineage,
+        }
+    )
+
+
+@bp.get("")
+@query(PageQuery)
+@responds(200, ModelList)
+def list_models(params: PageQuery) -> ModelList:
+    """The caller's models, newest first, with their lineage; `next_after` is the next
+    page's cursor."""
+    with Session.begin() as session:
+        rows = q.list_models(session, owner=owner(), after=params.after, limit=params.limit + 1)
+        page, next_after = one_page(rows, params.limit, lambda pair: model_out(*pair))
+    return ModelList(models=page, next_after=next_after)
+
+
 @bp.delete("/<id:model_id>")
 @responds(204, errors=(404, 409))
 def delete_model(model_id: int) -> None:
     """Delete a model and its weights; refused while a queued or running job uses it
-    (a batch prediction, or a training job that starts from it). Its training job
-    stays, without a model."""
-    with Session.begin() as session:
-        model = mine(session, "model", model_id, q.get_model)
-        try:
-            q.delete_model(session, model)
-        except q.InUse as exc:
-            raise conflict(str(exc)) from None
+    (a batch prediction, or a training job that starts from it) and while a version of
+    a registered model points at it. Its training job stays, without a model."""
+    try:
+        with Session.begin() as session:
+            model = mine(session, "model", model_id, q.get_model)
+            try:
+                q.delete_model(session, model)
+            except q.InUse as exc:
+                raise conflict(str(exc)) from None
+    except IntegrityError:
+        # registered by a request that committed between the check and the delete
+        raise conflict(f"model {model_id} is registered; delete its versions first") from None
     state().models.forget(model_id, owner())
     storage().discard(model.weights_key)
 
@@ -71,23 +121,12 @@ def delete_model(model_id: int) -> None:
 @bp.get("/<id:model_id>")
 @responds(200, ModelOut, errors=(404,))
 def get_model(model_id: int) -> ModelOut:
-    """Architecture, training summary, provenance, normalization and classes."""
+    """Architecture, training summary, lineage, normalization and classes."""
     with Session.begin() as session:
         row = mine(session, "model", model_id, q.get_model)
-        return ModelOut.model_validate(
-            {
-                "id": row.id,
-                "job_id": row.job_id,
-                "dataset_id": row.dataset_id,
-                "dataset_sha256": row.dataset_sha256,
-                "spec": row.spec,
-                "summary": row.summary,
-                "normalization": row.spec.get("normalization"),
-                "classes": row.spec.get("classes"),
-                "metrics": row.metrics,
-                "created_at": row.created_at,
-            }
-        )
+        job = q.get_job(session, row.job_id)
+        assert job is not None  # a model goes with its job
+        return model_out(row, job)
 
 
 @bp.get("/<id:model_id>/weights")
@@ -116,6 +155,14 @@ def predict(model_id: int, payload: PredictRequest | TableBody | NpyBody) -> Pre
     row of numbers is data, in input order. ``?header=present|absent`` settles a
     first row that is not clearly either. Outputs are in the targets' units.
     """
+    return predict_with(model_id, payload)
+
+
+def predict_with(
+    model_id: int, payload: PredictRequest | TableBody | NpyBody
+) -> PredictOut | Response:
+    """The answer of ``POST /models/<model_id>/predict`` to ``payload``: every way of
+    naming a model (its id, a registered version, an alias) predicts through this."""
     served = served_model(model_id)
     model = served.model
     if isinstance(payload, NpyBody):

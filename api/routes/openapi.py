@@ -17,6 +17,8 @@ from pydantic import BaseModel, RootModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
+from store import registry
+
 from ..auth import PUBLIC_ENDPOINTS
 from ..decorators import CSV, JSON, NPY, PARQUET, Contract, contract_of, responds
 from ..schemas import DOC_MODELS, MAX_ID, ErrorOut
@@ -29,9 +31,11 @@ PATH_ARGUMENT = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 ARGUMENT_SCHEMAS: dict[str, dict[str, Any]] = {
     "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     "int": {"type": "integer"},
+    "registered": {"type": "string", "pattern": f"^{registry.NAME.pattern}$"},
+    "alias": {"type": "string", "pattern": f"^{registry.ALIAS.pattern}$"},
 }
 # The first of each kind a new service makes, which is what its examples refer to.
-ARGUMENT_EXAMPLES: dict[str, Any] = {"id": 1}
+ARGUMENT_EXAMPLES: dict[str, Any] = {"id": 1, "registered": "xor", "alias": "production"}
 
 
 class OpenApiDocument(RootModel[dict[str, Any]]):

@@ -94,7 +94,8 @@ def upgrade() -> None:
         )
     ).all()
     for model_id, network, training in rows:
-        seed = training.get("seed") if isinstance(training, dict) else None
+        # a config without a seed trained with the engine's default, 0
+        seed = training.get("seed", 0) if isinstance(training, dict) else None
         bind.execute(
             models.update()
             .where(models.c.id == model_id)
@@ -110,6 +111,7 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(100), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("last_version", sa.Integer(), server_default="0", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),

@@ -182,6 +182,21 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
     assert status == 202, blocker
     status, queued = call(base, "POST", f"/models/{done['model_id']}/predictions", predict, key)
     assert status == 202, queued
+    # The registered model of the examples, with two versions of the documented model
+    # (the delete example takes the second) and the alias the examples name; and a
+    # registered model of its own for the delete example.
+    for name in ("xor", "xor", "spare-xor"):
+        body = {"model_id": done["model_id"]}
+        status, version = call(base, "POST", f"/registered-models/{name}/versions", body, key)
+        assert status == 201, version
+    for alias in ("production", "retired"):
+        path = f"/registered-models/xor/aliases/{alias}"
+        assert call(base, "PUT", path, {"version": 1}, key)[0] == 200
+    # A finished job of its own for the delete example: cancelled as soon as it is sent.
+    status, doomed = call(base, "POST", "/jobs", long, key)
+    assert status == 202, doomed
+    call(base, "POST", f"/jobs/{doomed['id']}/cancel", None, key)
+    assert finished_job(base, doomed["id"], key)["status"] == "cancelled"
     ids = {
         "job_id": done["id"],
         "dataset_id": done["dataset_id"],
@@ -199,6 +214,10 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
             "predictions_cancel_prediction": {"prediction_id": queued["id"]},
             "predictions_delete_prediction": {"prediction_id": finished_predictions[1]},
             "models_delete_model": {"model_id": spare_model},
+            "registry_delete_registered": {"name": "spare-xor"},
+            "registry_delete_version": {"version": 2},
+            "registry_delete_alias": {"alias": "retired"},
+            "jobs_delete_job": {"job_id": doomed["id"]},
         },
     }
     for path in (f"/jobs/{blocker['id']}/cancel", f"/predictions/{queued['id']}/cancel"):
@@ -238,9 +257,9 @@ def test_every_example_succeeds_against_a_live_service(service: dict[str, Any]) 
                     failures.append(f"{where}: answered {answer.status}, documented {status}")
                 actual = json.loads(answer.data)
                 failures += [f"{where}: {p}" for p in shape_problems(shape, actual)]
-    assert failures == []
-    # Every operation, and both bodies of the four that take JSON or CSV.
-    assert sent == len(operations(service["document"])) + 4
+    assert failures == [], "\n".join(failures)
+    # Every operation, and both bodies of the six that take JSON or CSV.
+    assert sent == len(operations(service["document"])) + 6
 
 
 def test_the_documented_model_predicts_xor(service: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ from tests.service.http import call, finished_job
 from tests.service.processes import ROOT
 
 README = ROOT / "README.md"
-SECTIONS = ("A walk-through with curl", "The command-line client")
+SECTIONS = ("A walk-through with curl", "The command-line client", "Model registry")
 MARK = "@@ README block"
 
 
@@ -153,3 +153,20 @@ def test_the_penguins_walk_through_scores_held_out_rows(
     metrics = the_one(answers, "metrics")["metrics"]
     assert metrics["n_samples"] == 86 and metrics["accuracy"] > 0.9
     assert the_one(answers, "outputs")["labels"] == ["Gentoo"]
+
+
+def test_the_registry_predicts_through_an_alias(
+    walk_through: tuple[list[str], list[str]],
+) -> None:
+    blocks, printed = walk_through
+    index = block_with(blocks, "registered-models/iris/versions")
+    answers = json_answers(printed[index])
+    version = the_one(answers, "version", "model_id")
+    assert version["version"] == 1 and version["description"] == "first iris model"
+    assert the_one(answers, "versions", "aliases")["aliases"] == {"production": 1}
+    assert the_one(answers, "outputs")["labels"] == ["setosa", "virginica"]
+    assert "x-model-version: 1" in printed[index].lower()
+    lineage = the_one(answers, "lineage")["lineage"]
+    assert lineage["job_id"] and len(lineage["spec_sha256"]) == 64
+    table = [line for line in printed[index].splitlines() if not line.startswith("{")]
+    assert any("production" in line for line in table), printed[index]  # the versions table

@@ -533,6 +533,7 @@ async function route() {
     else if (kind === "compare") await comparePage(id);
     else if (kind === "sweeps" && id) await sweepPage(Number(id));
     else if (kind === "sweeps") await sweepsPage();
+    else if (kind === "trace") await tracePage(id ? Number(id) : null);
     else await jobsPage();
   } catch (error) {
     if (error.message !== "unauthorized") view.replaceChildren(el("p", { class: "error" }, error.full || error.message));
