@@ -205,17 +205,31 @@ async function jobPage(id) {
     if (state.model_id) modelId.textContent = `#${state.model_id}`;
     if (state.model_id && !predictBox.hasChildNodes()) modelPanels(state.model_id, metricsBox, predictBox);
   }
+  const controller = new AbortController();
+  let polling = null;
+  stopCurrent = () => { controller.abort(); clearInterval(polling); };
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
-    try { show(await api(`/jobs/${id}/cancel`, { method: "POST" })); } catch (error) {
+    try {
+      const state = await api(`/jobs/${id}/cancel`, { method: "POST" });
+      show(state);
+      // The stream sends the status after the epochs still pending, which a fast job
+      // has many of: ask for the job itself until its worker has stopped it.
+      if (!FINISHED.includes(state.status)) {
+        polling = setInterval(async () => {
+          const now = await api(`/jobs/${id}`).catch(() => null);
+          if (controller.signal.aborted || !now) return;
+          show(now);
+          if (FINISHED.includes(now.status)) clearInterval(polling);
+        }, 1000);
+      }
+    } catch (error) {
       reason.textContent = `could not cancel: ${error.message}`;
       reason.className = "error";
       cancel.disabled = false;
     }
   });
   show(job);
-  const controller = new AbortController();
-  stopCurrent = () => controller.abort();
   try {
     for await (const event of events(`/jobs/${id}/events`, controller.signal, String(curve.last_epoch))) {
       if (event.type === "epochs") {
