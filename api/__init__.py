@@ -28,6 +28,7 @@ from .routes import (
     openapi,
     plots,
     predictions,
+    sweeps,
     ui,
 )
 from .schemas import MAX_ID
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         plots.bp,
         models.bp,
         predictions.bp,
+        sweeps.bp,
         health.bp,
         metrics.bp,
         openapi.bp,

@@ -58,6 +58,9 @@ def register(main: click.Group) -> None:
     main.add_command(train)
     main.add_command(jobs)
     main.add_command(predict)
+    from .sweeps import sweep  # it imports this module's with_client
+
+    main.add_command(sweep)
 
 
 @click.group()
