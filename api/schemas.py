@@ -772,7 +772,7 @@ SWEEP_EXAMPLE: dict[str, Any] = {
         "network.layers[0].units": {"choice": [16, 32, 64, 128]},
         "training.batch_size": {"choice": [16, 32, 64]},
     },
-    "trials": 12,
+    "trials": 4,
     "parallel": 2,
     "sampler": {"name": "tpe", "seed": 1},
     "pruner": "asha",

@@ -182,7 +182,16 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
     assert status == 202, blocker
     status, queued = call(base, "POST", f"/models/{done['model_id']}/predictions", predict, key)
     assert status == 202, queued
+    # Sweeps on its dataset, their trials queued behind the long jobs: one to show, one
+    # for the cancel example.
+    create_sweep = document["paths"]["/sweeps"]["post"]["requestBody"]["content"][JSON]["example"]
+    sweeps = []
+    for _ in range(2):
+        status, sweep = call(base, "POST", "/sweeps", {**create_sweep, **predict}, key)
+        assert status == 202, sweep
+        sweeps.append(sweep["id"])
     ids = {
+        "sweep_id": sweeps[0],
         "job_id": done["id"],
         "dataset_id": done["dataset_id"],
         "model_id": done["model_id"],
@@ -199,8 +208,12 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
             "predictions_cancel_prediction": {"prediction_id": queued["id"]},
             "predictions_delete_prediction": {"prediction_id": finished_predictions[1]},
             "models_delete_model": {"model_id": spare_model},
+            "sweeps_cancel_sweep": {"sweep_id": sweeps[1]},
         },
     }
+    # No sweep goes on starting trials for the next modules' workers.
+    for listed in call(base, "GET", "/sweeps", None, key)[1]["sweeps"]:
+        call(base, "POST", f"/sweeps/{listed['id']}/cancel", None, key)
     for path in (f"/jobs/{blocker['id']}/cancel", f"/predictions/{queued['id']}/cancel"):
         call(base, "POST", path, None, key)
 

@@ -5,6 +5,9 @@ with Redis."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,8 @@ from sqlalchemy import select
 
 from store import Epoch, Session, Sweep
 from store.settings import Settings
-from tests.service.api_helpers import client_for
+from tests.service.api_helpers import client_for, new_key
+from tests.service.cli_process import BACKPROP
 from tests.service.conftest import (
     bound,
     create_database,
@@ -25,7 +29,7 @@ from tests.service.conftest import (
     environment,
     sqlite_env,
 )
-from tests.service.processes import WorkerProcess, wait_for
+from tests.service.processes import ApiProcess, WorkerProcess, wait_for
 from worker import sweeps as sw
 
 pytestmark = pytest.mark.serial
@@ -333,3 +337,49 @@ def test_a_worker_killed_mid_sweep_changes_nothing_of_its_trials(
     resumed = [client.get(f"/jobs/{t['job_id']}").json["attempt"] for t in trials]
     assert max(resumed) == 2, "the trial the kill interrupted resumed on the second worker"
     assert study_states(settings, sweep_id) == dict.fromkeys(range(5), "COMPLETE")
+
+
+def test_the_cli_follows_a_sweep_to_its_end(
+    isolated: tuple[dict[str, str], Settings],
+    api: tuple[FlaskClient, int],
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    env, settings = isolated
+    _, dataset_id = api
+    start_worker(env, tmp_path, workers)
+    server = ApiProcess(env, tmp_path)
+    try:
+        body = sweep_body(dataset_id, trials=3)
+        del body["dataset_id"]
+        spec = tmp_path / "sweep.json"
+        spec.write_text(json.dumps(body))
+        command = [BACKPROP, "sweep", str(spec), "--dataset", str(dataset_id), "--follow"]
+        key = new_key("sweeper")
+        cli_env = {**os.environ, "BACKPROP_URL": server.base, "BACKPROP_API_KEY": key}
+        done = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        final = json.loads(done.stdout)
+        assert final["status"] == "succeeded" and len(final["trials"]) == 3
+        assert f"sweep {final['id']}: succeeded, 3/3 trials done" in done.stderr
+        assert f"{final['best']['trial_number']}*" in done.stderr  # the best trial, starred
+        lines = subprocess.run(
+            [*command, "--json"], env=cli_env, capture_output=True, text=True, timeout=120
+        )
+        assert lines.returncode == 0, lines.stderr
+        events = [json.loads(line) for line in lines.stdout.splitlines()]
+        assert events[-1]["sweep"]["status"] == "succeeded"
+        assert {e["trial"]["number"] for e in events[:-1]} == {0, 1, 2}
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({**body, "search_space": {"training.nope": {"choice": [1]}}}))
+        refused = subprocess.run(
+            [BACKPROP, "sweep", str(bad), "--dataset", str(dataset_id)],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 1 and refused.stderr.startswith("backprop: ")
+        assert 'search_space["training.nope"]' in refused.stderr
+    finally:
+        server.stop()
