@@ -532,6 +532,8 @@ class JobOut(Out):
             "created_at": "2026-01-01T12:00:01Z",
             "started_at": None,
             "finished_at": None,
+            "sweep_id": None,
+            "trial_number": None,
         }
     )
 
