@@ -332,17 +332,20 @@ def parse_pruner(value: Any, epochs: int) -> tuple[str, dict[str, Any]]:
 def make_sampler(sweep: Sweep, params: Sequence[Param], draw: int) -> optuna.samplers.BaseSampler:
     """The sampler for the sweep's ``draw``-th trial. A seeded sampler is seeded with
     ``seed + draw``: every process that draws trial n draws it the same way, and two
-    sweeps with the same seed and space draw the same parameter sets."""
+    sweeps with the same seed and space draw the same parameter sets. The grid is
+    seeded alike in every process (with the sweep's id when no seed is given)."""
     import optuna
 
     options = dict(sweep.sampler_options or {})
-    seed = options.pop("seed", None)
-    seed = None if seed is None else int(seed) + draw
+    given = options.pop("seed", None)
+    if sweep.sampler == "grid":
+        # The grid sampler gives trial n the grid's n-th point in an order its seed
+        # shuffles: every process must shuffle alike, or points would repeat.
+        grid = {param.path: param.values for param in params}
+        return optuna.samplers.GridSampler(grid, seed=sweep.id if given is None else int(given))
+    seed = None if given is None else int(given) + draw
     if sweep.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if sweep.sampler == "grid":
-        grid = {param.path: param.values for param in params}
-        return optuna.samplers.GridSampler(grid, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, **options)
 
 
@@ -698,7 +701,7 @@ def advance(sweep_id: int, database_url: str, send: Callable[[int], None]) -> li
             and active + len(new) < sweep.parallel
             and len(jobs) + len(new) < sweep.trials
         ):
-            draw = len(study.get_trials(deepcopy=False))
+            draw = study._storage.get_n_trials(study._study_id)
             study.sampler = make_sampler(sweep, params, draw)
             trial = study.ask({param.path: param.distribution() for param in params})
             values = {param.path: trial.params[param.path] for param in params}

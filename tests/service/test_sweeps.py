@@ -17,7 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from store import Epoch, Session, Sweep
+from store import Epoch, Session, Sweep, TrainedModel
 from store.settings import Settings
 from tests.service.api_helpers import client_for, new_key
 from tests.service.cli_process import BACKPROP
@@ -31,6 +31,7 @@ from tests.service.conftest import (
 )
 from tests.service.processes import ApiProcess, WorkerProcess, wait_for
 from worker import sweeps as sw
+from worker.training import run_job
 
 pytestmark = pytest.mark.serial
 
@@ -383,3 +384,64 @@ def test_the_cli_follows_a_sweep_to_its_end(
         assert 'search_space["training.nope"]' in refused.stderr
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("sampler", "pruner", "metric"),
+    [
+        ({"name": "tpe", "seed": 3, "n_startup_trials": 2}, "hyperband", "val_accuracy"),
+        ("random", {"name": "median", "n_startup_trials": 1}, "test_accuracy"),
+        ({"name": "grid", "seed": 1}, {"name": "asha", "min_resource": 2}, "test_log_loss"),
+    ],
+)
+def test_every_sampler_and_pruner_runs_a_sweep_to_its_end(
+    isolated: tuple[dict[str, str], Settings],
+    api: tuple[FlaskClient, int],
+    sampler: Any,
+    pruner: Any,
+    metric: str,
+) -> None:
+    """Trials run in this process by the worker's own function, as a worker runs them,
+    and the sweep moved on as a worker moves it after each trial."""
+    _, settings = isolated
+    client, dataset_id = api
+    body = sweep_body(dataset_id, sampler=sampler, pruner=pruner, metric=metric, trials=5)
+    if sampler == {"name": "grid", "seed": 1}:
+        body["search_space"] = {
+            "network.layers[0].units": {"choice": [2, 16]},
+            "training.optimizer": {"choice": ["sgd", "adam"]},
+        }
+    answer = client.post("/sweeps", json=body)
+    assert answer.status_code == 202, answer.json
+    sweep = answer.json
+    assert sweep["direction"] == ("minimize" if metric == "test_log_loss" else "maximize")
+    run: set[int] = set()
+    while sweep["status"] not in ("succeeded", "failed", "cancelled"):
+        waiting = [t["job_id"] for t in sweep["trials"] if t["job_id"] not in run]
+        assert waiting, sweep
+        for job_id in waiting:
+            run_job(job_id, settings)
+            sw.after_job(job_id, settings.database_url, lambda _: None)
+            run.add(job_id)
+        sweep = sweep_of(client, sweep["id"])
+    assert sweep["status"] == "succeeded", sweep
+    expected = 4 if sampler == {"name": "grid", "seed": 1} else 5
+    assert sweep["trials_total"] == expected and len(sweep["trials"]) == expected
+    if sampler == {"name": "grid", "seed": 1}:
+        grid = {
+            (t["params"]["network.layers[0].units"], t["params"]["training.optimizer"])
+            for t in sweep["trials"]
+        }
+        assert len(grid) == 4, "every point of the grid once"
+    values = [t["value"] for t in sweep["trials"] if t["state"] == "complete"]
+    best = min(values) if metric == "test_log_loss" else max(values)
+    assert sweep["best"]["value"] == best
+    with Session.begin() as session:
+        model = session.get(TrainedModel, sweep["best"]["model_id"])
+        assert model is not None
+        key = sw.TEST_METRICS[metric][1] if metric in sw.TEST_METRICS else None
+        measured = model.metrics[key] if key else model.summary[metric]
+    assert measured == pytest.approx(best)
+    assert study_states(settings, sweep["id"]) == {
+        t["number"]: t["state"].upper() for t in sweep["trials"]
+    }
