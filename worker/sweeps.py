@@ -126,10 +126,7 @@ def _set(document: dict[str, Any], steps: Sequence[str | int], value: Any) -> No
             child = {"name": child}
         elif child is None and isinstance(following, str):
             child = {}
-        if isinstance(step, int):
-            node[step] = child
-        else:
-            node[step] = child
+        node[step] = child
         node = child
         if isinstance(following, int):
             if not isinstance(node, list) or following >= len(node):
