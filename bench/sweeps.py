@@ -12,11 +12,12 @@ for validation and 20% for the test accuracy of its model.
 Reported: the epochs the pruned sweep trained as a share of the unpruned one's
 (goal at most 40%), the test accuracy of each sweep's best trial (goal: the pruned
 within 1 point of the unpruned), and each sweep's wall time with 1 and with 2
-worker processes (`backprop worker --processes P`). Embedded backends (SQLite,
+worker processes (`backprop worker --processes P`; each with its share of the
+cores' BLAS threads unless --blas-threads says otherwise). Embedded backends (SQLite,
 the filesystem broker, a storage folder) in a scratch folder per run. Prints a
 table and, last, one JSON line.
 
-    python -m bench.sweeps [--trials 24] [--epochs 100] [--processes 1,2]
+    python -m bench.sweeps [--trials 24] [--epochs 100] [--processes 1,2] [--blas-threads N]
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def digits_csv() -> str:
     return "\n".join(lines) + "\n"
 
 
-def one_sweep(pruner: str, processes: int, trials: int, epochs: int) -> dict[str, Any]:
+def one_sweep(
+    pruner: str, processes: int, trials: int, epochs: int, blas_threads: str = ""
+) -> dict[str, Any]:
     """Run one sweep on ``processes`` worker processes; its epochs, best trial, time."""
     with tempfile.TemporaryDirectory(prefix="bench-sweeps-") as folder:
         data = Path(folder)
@@ -63,7 +66,7 @@ def one_sweep(pruner: str, processes: int, trials: int, epochs: int) -> dict[str
             "BROKER_PREFIX": "",
             "BACKPROP_QUEUE": "training",
             "BACKPROP_STORAGE_URL": "",
-            "BACKPROP_BLAS_THREADS": "",
+            "BACKPROP_BLAS_THREADS": blas_threads,
             "BACKPROP_LOG_FORMAT": "text",
         }
         upgrade(env["DATABASE_URL"])
@@ -133,6 +136,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--processes", default="1,2")
+    parser.add_argument(
+        "--blas-threads",
+        default="",
+        help="BACKPROP_BLAS_THREADS of the workers (default: each process's share of the cores)",
+    )
     parser.add_argument("--csv", type=Path, help="only write the digits as a CSV file here")
     args = parser.parse_args()
     if args.csv is not None:
@@ -144,7 +152,7 @@ def main() -> None:
     runs: dict[tuple[str, int], dict[str, Any]] = {}
     for processes in counts:
         for pruner in ("asha", "none"):
-            run = one_sweep(pruner, processes, args.trials, args.epochs)
+            run = one_sweep(pruner, processes, args.trials, args.epochs, args.blas_threads)
             runs[pruner, processes] = run
             print(
                 f"  {pruner:>5}, {processes} process(es): {run['seconds']:.1f} s, "
@@ -161,18 +169,25 @@ def main() -> None:
         f"digits, {args.trials} trials (2 at once), at most {args.epochs} epochs, "
         "val_accuracy; random sampler, one seed: the same parameter sets in both"
     )
-    print(f"host cores: {host_cores()}; embedded backends (SQLite, filesystem broker, folder)")
-    header = f"{'sweep':<10}{'epochs':>8}{'pruned':>8}{'best val acc':>14}{'its test acc':>14}"
-    print(header, end="")
-    print("".join(f"{f'{p} process(es)':>16}" for p in counts))
+    threads = args.blas_threads or "each process's share of the cores"
+    print(f"host cores: {host_cores()}; BLAS threads: {threads}; embedded backends (SQLite,")
+    print("filesystem broker, folder)")
+    print(
+        f"{'sweep':<10}{'workers':>8}{'epochs':>8}{'pruned':>8}{'best val acc':>14}"
+        f"{'its test acc':>14}{'wall time':>11}"
+    )
     for pruner in ("asha", "none"):
-        run = runs[pruner, first]
-        print(
-            f"{pruner:<10}{run['epochs']:>8}{run['pruned']:>8}{run['best_val_accuracy']:>14.4f}"
-            f"{run['best_test_accuracy']:>14.4f}",
-            end="",
-        )
-        print("".join(f"{runs[pruner, p]['seconds']:>15.1f}s" for p in counts))
+        for p in counts:
+            run = runs[pruner, p]
+            print(
+                f"{pruner:<10}{p:>8}{run['epochs']:>8}{run['pruned']:>8}"
+                f"{run['best_val_accuracy']:>14.4f}{run['best_test_accuracy']:>14.4f}"
+                f"{run['seconds']:>10.1f}s"
+            )
+    print(
+        "ASHA is asynchronous: with 2 workers, which trials a rung compares depends on "
+        f"timing. Shares and gaps below: the {first}-process runs."
+    )
     print(f"epochs used by the pruned sweep: {share:.1%} (goal at most 40%)")
     print(f"best test accuracy, unpruned minus pruned: {gap:+.2f} points (goal at most 1)")
     print(
@@ -182,6 +197,7 @@ def main() -> None:
                 "trials": args.trials,
                 "epochs": args.epochs,
                 "cores": host_cores(),
+                "blas_threads": args.blas_threads or None,
                 "epochs_pruned": pruned["epochs"],
                 "epochs_unpruned": full["epochs"],
                 "epoch_share": round(share, 4),
@@ -192,6 +208,10 @@ def main() -> None:
                 "top_test_accuracy_unpruned": full["top_test_accuracy"],
                 "gap_points": round(gap, 3),
                 "seconds": {f"{k[0]}_{k[1]}": round(v["seconds"], 1) for k, v in runs.items()},
+                "epochs_by_run": {f"{k[0]}_{k[1]}": v["epochs"] for k, v in runs.items()},
+                "best_test_accuracy_by_run": {
+                    f"{k[0]}_{k[1]}": v["best_test_accuracy"] for k, v in runs.items()
+                },
                 "best_params_pruned": pruned["best_params"],
                 "best_params_unpruned": full["best_params"],
             }
