@@ -54,18 +54,33 @@ def _number(value: Any) -> str:
 
 def sweep_table(sweep: dict[str, Any]) -> Table:
     """The sweep's trials as a table, its best trial marked with a star."""
+    from rich import box
     from rich.table import Table
 
     best = (sweep.get("best") or {}).get("job_id")
     done = sum(trial["status"] in FINISHED for trial in sweep["trials"])
     table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
         title=f"sweep {sweep['id']}: {sweep['status']}, {done}/{sweep['trials_total']} trials "
         f"done, {sweep['metric']} ({sweep['direction']})",
         title_justify="left",
     )
     paths = list(sweep["search_space"])
-    for column in ("trial", "job", "state", "epochs", sweep["metric"], *paths):
-        table.add_column(column, justify="left" if column == "state" else "right")
+    # Each path by its last field (the whole path when two end alike): a narrow table.
+    last = [path.rsplit(".", 1)[-1] for path in paths]
+    names = [
+        name if last.count(name) == 1 else path for name, path in zip(last, paths, strict=True)
+    ]
+    for column in ("#", "job", "state", "epochs", sweep["metric"], *names):
+        table.add_column(
+            column,
+            justify="left" if column == "state" else "right",
+            no_wrap=True,
+            min_width=4 if column == "#" else min(len(column), 24),
+        )
     for trial in sweep["trials"]:
         mark = "*" if trial["job_id"] == best else ""
         table.add_row(
