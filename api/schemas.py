@@ -801,6 +801,9 @@ class Lineage(Out):
     )
     sweep_id: int | None = Field(description="The sweep the job was a trial of, if any.")
     trial_number: int | None = Field(description="Its trial number in that sweep.")
+    best_of_sweep: bool = Field(
+        description="True for the model of its sweep's best trial, once the sweep has ended."
+    )
     created_at: datetime
 
 

@@ -198,6 +198,18 @@ def test_a_sweep_runs_its_trials_prunes_some_and_marks_the_best(
     complete = [trial for trial in trials if trial["state"] == "complete"]
     best = min(complete, key=lambda trial: trial["value"])
     assert sweep["best"]["job_id"] == best["job_id"]
+    # the best trial's model is marked, and only it
+    model_ids = {
+        trial["job_id"]: client.get(f"/jobs/{trial['job_id']}").json["model_id"] for trial in trials
+    }
+    marked = {
+        job_id
+        for job_id, model_id in model_ids.items()
+        if client.get(f"/models/{model_id}").json["lineage"]["best_of_sweep"]
+    }
+    assert marked == {best["job_id"]}
+    listed = client.get("/models?limit=100").json["models"]
+    assert {m["job_id"] for m in listed if m["lineage"]["best_of_sweep"]} == {best["job_id"]}
     assert sweep["best"]["value"] == best["value"]
     assert sweep["best"]["model_id"] == client.get(f"/jobs/{best['job_id']}").json["model_id"]
     assert sweep["finished_at"] is not None
