@@ -30,6 +30,7 @@ from .routes import (
     plots,
     predictions,
     registry,
+    sweeps,
     trace,
     ui,
 )
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         export.bp,
         predictions.bp,
         registry.bp,
+        sweeps.bp,
         health.bp,
         metrics.bp,
         openapi.bp,

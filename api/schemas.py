@@ -537,6 +537,8 @@ class JobOut(Out):
             "created_at": "2026-01-01T12:00:01Z",
             "started_at": None,
             "finished_at": None,
+            "sweep_id": None,
+            "trial_number": None,
         }
     )
 
@@ -574,6 +576,8 @@ class JobOut(Out):
         exclude_if=lambda value: value is None,
         description="The completed training config: only in `GET /jobs?ids=`.",
     )
+    sweep_id: int | None = Field(default=None, description="The sweep of a trial job.")
+    trial_number: int | None = Field(default=None, description="Its number in the sweep.")
 
 
 class JobSpec(Out):
@@ -797,6 +801,9 @@ class Lineage(Out):
     )
     sweep_id: int | None = Field(description="The sweep the job was a trial of, if any.")
     trial_number: int | None = Field(description="Its trial number in that sweep.")
+    best_of_sweep: bool = Field(
+        description="True for the model of its sweep's best trial, once the sweep has ended."
+    )
     created_at: datetime
 
 
@@ -1061,3 +1068,131 @@ class ModelTraceOut(TraceOut):
     units, 1 sigmoid output)."""
 
     model_config = _example(XOR_TRACED.to_json())
+
+
+# --- sweeps ------------------------------------------------------------------------
+
+SWEEP_EXAMPLE: dict[str, Any] = {
+    "dataset_id": 1,
+    "network": {"layers": [{"units": 32, "activation": "relu"}]},
+    "training": {
+        "epochs": 50,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "normalize": "standardize",
+        "validation_split": 0.2,
+    },
+    "search_space": {
+        "training.optimizer.learning_rate": {"log_uniform": [1e-4, 1e-1]},
+        "network.layers[0].units": {"choice": [16, 32, 64, 128]},
+        "training.batch_size": {"choice": [16, 32, 64]},
+    },
+    "trials": 4,
+    "parallel": 2,
+    "sampler": {"name": "tpe", "seed": 1},
+    "pruner": "asha",
+    "metric": "val_loss",
+    "direction": "minimize",
+}
+
+# "name" or {"name": ..., option: whole number}; worker.sweeps judges the rest.
+SamplerField = Annotated[
+    str | dict[str, Any],
+    Field(description='`tpe`, `random` or `grid`, or `{"name": ..., "seed": N}`.'),
+]
+PrunerField = Annotated[
+    str | dict[str, Any],
+    Field(
+        description="`asha`, `hyperband`, `median` or `none`, or an object with its options: "
+        "asha `min_resource` (4), `reduction_factor` (3), `min_early_stopping_rate`, "
+        "`bootstrap_count`; hyperband `min_resource`, `reduction_factor`; median "
+        "`n_startup_trials`, `n_warmup_steps`, `interval_steps`, `n_min_trials`."
+    ),
+]
+
+
+class SweepCreate(StrictBody):
+    """A hyperparameter search over spec paths: each trial is a training job."""
+
+    model_config = _example(SWEEP_EXAMPLE)
+
+    dataset_id: Id
+    network: NetworkField = Field(
+        default_factory=dict, description="The base network spec, completed as a job's is."
+    )
+    training: TrainingField
+    search_space: dict[str, dict[str, Any]] = Field(
+        description='Spec path -> `{"choice": [...]}`, `{"uniform": [lo, hi]}`, '
+        '`{"log_uniform": [lo, hi]}`, `{"int_uniform": [lo, hi]}` or '
+        '`{"int_log_uniform": [lo, hi]}`.'
+    )
+    trials: int = Field(ge=1, le=1000, description="Trials in all (capped at a grid's size).")
+    parallel: int = Field(default=1, ge=1, le=100, description="Trials queued or running at once.")
+    sampler: SamplerField = "tpe"
+    pruner: PrunerField = "asha"
+    metric: str = Field(
+        default="val_loss",
+        description="`val_loss`, `val_accuracy` (need `validation_split`) or a held-out "
+        "test metric (`test_accuracy`, `test_balanced_accuracy`, `test_log_loss`, "
+        "`test_roc_auc`, `test_mae`, `test_rmse`, `test_r2`, `test_hamming_loss`; need "
+        "`test_split`), judged by the validation counterpart while trials run.",
+    )
+    direction: Literal["minimize", "maximize"] | None = Field(
+        default=None, description="Default: the metric's own."
+    )
+
+
+class SweepListQuery(PageQuery):
+    pass
+
+
+class SweepBest(Out):
+    job_id: int
+    model_id: int | None
+    trial_number: int
+    value: float | None
+    params: dict[str, Any]
+
+
+class TrialOut(Out):
+    number: int
+    job_id: int
+    status: JobStatus = Field(description="The trial job's status.")
+    state: Literal["running", "complete", "pruned", "fail"] = Field(
+        description="The trial's state in the study."
+    )
+    params: dict[str, Any]
+    value: float | None = Field(
+        description="The metric of the trial's model (a pruned one's at the epoch it "
+        "stopped); null while running or when it failed."
+    )
+    epochs_completed: int
+    stop_reason: str | None
+
+
+class SweepSummary(Out):
+    id: int
+    status: JobStatus
+    dataset_id: int | None
+    trials_total: int
+    parallel: int
+    sampler: str
+    pruner: str
+    metric: str
+    direction: str
+    search_space: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+    best: SweepBest | None = Field(
+        description="The complete trial with the best value (pruned trials are not "
+        "candidates); once the sweep has ended, the one it marked."
+    )
+    error: str | None
+
+
+class SweepOut(SweepSummary):
+    trials: list[TrialOut]
+
+
+class SweepList(Out):
+    sweeps: list[SweepSummary]
+    next_after: int | None

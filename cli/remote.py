@@ -58,9 +58,12 @@ def register(main: click.Group) -> None:
     main.add_command(train)
     main.add_command(jobs)
     main.add_command(predict)
-    from .models import models  # here: cli.models builds on this module
+    # Imported here: both build on this module (with_client).
+    from .models import models
+    from .sweeps import sweep
 
     main.add_command(models)
+    main.add_command(sweep)
 
 
 @click.group()

@@ -304,6 +304,9 @@ class Sweep(Base):
     parallel: Mapped[int]
     sampler: Mapped[str] = mapped_column(String(20))
     pruner: Mapped[str] = mapped_column(String(20))
+    # the sampler's and the pruner's options beyond their names (seed, min_resource...)
+    sampler_options: Mapped[dict[str, Any] | None]
+    pruner_options: Mapped[dict[str, Any] | None]
     metric: Mapped[str] = mapped_column(String(60))
     direction: Mapped[str] = mapped_column(String(10))
     # the Optuna study's name in its storage

@@ -515,19 +515,28 @@ def add_model(
 
 def list_models(
     session: Session, *, owner: str, after: int | None = None, limit: int = 50
-) -> list[tuple[TrainedModel, Job]]:
-    """The owner's models with their training jobs, newest first; ``after`` is the last
-    id of the previous page."""
+) -> list[tuple[TrainedModel, Job, int | None]]:
+    """The owner's models with their training jobs and, for a sweep's trial, the job of
+    its sweep's best trial (else None), newest first; ``after`` is the last id of the
+    previous page."""
     query = (
-        select(TrainedModel, Job)
+        select(TrainedModel, Job, Sweep.best_job_id)
         .join(Job, Job.id == TrainedModel.job_id)
+        .outerjoin(Sweep, Sweep.id == Job.sweep_id)
         .where(TrainedModel.owner == owner)
         .order_by(TrainedModel.id.desc())
         .limit(limit)
     )
     if after is not None:
         query = query.where(TrainedModel.id < after)
-    return [(model, job) for model, job in session.execute(query)]
+    return [(model, job, best) for model, job, best in session.execute(query)]
+
+
+def best_job_of_sweep(session: Session, sweep_id: int | None) -> int | None:
+    """The job of the sweep's best trial, once the sweep has ended (else None)."""
+    if sweep_id is None:
+        return None
+    return session.scalar(select(Sweep.best_job_id).where(Sweep.id == sweep_id))
 
 
 def jobs_by_ids(session: Session, job_ids: Sequence[int], *, owner: str) -> dict[int, Job]:

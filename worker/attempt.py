@@ -65,6 +65,10 @@ class Attempt:
         self.rows_done: int | None = None
         self.cancel = False
         self.lost = False
+        # A sweep's trial: judges each epoch (worker.sweeps.TrialJudge); once it says
+        # so, the trial stops at the next epoch boundary as pruned.
+        self.judge: Callable[[EpochStats], bool] | None = None
+        self.pruned = False
         self.given_back = False
         # No write succeeded for a lease period: stop and hand the job back.
         self.unreachable = False
@@ -94,6 +98,8 @@ class Attempt:
         # dict, where asdict() deep-copies it (about 6 us, as much as a whole epoch
         # of a tiny network trained online).
         self.pending.append(vars(stats))
+        if self.judge is not None and not self.pruned and self.judge(stats):
+            self.pruned = True
         if self.unreachable:
             return  # kept for the hand-back's write; training stops before the next epoch
         now = time.monotonic()
@@ -127,7 +133,7 @@ class Attempt:
                     self.trainer.epoch if self.trainer else 0,
                     extra={"job_id": self.job_id},
                 )
-        return self.cancel or self.lost or self.given_back or unreachable
+        return self.cancel or self.lost or self.given_back or unreachable or self.pruned
 
     # --- writes ----------------------------------------------------------------
 

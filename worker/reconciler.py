@@ -19,6 +19,7 @@ from store import queries as q
 from store.settings import Settings
 
 from .queue import enqueue_training, messages_held
+from .sweeps import advance_all, sender
 from .transient import describe, is_transient
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ def reconcile_once(settings: Settings, app: Celery, missing: set[int] | None = N
     sent = [job_id for job_id in ids if job_id not in unsent]
     if sent:
         log.info("reconciler sent jobs again: %s", sent)
+    # Sweeps whose trial ended on a worker killed before it moved the sweep on.
+    advance_all(settings.database_url, sender(app))
     return sent
 
 

@@ -10,6 +10,7 @@ from store.settings import Settings
 
 from .lifecycle import Lifecycle
 from .queue import TRAIN_TASK, enqueue_training
+from .sweeps import after_job, sender
 from .training import run_job
 from .transient import Unavailable, retrying
 
@@ -48,3 +49,10 @@ def register_tasks(app: Celery, settings: Settings, lifecycle: Lifecycle) -> Non
             # Given back and committed, or handed back after an outage: send it again
             # so the next worker starts it at once.
             send_again(job_id)
+            return
+        try:
+            # A trial that ended moves its sweep on: told to the study, the next trial
+            # started. Failing here leaves it to the reconciler's next sweep.
+            after_job(job_id, settings.database_url, sender(app))
+        except Exception:
+            log.exception("job %s: its sweep could not be moved on; the reconciler will", job_id)

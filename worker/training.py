@@ -22,6 +22,7 @@ from .attempt import Attempt, worker_name
 from .evaluation import evaluate
 from .frames import dataset_frame, uploaded_frame
 from .predicting import run_prediction
+from .sweeps import judge_for
 from .transient import Unavailable, describe, is_transient, retrying
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def run_job(
     except Unavailable as exc:
         return _crashed(run, "reading the job", exc)
     network, training = job.network, job.training
+    run.judge = judge_for(job, settings.database_url)
     if dataset is None:
         return run.conclude(JobStatus.FAILED, error="the job's dataset was deleted")
     target_names, feature_names, task = (
@@ -197,7 +199,11 @@ def run_job(
         return False
     if run.unreachable:
         return run.hand_back()
-    if result.stop_reason == StopReason.STOP_REQUESTED:
+    # A trial its sweep's pruner stopped keeps its epochs and its model, as any run
+    # that stopped by one of its rules does; a cancel that came meanwhile wins.
+    pruned = result.stop_reason == StopReason.STOP_REQUESTED and run.pruned and not run.cancel
+    stop_reason = StopReason.PRUNED if pruned else result.stop_reason
+    if result.stop_reason == StopReason.STOP_REQUESTED and not pruned:
         return run.conclude(JobStatus.CANCELLED, stop_reason=StopReason.CANCELLED)
     elif result.model is None:
         return run.conclude(JobStatus.FAILED, stop_reason=result.stop_reason, error=result.message)
@@ -205,8 +211,12 @@ def run_job(
         # The model's own epoch: under early stopping the best one, not the last.
         kept = result.kept
         summary = {
-            "stop_reason": result.stop_reason,
-            "message": result.message,
+            "stop_reason": stop_reason,
+            "message": (
+                result.message.replace("stopped on request", "pruned by its sweep's pruner", 1)
+                if pruned
+                else result.message
+            ),
             "epochs_completed": result.epochs_completed,
             "epoch": kept.epoch if kept else None,
             "loss": kept.loss if kept else None,
@@ -236,4 +246,4 @@ def run_job(
         # slice of the training file still holds.
         spec = {**trained.describe(), "target_names": target_names, "ignored_columns": ignored}
         model = (spec, summary, trained.to_bytes(), metrics)
-        return run.conclude(JobStatus.SUCCEEDED, stop_reason=result.stop_reason, model=model)
+        return run.conclude(JobStatus.SUCCEEDED, stop_reason=stop_reason, model=model)

@@ -55,8 +55,9 @@ def served_model(model_id: int) -> Served:
     return served
 
 
-def model_out(row: TrainedModel, job: Job) -> ModelOut:
-    """A stored model, with its lineage (``job``: its training job)."""
+def model_out(row: TrainedModel, job: Job, best_job_id: int | None) -> ModelOut:
+    """A stored model, with its lineage (``job``: its training job; ``best_job_id``: the
+    job of the best trial of the sweep the job is a trial of)."""
     lineage = {
         "job_id": row.job_id,
         "dataset_id": row.dataset_id,
@@ -67,6 +68,7 @@ def model_out(row: TrainedModel, job: Job) -> ModelOut:
         "init_model_id": job.init_model_id,
         "sweep_id": job.sweep_id,
         "trial_number": job.trial_number,
+        "best_of_sweep": job.sweep_id is not None and best_job_id == job.id,
         "created_at": row.created_at,
     }
     return ModelOut.model_validate(
@@ -94,7 +96,7 @@ def list_models(params: PageQuery) -> ModelList:
     page's cursor."""
     with Session.begin() as session:
         rows = q.list_models(session, owner=owner(), after=params.after, limit=params.limit + 1)
-        page, next_after = one_page(rows, params.limit, lambda pair: model_out(*pair))
+        page, next_after = one_page(rows, params.limit, lambda row: model_out(*row))
     return ModelList(models=page, next_after=next_after)
 
 
@@ -126,7 +128,7 @@ def get_model(model_id: int) -> ModelOut:
         row = mine(session, "model", model_id, q.get_model)
         job = q.get_job(session, row.job_id)
         assert job is not None  # a model goes with its job
-        return model_out(row, job)
+        return model_out(row, job, q.best_job_of_sweep(session, job.sweep_id))
 
 
 @bp.get("/<id:model_id>/weights")

@@ -49,6 +49,8 @@ def upgrade() -> None:
         sa.Column("parallel", sa.Integer(), nullable=False),
         sa.Column("sampler", sa.String(20), nullable=False),
         sa.Column("pruner", sa.String(20), nullable=False),
+        sa.Column("sampler_options", sa.JSON(), nullable=True),
+        sa.Column("pruner_options", sa.JSON(), nullable=True),
         sa.Column("metric", sa.String(60), nullable=False),
         sa.Column("direction", sa.String(10), nullable=False),
         sa.Column("study_name", sa.String(200), nullable=False),

@@ -197,7 +197,16 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
     assert status == 202, doomed
     call(base, "POST", f"/jobs/{doomed['id']}/cancel", None, key)
     assert finished_job(base, doomed["id"], key)["status"] == "cancelled"
+    # Sweeps on its dataset, their trials queued behind the long jobs: one to show, one
+    # for the cancel example.
+    create_sweep = document["paths"]["/sweeps"]["post"]["requestBody"]["content"][JSON]["example"]
+    sweeps = []
+    for _ in range(2):
+        status, sweep = call(base, "POST", "/sweeps", {**create_sweep, **predict}, key)
+        assert status == 202, sweep
+        sweeps.append(sweep["id"])
     ids = {
+        "sweep_id": sweeps[0],
         "job_id": done["id"],
         "dataset_id": done["dataset_id"],
         "model_id": done["model_id"],
@@ -218,8 +227,12 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
             "registry_delete_version": {"version": 2},
             "registry_delete_alias": {"alias": "retired"},
             "jobs_delete_job": {"job_id": doomed["id"]},
+            "sweeps_cancel_sweep": {"sweep_id": sweeps[1]},
         },
     }
+    # No sweep goes on starting trials for the next modules' workers.
+    for listed in call(base, "GET", "/sweeps", None, key)[1]["sweeps"]:
+        call(base, "POST", f"/sweeps/{listed['id']}/cancel", None, key)
     for path in (f"/jobs/{blocker['id']}/cancel", f"/predictions/{queued['id']}/cancel"):
         call(base, "POST", path, None, key)
 

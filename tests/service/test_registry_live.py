@@ -91,6 +91,7 @@ def test_every_model_records_its_lineage(live_api: tuple[str, str], models: dict
             "init_model_id": parent,
             "sweep_id": None,
             "trial_number": None,
+            "best_of_sweep": False,
             "created_at": model["created_at"],
         }, which
         assert listed[job["model_id"]] == model

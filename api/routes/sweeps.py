@@ -1,0 +1,270 @@
+"""/sweeps: hyperparameter searches whose trials are training jobs (worker.sweeps)."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import ExitStack
+from typing import Any
+
+from flask import Blueprint
+from sqlalchemy import select
+from sqlalchemy.orm import Session as OrmSession
+
+import core
+from core import StopReason
+from store import JobStatus, Session, Sweep, storage
+from store import queries as q
+from worker import sweeps as sw
+
+from .. import admission
+from ..auth import owner
+from ..decorators import body, query, responds
+from ..errors import conflict, invalid
+from ..schemas import (
+    JobCreate,
+    SweepBest,
+    SweepCreate,
+    SweepList,
+    SweepListQuery,
+    SweepOut,
+    SweepSummary,
+    TrialOut,
+)
+from ..services import state
+from .jobs import enqueue
+from .rows import mine, one_page
+
+bp = Blueprint("sweeps", __name__, url_prefix="/sweeps")
+
+
+def _get_sweep(
+    session: OrmSession, sweep_id: int, *, owner: str, for_update: bool = False
+) -> Sweep | None:
+    statement = select(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.scalars(statement).one_or_none()
+
+
+def _trials(session: OrmSession, sweep: Sweep) -> list[TrialOut]:
+    jobs = sw.trial_jobs(session, sweep.id)
+    models = sw.models_of(session, jobs)
+    trials = []
+    for job in jobs:
+        result = sw.outcome(sweep, job, models.get(job.id))
+        trials.append(
+            TrialOut(
+                number=job.trial_number or 0,
+                job_id=job.id,
+                status=job.status,
+                state=result.state,  # type: ignore[arg-type]
+                params=job.params or {},
+                value=result.value,
+                epochs_completed=job.epochs_completed,
+                stop_reason=job.stop_reason,
+            )
+        )
+    return trials
+
+
+def _best(session: OrmSession, sweep: Sweep, trials: list[TrialOut]) -> SweepBest | None:
+    """The trial the sweep marked once it ended; before, the best complete one so far
+    (the first of equals, as the study's best_trial)."""
+    if JobStatus(sweep.status).finished:
+        chosen = [trial for trial in trials if trial.job_id == sweep.best_job_id]
+    else:
+        complete = [t for t in trials if t.state == "complete" and t.value is not None]
+        sign = 1.0 if sweep.direction == "minimize" else -1.0
+        chosen = sorted(complete, key=lambda t: (sign * (t.value or 0.0), t.number))[:1]
+    if not chosen:
+        return None
+    trial = chosen[0]
+    return SweepBest(
+        job_id=trial.job_id,
+        model_id=q.model_id_for_job(session, trial.job_id),
+        trial_number=trial.number,
+        value=trial.value,
+        params=trial.params,
+    )
+
+
+def _status(sweep: Sweep, trials: list[TrialOut]) -> JobStatus:
+    status = JobStatus(sweep.status)
+    if status.finished:
+        return status
+    started = any(trial.status != JobStatus.QUEUED for trial in trials)
+    return JobStatus.RUNNING if started else JobStatus.QUEUED
+
+
+def _fields(sweep: Sweep) -> dict[str, Any]:
+    return {
+        "id": sweep.id,
+        "dataset_id": sweep.dataset_id,
+        "trials_total": sweep.trials,
+        "parallel": sweep.parallel,
+        "sampler": sweep.sampler,
+        "pruner": sweep.pruner,
+        "metric": sweep.metric,
+        "direction": sweep.direction,
+        "search_space": sweep.search_space,
+        "created_at": sweep.created_at,
+        "finished_at": sweep.finished_at,
+        "error": sweep.error,
+    }
+
+
+def sweep_out(session: OrmSession, sweep: Sweep) -> SweepOut:
+    trials = _trials(session, sweep)
+    return SweepOut(
+        **_fields(sweep),
+        status=_status(sweep, trials),
+        best=_best(session, sweep, trials),
+        trials=trials,
+    )
+
+
+def _summary(session: OrmSession, sweep: Sweep) -> SweepSummary:
+    out = sweep_out(session, sweep)
+    return SweepSummary(**out.model_dump(exclude={"trials"}))
+
+
+def _admit(session: OrmSession, payload: SweepCreate, staged: ExitStack) -> dict[str, Any]:
+    """The sweep row's fields: the base spec admitted as a job's is (and completed),
+    the search space checked against it, the sampler, pruner and metric parsed.
+    ApiError 422 naming the field at fault."""
+    settings = state().settings
+    base = JobCreate(
+        dataset_id=payload.dataset_id, network=payload.network, training=payload.training
+    )
+    admitted = admission.admit(session, base, settings, owner(), staged)
+    network, training = admitted.network, admitted.training
+    try:
+        params = sw.parse_search_space(payload.search_space)
+        sampler, sampler_options = sw.parse_sampler(payload.sampler)
+        epochs = sw.most_epochs(params, training)
+        pruner, pruner_options = sw.parse_pruner(payload.pruner, epochs)
+        direction = sw.check_metric(
+            payload.metric,
+            payload.direction,
+            training,
+            admitted.dataset.task or "regression",
+            pruner,
+        )
+
+        def check(trial_network: dict[str, Any], trial_training: dict[str, Any]) -> None:
+            parsed_training = core.parse_training(trial_training)
+            if parsed_training.epochs > settings.max_epochs:
+                raise sw.SweepError(
+                    "training.epochs", f"at most {settings.max_epochs} (BACKPROP_MAX_EPOCHS)"
+                )
+            parsed = core.parse_network(trial_network)
+            admission.check_size(parsed, parsed_training, settings)
+            core.resolve_loss(parsed, parsed_training)
+
+        sw.check_space(params, network, training, check)
+    except sw.SweepError as exc:
+        raise invalid(exc.field, exc.message) from None
+    trials = payload.trials
+    if sampler == "grid":
+        if any(param.kind != "choice" for param in params):
+            raise invalid("sampler", "grid searches choices only: give every path a choice")
+        trials = min(trials, sw.grid_size(params))
+    return {
+        "owner": owner(),
+        "dataset_id": admitted.dataset.id,
+        "network": network,
+        "training": training,
+        "search_space": payload.search_space,
+        "trials": trials,
+        "parallel": payload.parallel,
+        "sampler": sampler,
+        "sampler_options": sampler_options,
+        "pruner": pruner,
+        "pruner_options": pruner_options,
+        "metric": payload.metric,
+        "direction": direction,
+        "status": JobStatus.QUEUED.value,
+        "cancel_requested": False,
+    }
+
+
+@bp.post("")
+@body(SweepCreate)
+@responds(202, SweepOut, errors=(503,), headers={"Location": "URL of the new sweep"})
+def create_sweep(payload: SweepCreate) -> tuple[SweepOut, dict[str, str]]:
+    """Start a hyperparameter sweep: its first `parallel` trials are queued as jobs.
+
+    The base spec is admitted once, as `POST /jobs` admits a job (`input_dim`, the
+    output layer and the loss completed); each trial is that spec with its
+    parameters at their paths. Every choice and both bounds of each range are
+    checked against it: a value that makes an invalid spec is a 422 naming
+    `search_space["<path>"]`.
+    """
+    settings = state().settings
+    with ExitStack() as staged, Session.begin() as session:
+        fields = _admit(session, payload, staged)
+        sweep = Sweep(**fields, study_name=f"backprop-sweep-{uuid.uuid4().hex}")
+        session.add(sweep)
+        session.flush()
+        sweep_id = sweep.id
+        # The study exists before any trial is drawn from it.
+        sw.create_study(settings.database_url, sweep.study_name, sweep.direction)
+    sw.advance(sweep_id, settings.database_url, enqueue)
+    with Session.begin() as session:
+        sweep_row = session.get(Sweep, sweep_id)
+        assert sweep_row is not None
+        out = sweep_out(session, sweep_row)
+    return out, {"Location": f"/sweeps/{sweep_id}"}
+
+
+@bp.get("")
+@query(SweepListQuery)
+@responds(200, SweepList)
+def list_sweeps(params: SweepListQuery) -> SweepList:
+    """The caller's sweeps, newest first, without their trials; `next_after` is the
+    next page's cursor."""
+    with Session.begin() as session:
+        statement = (
+            select(Sweep)
+            .where(Sweep.owner == owner())
+            .order_by(Sweep.id.desc())
+            .limit(params.limit + 1)
+        )
+        if params.after is not None:
+            statement = statement.where(Sweep.id < params.after)
+        rows = list(session.scalars(statement))
+        page, next_after = one_page(rows, params.limit, lambda row: _summary(session, row))
+    return SweepList(sweeps=page, next_after=next_after)
+
+
+@bp.get("/<id:sweep_id>")
+@responds(200, SweepOut, errors=(404,))
+def get_sweep(sweep_id: int) -> SweepOut:
+    """A sweep's status, its trials (job, parameters, state, metric) and its best trial."""
+    with Session.begin() as session:
+        return sweep_out(session, mine(session, "sweep", sweep_id, _get_sweep))
+
+
+@bp.post("/<id:sweep_id>/cancel")
+@responds(202, SweepOut, errors=(404, 409))
+def cancel_sweep(sweep_id: int) -> SweepOut:
+    """Cancel a sweep: no trial starts after this, queued trials are cancelled at once
+    and running ones at their next epoch boundary; the sweep ends `cancelled` once
+    they have stopped."""
+    settings = state().settings
+    with Session.begin() as session:
+        sweep = mine(session, "sweep", sweep_id, _get_sweep, for_update=True)
+        if JobStatus(sweep.status).finished:
+            raise conflict(f"sweep {sweep_id} has already finished ({sweep.status})")
+        sweep.cancel_requested = True
+        cancelled: list[int] = []
+        for job in sw.trial_jobs(session, sweep_id):
+            if not job.status.finished:
+                q.request_cancel(session, job, stop_reason=StopReason.CANCELLED)
+                if job.status.finished:
+                    cancelled.append(job.id)
+    if cancelled:  # a queued trial may hold the checkpoint of a given-back attempt
+        storage().discard(*(q.checkpoint_prefix(job_id) for job_id in cancelled))
+    sw.advance(sweep_id, settings.database_url, enqueue)
+    with Session.begin() as session:
+        return sweep_out(session, mine(session, "sweep", sweep_id, _get_sweep))

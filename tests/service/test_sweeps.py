@@ -1,0 +1,468 @@
+"""Hyperparameter sweeps end to end: trials as jobs on real worker processes, their
+study in Optuna's storage on the service's database, pruning, cancel, and a worker
+killed mid-sweep. Each runs on SQLite with the filesystem broker and on PostgreSQL
+with Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from store import Epoch, Session, Sweep, TrainedModel
+from store.settings import Settings
+from tests.service.api_helpers import client_for, new_key
+from tests.service.cli_process import BACKPROP
+from tests.service.conftest import (
+    bound,
+    create_database,
+    delete_redis_keys,
+    drop_database,
+    environment,
+    sqlite_env,
+)
+from tests.service.processes import ApiProcess, WorkerProcess, wait_for
+from worker import sweeps as sw
+from worker.training import run_job
+
+pytestmark = pytest.mark.serial
+
+FAST_RECOVERY = {
+    "BACKPROP_LEASE_SECONDS": "2",
+    "BACKPROP_CHECKPOINT_SECONDS": "0.3",
+    "BACKPROP_REQUEUE_SECONDS": "1",
+    "BACKPROP_RECONCILE_SECONDS": "0.3",
+    "BACKPROP_EPOCH_FLUSH_SECONDS": "0.1",
+}
+
+
+@pytest.fixture(scope="module", params=["sqlite-filesystem", "postgres-redis"])
+def isolated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[dict[str, str], Settings]]:
+    """A database, broker and queue of this module's own, with fast recovery."""
+    data_dir = tmp_path_factory.mktemp("sweeps")
+    if request.param == "postgres-redis":
+        url = create_database("sweeps")
+        env = environment(url, "sweeps", data_dir)
+    else:
+        env = sqlite_env(data_dir)
+        url = env["DATABASE_URL"]
+    env.update(FAST_RECOVERY)
+    with bound(env) as settings:
+        yield env, settings
+    if settings.broker_is_filesystem:
+        return
+    delete_redis_keys(env["BROKER_PREFIX"])
+    drop_database(url)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def start_worker(env: dict[str, str], log_dir: Path, workers: list[WorkerProcess]) -> WorkerProcess:
+    worker = WorkerProcess(env, log_dir)
+    workers.append(worker)
+    worker.wait_ready()
+    return worker
+
+
+def classes(n: int = 240, seed: int = 5) -> dict[str, Any]:
+    """Two classes by the sign of a sum of three of six features, as a JSON dataset."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6))
+    labels = np.where(x[:, :3].sum(axis=1) > 0, "pos", "neg")
+    return {"name": "signs", "inputs": x.round(4).tolist(), "targets": labels.tolist()}
+
+
+@pytest.fixture(scope="module")
+def api(isolated: tuple[dict[str, str], Settings]) -> tuple[FlaskClient, int]:
+    """An in-process API on the module's backend, and a stored dataset of its owner."""
+    _, settings = isolated
+    client = client_for(settings, owner="sweeper")
+    answer = client.post("/datasets", json=classes())
+    assert answer.status_code == 201, answer.json
+    return client, answer.json["id"]  # type: ignore[index]
+
+
+def sweep_body(dataset_id: int, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "dataset_id": dataset_id,
+        "network": {"layers": [{"units": 8, "activation": "tanh"}]},
+        "training": {
+            "epochs": 27,
+            "batch_size": 16,
+            "optimizer": {"name": "sgd", "learning_rate": 0.05},
+            "validation_split": 0.25,
+            "test_split": 0.2,
+        },
+        "search_space": {
+            "training.optimizer.learning_rate": {"log_uniform": [1e-4, 0.5]},
+            "network.layers[0].units": {"choice": [2, 4, 16]},
+        },
+        "trials": 6,
+        "parallel": 2,
+        "sampler": {"name": "random", "seed": 11},
+        "pruner": {"name": "asha", "min_resource": 3, "reduction_factor": 3},
+        "metric": "val_loss",
+    }
+    return {**body, **fields}
+
+
+def sweep_of(client: FlaskClient, sweep_id: int) -> dict[str, Any]:
+    answer = client.get(f"/sweeps/{sweep_id}")
+    assert answer.status_code == 200, answer.json
+    return answer.json  # type: ignore[return-value]
+
+
+def ended(client: FlaskClient, sweep_id: int, timeout: float = 120) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        sweep = sweep_of(client, sweep_id)
+        return sweep if sweep["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return wait_for(done, timeout, 0.2, f"sweep {sweep_id} to end")
+
+
+def study_states(settings: Settings, sweep_id: int) -> dict[int, str]:
+    """The study's trials by number: their Optuna state's name."""
+    import optuna
+
+    with Session.begin() as session:
+        sweep = session.get(Sweep, sweep_id)
+        assert sweep is not None
+        name = sweep.study_name
+    study = optuna.load_study(study_name=name, storage=sw.study_storage(settings.database_url))
+    return {trial.number: trial.state.name for trial in study.get_trials(deepcopy=False)}
+
+
+def epochs_of(job_id: int) -> list[int]:
+    with Session.begin() as session:
+        return list(
+            session.scalars(select(Epoch.epoch).where(Epoch.job_id == job_id).order_by(Epoch.epoch))
+        )
+
+
+def test_a_sweep_runs_its_trials_prunes_some_and_marks_the_best(
+    isolated: tuple[dict[str, str], Settings],
+    api: tuple[FlaskClient, int],
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    env, settings = isolated
+    client, dataset_id = api
+    start_worker(env, tmp_path, workers)
+    answer = client.post("/sweeps", json=sweep_body(dataset_id))
+    assert answer.status_code == 202, answer.json
+    created = answer.json
+    assert created["status"] == "queued" and created["trials_total"] == 6
+    assert answer.headers["Location"] == f"/sweeps/{created['id']}"
+    assert len(created["trials"]) == 2  # parallel: the first two trials, queued
+
+    sweep = ended(client, created["id"])
+    assert sweep["status"] == "succeeded", sweep
+    trials = sweep["trials"]
+    assert [trial["number"] for trial in trials] == list(range(6))
+    assert len({trial["job_id"] for trial in trials}) == 6
+    states = {trial["state"] for trial in trials}
+    assert states <= {"complete", "pruned"} and "pruned" in states, trials
+    for trial in trials:
+        job = client.get(f"/jobs/{trial['job_id']}").json
+        assert job["sweep_id"] == sweep["id"] and job["trial_number"] == trial["number"]
+        assert job["status"] == "succeeded" and job["model_id"] is not None
+        epochs = epochs_of(trial["job_id"])
+        assert epochs == list(range(1, trial["epochs_completed"] + 1))
+        assert set(trial["params"]) == set(sweep_body(dataset_id)["search_space"])
+        if trial["state"] == "pruned":
+            # stopped at one of ASHA's rungs (3, 9), keeping its epochs and a model
+            assert trial["stop_reason"] == "pruned" and trial["epochs_completed"] in (3, 9)
+        else:
+            assert trial["stop_reason"] == "max_epochs" and trial["epochs_completed"] == 27
+        spec = client.get(f"/jobs/{trial['job_id']}/spec").json
+        assert spec["network"]["layers"][0]["units"] == trial["params"]["network.layers[0].units"]
+        assert spec["training"]["optimizer"]["learning_rate"] == pytest.approx(
+            trial["params"]["training.optimizer.learning_rate"]
+        )
+    complete = [trial for trial in trials if trial["state"] == "complete"]
+    best = min(complete, key=lambda trial: trial["value"])
+    assert sweep["best"]["job_id"] == best["job_id"]
+    # the best trial's model is marked, and only it
+    model_ids = {
+        trial["job_id"]: client.get(f"/jobs/{trial['job_id']}").json["model_id"] for trial in trials
+    }
+    marked = {
+        job_id
+        for job_id, model_id in model_ids.items()
+        if client.get(f"/models/{model_id}").json["lineage"]["best_of_sweep"]
+    }
+    assert marked == {best["job_id"]}
+    listed = client.get("/models?limit=100").json["models"]
+    assert {m["job_id"] for m in listed if m["lineage"]["best_of_sweep"]} == {best["job_id"]}
+    assert sweep["best"]["value"] == best["value"]
+    assert sweep["best"]["model_id"] == client.get(f"/jobs/{best['job_id']}").json["model_id"]
+    assert sweep["finished_at"] is not None
+    states_in_study = study_states(settings, sweep["id"])
+    assert states_in_study == {trial["number"]: trial["state"].upper() for trial in trials}, (
+        "the study and the API agree"
+    )
+    listed = client.get("/sweeps").json["sweeps"]
+    assert listed[0]["id"] == sweep["id"] and "trials" not in listed[0]
+    # another owner sees nothing of it
+    stranger = client_for(settings, owner="stranger")
+    assert stranger.get(f"/sweeps/{sweep['id']}").status_code == 404
+    assert stranger.post(f"/sweeps/{sweep['id']}/cancel").status_code == 404
+    assert client.post(f"/sweeps/{sweep['id']}/cancel").status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"search_space": {"network.layers[0].units": {"choice": []}}}, "network.layers[0].units"),
+        ({"search_space": {"network.layers[5].units": {"choice": [3]}}}, "network.layers[5].units"),
+        ({"search_space": {"training.nope": {"choice": [3]}}}, "training.nope"),
+        ({"search_space": {"weights": {"choice": [3]}}}, "weights"),
+        ({"search_space": {"network.layers[0].units": {"choice": [0, 4]}}}, "layers[0].units"),
+        ({"search_space": {"training.l2": {"uniform": [1, 0.5]}}}, "training.l2"),
+        ({"search_space": {"training.l2": {"log_uniform": [0, 1]}}}, "training.l2"),
+        ({"search_space": {"training.l2": {"between": [0, 1]}}}, "training.l2"),
+        ({"search_space": {"training.batch_size": {"int_uniform": [1.5, 4]}}}, "batch_size"),
+        (
+            {"search_space": {"training.optimizer.learning_rate": {"choice": [0.1, -1]}}},
+            "learning_rate",
+        ),
+        ({"trials": 1001}, "trials"),
+        ({"trials": 0}, "trials"),
+        ({"parallel": 0}, "parallel"),
+        ({"sampler": "annealing"}, "sampler.name"),
+        ({"sampler": {"name": "random", "seed": -1}}, "sampler.seed"),
+        ({"sampler": {"name": "random", "speed": 1}}, "sampler.speed"),
+        ({"sampler": "grid"}, "sampler"),
+        ({"pruner": "lucky"}, "pruner.name"),
+        ({"pruner": {"name": "asha", "reduction_factor": 1}}, "pruner.reduction_factor"),
+        ({"pruner": {"name": "asha", "min_resource": 27}}, "pruner.min_resource"),
+        ({"metric": "val_f1"}, "metric"),
+        ({"metric": "val_loss", "direction": "maximize"}, "direction"),
+        ({"metric": "test_rmse"}, "metric"),
+        ({"metric": "test_accuracy", "training": {"epochs": 5}}, "training.test_split"),
+        ({"training": {"epochs": 5}}, "training.validation_split"),
+        ({"training": {"epochs": 0, "validation_split": 0.2}}, "training.epochs"),
+        ({"dataset_id": 999999}, "dataset_id"),
+    ],
+)
+def test_a_sweep_that_cannot_run_is_a_422_naming_the_field(
+    api: tuple[FlaskClient, int], change: dict[str, Any], field: str
+) -> None:
+    client, dataset_id = api
+    before = client.get("/sweeps").json["sweeps"]
+    answer = client.post("/sweeps", json={**sweep_body(dataset_id), **change})
+    assert answer.status_code == 422, answer.json
+    assert field in answer.json["error"]["field"], answer.json
+    assert client.get("/sweeps").json["sweeps"] == before
+
+
+def test_a_grid_is_capped_at_its_size(api: tuple[FlaskClient, int]) -> None:
+    client, dataset_id = api
+    body = sweep_body(
+        dataset_id,
+        sampler="grid",
+        search_space={"network.layers[0].units": {"choice": [2, 3]}},
+        trials=10,
+        pruner="none",
+    )
+    answer = client.post("/sweeps", json=body)
+    assert answer.status_code == 202, answer.json
+    assert answer.json["trials_total"] == 2
+    assert client.post(f"/sweeps/{answer.json['id']}/cancel").status_code == 202
+    assert sweep_of(client, answer.json["id"])["status"] == "cancelled"
+
+
+def test_cancelling_a_sweep_cancels_its_trials_and_starts_no_more(
+    isolated: tuple[dict[str, str], Settings],
+    api: tuple[FlaskClient, int],
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    env, _ = isolated
+    client, dataset_id = api
+    start_worker(env, tmp_path, workers)
+    body = sweep_body(dataset_id, trials=8, pruner="none")
+    body["training"] = {**body["training"], "epochs": 5000}
+    sweep_id = client.post("/sweeps", json=body).json["id"]
+
+    def one_running() -> bool:
+        return any(t["epochs_completed"] > 5 for t in sweep_of(client, sweep_id)["trials"])
+
+    wait_for(one_running, 60, 0.1, "a trial to train")
+    answer = client.post(f"/sweeps/{sweep_id}/cancel")
+    assert answer.status_code == 202, answer.json
+    sweep = ended(client, sweep_id, 60)
+    assert sweep["status"] == "cancelled"
+    assert len(sweep["trials"]) == 2
+    for trial in sweep["trials"]:
+        assert trial["status"] == "cancelled" and trial["state"] == "fail"
+        assert trial["epochs_completed"] < 5000
+    assert sweep["best"] is None
+    assert client.post(f"/sweeps/{sweep_id}/cancel").status_code == 409
+
+
+def test_a_worker_killed_mid_sweep_changes_nothing_of_its_trials(
+    isolated: tuple[dict[str, str], Settings],
+    api: tuple[FlaskClient, int],
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    env, settings = isolated
+    client, dataset_id = api
+    first = start_worker(env, tmp_path, workers)
+    # ASHA's rungs at epochs 100 and 200 of 400: the trial the kill interrupts before
+    # its first rung reports there from its resumed attempt, as the same trial.
+    pruner = {"name": "asha", "min_resource": 100, "reduction_factor": 2}
+    body = sweep_body(dataset_id, trials=5, pruner=pruner)
+    body["training"] = {**body["training"], "epochs": 400}
+    sweep_id = client.post("/sweeps", json=body).json["id"]
+
+    def midway() -> bool:
+        trials = sweep_of(client, sweep_id)["trials"]
+        done = sum(trial["status"] == "succeeded" for trial in trials)
+        running = [t for t in trials if t["status"] == "running" and t["epochs_completed"] > 30]
+        return done >= 1 and bool(running)
+
+    wait_for(midway, 120, 0.05, "a trial done and another on its way")
+    first.kill()
+    start_worker(env, tmp_path, workers)
+    sweep = ended(client, sweep_id, 180)
+    assert sweep["status"] == "succeeded", sweep
+    trials = sweep["trials"]
+    assert [trial["number"] for trial in trials] == list(range(5))
+    assert len({trial["job_id"] for trial in trials}) == 5
+    for trial in trials:
+        assert trial["status"] == "succeeded", trial
+        assert epochs_of(trial["job_id"]) == list(range(1, trial["epochs_completed"] + 1))
+        if trial["state"] == "pruned":
+            assert trial["epochs_completed"] in (100, 200) and trial["stop_reason"] == "pruned"
+        else:
+            assert trial["state"] == "complete" and trial["epochs_completed"] == 400
+    resumed = [client.get(f"/jobs/{t['job_id']}").json["attempt"] for t in trials]
+    assert max(resumed) == 2, "the trial the kill interrupted resumed on the second worker"
+    assert study_states(settings, sweep_id) == {
+        trial["number"]: trial["state"].upper() for trial in trials
+    }
+
+
+def test_the_cli_follows_a_sweep_to_its_end(
+    isolated: tuple[dict[str, str], Settings],
+    api: tuple[FlaskClient, int],
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    env, settings = isolated
+    _, dataset_id = api
+    start_worker(env, tmp_path, workers)
+    server = ApiProcess(env, tmp_path)
+    try:
+        body = sweep_body(dataset_id, trials=3)
+        del body["dataset_id"]
+        spec = tmp_path / "sweep.json"
+        spec.write_text(json.dumps(body))
+        command = [BACKPROP, "sweep", str(spec), "--dataset", str(dataset_id), "--follow"]
+        key = new_key("sweeper")
+        cli_env = {**os.environ, "BACKPROP_URL": server.base, "BACKPROP_API_KEY": key}
+        done = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        final = json.loads(done.stdout)
+        assert final["status"] == "succeeded" and len(final["trials"]) == 3
+        assert f"sweep {final['id']}: succeeded, 3/3 trials done" in done.stderr
+        assert f"{final['best']['trial_number']}*" in done.stderr  # the best trial, starred
+        lines = subprocess.run(
+            [*command, "--json"], env=cli_env, capture_output=True, text=True, timeout=120
+        )
+        assert lines.returncode == 0, lines.stderr
+        events = [json.loads(line) for line in lines.stdout.splitlines()]
+        assert events[-1]["sweep"]["status"] == "succeeded"
+        assert {e["trial"]["number"] for e in events[:-1]} == {0, 1, 2}
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({**body, "search_space": {"training.nope": {"choice": [1]}}}))
+        refused = subprocess.run(
+            [BACKPROP, "sweep", str(bad), "--dataset", str(dataset_id)],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 1 and refused.stderr.startswith("backprop: ")
+        assert 'search_space["training.nope"]' in refused.stderr
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("sampler", "pruner", "metric"),
+    [
+        ({"name": "tpe", "seed": 3, "n_startup_trials": 2}, "hyperband", "val_accuracy"),
+        ("random", {"name": "median", "n_startup_trials": 1}, "test_accuracy"),
+        ({"name": "grid", "seed": 1}, {"name": "asha", "min_resource": 2}, "test_log_loss"),
+    ],
+)
+def test_every_sampler_and_pruner_runs_a_sweep_to_its_end(
+    isolated: tuple[dict[str, str], Settings],
+    api: tuple[FlaskClient, int],
+    sampler: Any,
+    pruner: Any,
+    metric: str,
+) -> None:
+    """Trials run in this process by the worker's own function, as a worker runs them,
+    and the sweep moved on as a worker moves it after each trial."""
+    _, settings = isolated
+    client, dataset_id = api
+    body = sweep_body(dataset_id, sampler=sampler, pruner=pruner, metric=metric, trials=5)
+    if sampler == {"name": "grid", "seed": 1}:
+        body["search_space"] = {
+            "network.layers[0].units": {"choice": [2, 16]},
+            "training.optimizer": {"choice": ["sgd", "adam"]},
+        }
+    answer = client.post("/sweeps", json=body)
+    assert answer.status_code == 202, answer.json
+    sweep = answer.json
+    assert sweep["direction"] == ("minimize" if metric == "test_log_loss" else "maximize")
+    run: set[int] = set()
+    while sweep["status"] not in ("succeeded", "failed", "cancelled"):
+        waiting = [t["job_id"] for t in sweep["trials"] if t["job_id"] not in run]
+        assert waiting, sweep
+        for job_id in waiting:
+            run_job(job_id, settings)
+            sw.after_job(job_id, settings.database_url, lambda _: None)
+            run.add(job_id)
+        sweep = sweep_of(client, sweep["id"])
+    assert sweep["status"] == "succeeded", sweep
+    expected = 4 if sampler == {"name": "grid", "seed": 1} else 5
+    assert sweep["trials_total"] == expected and len(sweep["trials"]) == expected
+    if sampler == {"name": "grid", "seed": 1}:
+        grid = {
+            (t["params"]["network.layers[0].units"], t["params"]["training.optimizer"])
+            for t in sweep["trials"]
+        }
+        assert len(grid) == 4, "every point of the grid once"
+    values = [t["value"] for t in sweep["trials"] if t["state"] == "complete"]
+    best = min(values) if metric == "test_log_loss" else max(values)
+    assert sweep["best"]["value"] == best
+    with Session.begin() as session:
+        model = session.get(TrainedModel, sweep["best"]["model_id"])
+        assert model is not None
+        key = sw.TEST_METRICS[metric][1] if metric in sw.TEST_METRICS else None
+        measured = model.metrics[key] if key else model.summary[metric]
+    assert measured == pytest.approx(best)
+    assert study_states(settings, sweep["id"]) == {
+        t["number"]: t["state"].upper() for t in sweep["trials"]
+    }
