@@ -78,6 +78,8 @@ def url(template: str, ids: dict[str, int]) -> str:
         "jobs": ids["job"],
         "models": ids["model"],
         "predictions": ids["prediction"],
+        # another owner's sweep is a 404: tests/service/test_sweeps.py
+        "sweeps": ids.get("sweep", 1),
     }
     ident = idents.get(kind, 0)
     return re.sub(r"<[^>]+>", str(ident), template)
