@@ -63,8 +63,13 @@ def reconcile_once(settings: Settings, app: Celery, missing: set[int] | None = N
     sent = [job_id for job_id in ids if job_id not in unsent]
     if sent:
         log.info("reconciler sent jobs again: %s", sent)
-    # Sweeps whose trial ended on a worker killed before it moved the sweep on.
-    advance_all(settings.database_url, sender(app))
+    try:
+        # Sweeps whose trial ended on a worker killed before it moved the sweep on.
+        advance_all(settings.database_url, sender(app))
+    except Exception as exc:  # the jobs above were sent: report them all the same
+        if not is_transient(exc):
+            raise
+        log.warning("reconciler could not move sweeps on: %s; will try again", describe(exc))
     return sent
 
 

@@ -651,6 +651,17 @@ def _tell(study: Any, trial: Any, result: Outcome) -> None:
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
+def lock_sweep(session: OrmSession, sweep_id: int, owner: str | None = None) -> bool:
+    """Take sweep ``sweep_id``'s row lock as the transaction's first statement (a write,
+    on PostgreSQL and on SQLite alike: on SQLite a transaction that read first could
+    not write after another one had), so that two callers never count the same trials;
+    False when there is no such sweep (of ``owner``, when given)."""
+    statement = update(Sweep).where(Sweep.id == sweep_id).values(status=Sweep.status)
+    if owner is not None:
+        statement = statement.where(Sweep.owner == owner)
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
 def advance(sweep_id: int, database_url: str, send: Callable[[int], None]) -> list[int]:
     """Move sweep ``sweep_id`` on; returns the ids of the trial jobs it started, which
     it has already handed to ``send`` (after its commit).
@@ -666,9 +677,7 @@ def advance(sweep_id: int, database_url: str, send: Callable[[int], None]) -> li
     """
     started: list[int] = []
     with Session.begin() as session:
-        # The write takes the row's lock first, on PostgreSQL and on SQLite alike, so
-        # that two callers never count the same trials.
-        session.execute(update(Sweep).where(Sweep.id == sweep_id).values(status=Sweep.status))
+        lock_sweep(session, sweep_id)
         sweep = session.get(Sweep, sweep_id, populate_existing=True)
         if sweep is None or JobStatus(sweep.status).finished:
             return started

@@ -19,7 +19,7 @@ from worker import sweeps as sw
 from .. import admission
 from ..auth import owner
 from ..decorators import body, query, responds
-from ..errors import conflict, invalid
+from ..errors import conflict, invalid, not_found
 from ..schemas import (
     JobCreate,
     SweepBest,
@@ -37,12 +37,8 @@ from .rows import mine, one_page
 bp = Blueprint("sweeps", __name__, url_prefix="/sweeps")
 
 
-def _get_sweep(
-    session: OrmSession, sweep_id: int, *, owner: str, for_update: bool = False
-) -> Sweep | None:
+def _get_sweep(session: OrmSession, sweep_id: int, *, owner: str) -> Sweep | None:
     statement = select(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner)
-    if for_update:
-        statement = statement.with_for_update()
     return session.scalars(statement).one_or_none()
 
 
@@ -253,7 +249,9 @@ def cancel_sweep(sweep_id: int) -> SweepOut:
     they have stopped."""
     settings = state().settings
     with Session.begin() as session:
-        sweep = mine(session, "sweep", sweep_id, _get_sweep, for_update=True)
+        if not sw.lock_sweep(session, sweep_id, owner()):
+            raise not_found("sweep", sweep_id)
+        sweep = mine(session, "sweep", sweep_id, _get_sweep)
         if JobStatus(sweep.status).finished:
             raise conflict(f"sweep {sweep_id} has already finished ({sweep.status})")
         sweep.cancel_requested = True

@@ -150,7 +150,7 @@ def test_openapi_describes_bodies_responses_and_errors(client: FlaskClient) -> N
     error = schemas[error_ref.rsplit("/", 1)[1]]
     assert error["required"] == ["error"]
     list_jobs = document["paths"]["/jobs"]["get"]
-    assert {p["name"] for p in list_jobs["parameters"]} == {"limit", "after", "status"}
+    assert {p["name"] for p in list_jobs["parameters"]} == {"limit", "after", "status", "ids"}
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert "500" in operation["responses"], (path, method)

@@ -61,6 +61,10 @@ def alices(alice: FlaskClient) -> dict[str, int]:
     }
 
 
+# one sample for a model of two inputs and one output
+TRACE_BODY = {"inputs": [0, 1], "targets": [1]}
+
+
 def routes(client: FlaskClient) -> list[tuple[str, str]]:
     """(method, URL template) of every route the app has."""
     found = []
@@ -80,6 +84,8 @@ def url(template: str, ids: dict[str, int]) -> str:
         "predictions": ids["prediction"],
         # a name, an alias and a version alike (test_registry.py tries another owner's)
         "registered-models": 1,
+        # another owner's sweep is a 404: tests/service/test_sweeps.py
+        "sweeps": ids.get("sweep", 1),
     }
     ident = idents.get(kind, 0)
     return re.sub(r"<[^>]+>", str(ident), template)
@@ -90,6 +96,8 @@ def call(client: FlaskClient, method: str, path: str, headers: dict[str, str] | 
     kwargs = {}
     if path.endswith("/predict"):
         kwargs["json"] = {"inputs": [[0, 1]]}
+    elif path.endswith("/trace"):
+        kwargs["json"] = TRACE_BODY
     elif method == "POST":
         kwargs["json"] = {}
     return client.open(path, method=method, headers=headers or {}, **kwargs)
@@ -205,6 +213,8 @@ def model_call(client: FlaskClient, method: str, path: str, dataset_id: int):  #
     """A request to a model route with a body its owner would get an answer to."""
     if path.endswith("/predict"):
         return client.post(path, json={"inputs": [[0, 1]]})
+    if path.endswith("/trace"):
+        return client.post(path, json=TRACE_BODY)
     if path.endswith("/evaluate") or path.endswith("/predictions"):
         return client.post(path, json={"dataset_id": dataset_id})
     return client.open(path, method=method)
@@ -242,8 +252,8 @@ def test_the_owners_unloadable_model_is_a_clear_409(
 ) -> None:
     model = broken[which]
     reason = "are missing" if which == "missing weights" else "cannot be read"
-    for path in ("weights", "predict", "evaluate", "predictions"):
-        method = "GET" if path == "weights" else "POST"
+    for path in ("weights", "predict", "evaluate", "predictions", "trace", "export"):
+        method = "GET" if path in ("weights", "export") else "POST"
         response = model_call(alice, method, f"/models/{model}/{path}", alices["dataset"])
         assert response.status_code == 409, (path, response.json)
         error = response.json["error"]

@@ -59,6 +59,20 @@ from tests.service.processes import (
 XOR = {"inputs": [[0, 0], [0, 1], [1, 0], [1, 1]], "targets": [[0], [1], [1], [0]]}
 ROWS = {"inputs": XOR["inputs"]}
 NET = {"input_dim": 2, "layers": [{"units": 3, "activation": "tanh"}, {"units": 1}]}
+
+
+def sweep_body(dataset_id: int) -> dict[str, Any]:
+    """A sweep of two trials (queued: no worker runs during the outages)."""
+    return {
+        "dataset_id": dataset_id,
+        "network": NET,
+        "training": {"epochs": 2, "validation_split": 0.25},
+        "search_space": {"training.l2": {"uniform": [0, 0.1]}},
+        "trials": 2,
+        "pruner": "none",
+    }
+
+
 # Routes that answer without a key: they are not expected to need the database.
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/metrics"}
 # What no error body may show: the database's address, its name, a statement.
@@ -172,11 +186,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         prediction = send(
             base, "POST", f"/models/{model}/predictions", {"dataset_id": dataset}, key
         )
+        sweep = send(base, "POST", "/sweeps", sweep_body(dataset), key)
+        assert sweep.status == 202, sweep.body
         ids = {
             "dataset_id": dataset,
             "job_id": queued,
             "model_id": model,
             "prediction_id": prediction.body["id"],
+            "sweep_id": sweep.body["id"],
         }
         yield Live(base, key, url, env, logs, broker, ids)
     finally:
@@ -234,6 +251,8 @@ def request_for(method: str, template: str, ids: dict[str, int]) -> tuple[str, A
         body = {"inputs": [[0, 1]]}
     elif path.endswith(("/evaluate", "/predictions")) and method == "POST":
         body = {"dataset_id": ids["dataset_id"]}
+    elif template == "/sweeps" and method == "POST":
+        body = sweep_body(ids["dataset_id"])
     return path, body
 
 
