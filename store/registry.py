@@ -73,6 +73,8 @@ def _insert(session: Session):  # type: ignore[no-untyped-def]
 def get_registered(
     session: Session, name: str, *, owner: str, lock: bool = False
 ) -> RegisteredModel | None:
+    if name_problem(name) is not None:
+        return None  # never made, and PostgreSQL refuses some such text (a NUL) outright
     query = select(RegisteredModel).where(
         RegisteredModel.owner == owner, RegisteredModel.name == name
     )
@@ -196,9 +198,13 @@ def resolve(
             if version > MAX_VERSION:
                 raise LookupError(f"registered model {name!r} has no version {version}")
         else:
-            version = session.scalar(
-                select(ModelAlias.version).where(
-                    ModelAlias.registered_model_id == registered.id, ModelAlias.alias == alias
+            version = (
+                None
+                if ALIAS.fullmatch(alias) is None
+                else session.scalar(
+                    select(ModelAlias.version).where(
+                        ModelAlias.registered_model_id == registered.id, ModelAlias.alias == alias
+                    )
                 )
             )
             if version is None:
@@ -230,6 +236,8 @@ def set_alias(session: Session, registered: RegisteredModel, alias: str, version
 
 def delete_alias(session: Session, registered: RegisteredModel, alias: str) -> bool:
     """Remove the alias; False if there was none."""
+    if ALIAS.fullmatch(alias) is None:
+        return False
     result = session.execute(
         delete(ModelAlias).where(
             ModelAlias.registered_model_id == registered.id, ModelAlias.alias == alias

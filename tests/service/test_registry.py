@@ -454,3 +454,33 @@ def direct_bad_status(client: FlaskClient, model: int) -> int:
 
 def test_the_stores_default_seed_is_the_engines() -> None:
     assert core.parse_training({"epochs": 1}).seed == DEFAULT_SEED
+
+
+@pytest.mark.parametrize("bad", ["peng%00", "a" * 300, "%C3%BC"])
+def test_names_and_aliases_that_cannot_exist_are_missing(
+    client: FlaskClient, two_models: tuple[int, int], bad: str
+) -> None:
+    # PostgreSQL refuses a NUL in text outright: such a name must be a 404 before any query.
+    register(client, "nul-probe", two_models[0])
+    client.put("/registered-models/nul-probe/aliases/prod", json={"version": 1})
+    for method, path in [
+        ("GET", f"/registered-models/{bad}"),
+        ("DELETE", f"/registered-models/{bad}"),
+        ("GET", f"/registered-models/{bad}/versions/1"),
+        ("DELETE", f"/registered-models/{bad}/versions/1"),
+        ("GET", f"/registered-models/{bad}@prod"),
+        ("GET", f"/registered-models/nul-probe@{bad}"),
+        ("DELETE", f"/registered-models/nul-probe/aliases/{bad}"),
+        ("POST", f"/registered-models/{bad}@prod/predict"),
+        ("POST", f"/registered-models/nul-probe@{bad}/predict"),
+        ("POST", f"/registered-models/{bad}/versions/1/predict"),
+    ]:
+        body = {"inputs": [[0, 1]]} if path.endswith("/predict") else None
+        answer = client.open(path, method=method, json=body)
+        assert answer.status_code == 404, (method, path, answer.json)
+        assert answer.json["error"]["code"] == "not_found"
+    answer = client.put(f"/registered-models/nul-probe/aliases/{bad}", json={"version": 1})
+    assert answer.status_code == 422 and answer.json["error"]["field"] == "alias", answer.json
+    answer = client.put(f"/registered-models/{bad}/aliases/prod", json={"version": 1})
+    assert answer.status_code == 404, answer.json
+    assert client.get("/registered-models/nul-probe@prod").status_code == 200
