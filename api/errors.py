@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from worker.transient import outage
 
@@ -156,7 +156,26 @@ def _api_error(exc: ApiError) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.field, headers)
 
 
+def _allowed_nowhere(exc: MethodNotAllowed) -> bool:
+    """Whether no method the 405 names reaches a view either. Werkzeug answers 405 when
+    a path matches the pattern of a rule for another method, before that rule's
+    converter has refused the value (``/models/0`` has a GET and a DELETE rule, and
+    ``id`` takes no 0): such a path names nothing, whatever the method."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    for method in exc.valid_methods or ():
+        if method in ("HEAD", "OPTIONS"):
+            continue
+        try:
+            adapter.match(request.path, method=method)
+        except HTTPException:
+            continue
+        return False
+    return True
+
+
 def _http_error(exc: HTTPException) -> Response:
+    if isinstance(exc, MethodNotAllowed) and _allowed_nowhere(exc):
+        exc = NotFound()
     status = exc.code or 500
     headers = {}
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:

@@ -196,7 +196,12 @@ CASES = {
     "unknown-model": Case("POST", "/models/2147483647/predict", 404, json={"inputs": [[1, 2]]}),
     "unknown-model-weights": Case("GET", "/models/2147483646/weights", 404),
     "unknown-route": Case("GET", "/nowhere", 404),
+    # Paths with a GET rule and a DELETE rule: still a 404, not a 405 for the other method.
+    "model-id-zero": Case("GET", "/models/0", 404),
+    "job-id-zero-delete": Case("DELETE", "/jobs/0", 404),
+    "model-id-too-big": Case("GET", "/models/99999999999", 404),
     "wrong-method": Case("PUT", "/datasets", 405),
+    "wrong-method-on-a-job": Case("PUT", "/jobs/{job}", 405),
     "post-to-healthz": Case("POST", "/healthz", 405),
     "cancel-finished-job": Case("POST", "/jobs/{job}/cancel", 409),
     # --- predict
