@@ -114,11 +114,12 @@ def _design(
         raise invalid(field, exc.message) from None
 
 
-def check_depth(payload: JobCreate, settings: Settings) -> None:
-    """At most ``BACKPROP_MAX_LAYERS`` layers, counted before the spec is parsed: a
-    million one-unit layers stay under the weight limit, yet one epoch of them takes
-    minutes and gigabytes and stores a model too large to load."""
-    layers = (payload.network or {}).get("layers")
+def check_depth(network: Any, settings: Settings) -> None:
+    """At most ``BACKPROP_MAX_LAYERS`` layers in a network spec (a JSON object, or None),
+    counted before the spec is parsed: a million one-unit layers stay under the weight
+    limit, yet one epoch of them takes minutes and gigabytes and stores a model too
+    large to load."""
+    layers = network.get("layers") if isinstance(network, dict) else None
     # A start model's spec is checked with the completed spec (check_plan).
     if isinstance(layers, list) and len(layers) > settings.max_layers:
         raise limit_exceeded(
@@ -229,7 +230,7 @@ def admit(
     ``training...``, ``dataset_id``, ``dataset...`` or ``init_from_model``.
     """
     check_training(payload, settings)
-    check_depth(payload, settings)
+    check_depth(payload.network, settings)
     upload = inline_upload(payload, settings)
     start = _start_model(session, payload.init_from_model, owner)
     if upload is not None:

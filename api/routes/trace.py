@@ -7,6 +7,8 @@ TraceOut).
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint
 
 import core
@@ -14,9 +16,11 @@ from core.trace import TraceTooLarge, parse_traced_network, trace_step
 from store import Session
 from store import queries as q
 
+from ..admission import check_depth
 from ..decorators import body, responds
 from ..errors import invalid, limit_exceeded
 from ..schemas import ModelTraceOut, ModelTraceRequest, TraceOut, TraceRequest
+from ..services import state
 from .models import served_model
 from .rows import mine
 
@@ -36,7 +40,13 @@ def trace(payload: TraceRequest) -> TraceOut:
     The network gives every layer's `weights` and `bias`, at most 10,000 numbers in
     all (422 `limit_exceeded` beyond). Errors name the field: `network.layers[0].weights`,
     `inputs`, `targets`, `loss`.
+
+    A network trained by the service runs in its own input space: a model document's
+    `normalization`, `preprocess` and a `dtype` other than float64 are refused (422
+    naming them) rather than skipped; `POST /models/<id>/trace` traces a trained model.
     """
+    check_depth(payload.network, state().settings)
+    _refuse_unread(payload.network)
     try:
         network = parse_traced_network(payload.network)
     except TraceTooLarge as exc:
@@ -55,6 +65,22 @@ def trace(payload: TraceRequest) -> TraceOut:
     except core.SpecError as exc:
         raise invalid(exc.field, exc.message) from None
     return TraceOut.model_validate(step.to_json())
+
+
+def _refuse_unread(network: Any) -> None:
+    """A model document's fields that would change the forward pass (core.spec accepts
+    them in a network spec, for jobs, and does not read them)."""
+    if not isinstance(network, dict):
+        return
+    for name in ("normalization", "preprocess"):
+        if network.get(name) is not None:
+            raise invalid(
+                f"network.{name}",
+                "a trace runs the network on inputs already in its own space; "
+                "trace a trained model with POST /models/<id>/trace",
+            )
+    if network.get("dtype", "float64") != "float64":
+        raise invalid("network.dtype", "a trace computes in float64; leave dtype out")
 
 
 @bp.post("/models/<id:model_id>/trace")

@@ -222,6 +222,25 @@ def _big_network() -> dict[str, Any]:
             "limit_exceeded",
             "network",
         ),
+        (
+            seed_body(network={"input_dim": 1, "layers": [{"units": 1}] * 65}),
+            422,
+            "limit_exceeded",
+            "network.layers",
+        ),
+        # A model document's fields that would change the forward pass are not skipped.
+        (
+            seed_body(network={**seed.NETWORK, "normalization": {"method": "standard"}}),
+            422,
+            "validation_error",
+            "network.normalization",
+        ),
+        (
+            seed_body(network={**seed.NETWORK, "dtype": "float32"}),
+            422,
+            "validation_error",
+            "network.dtype",
+        ),
     ],
 )
 def test_bad_bodies_name_their_field(
