@@ -236,6 +236,8 @@ def _table_inputs(
             by_value = _numeric_positions(column["categories"])
             if by_value:
                 numeric_categories.append(name)
+                # which categories text that reads as a number also finds by value
+                described[-1]["by_value"] = [column["categories"][k] for k in by_value.values()]
                 value = _number_value(graph, name)
                 for number, k in by_value.items():
                     # Text and value never point at two categories: text that equals

@@ -480,6 +480,8 @@ def test_number_like_categories_by_value(client: FlaskClient, dtype: str) -> Non
         "before them other than spaces, tabs and line breaks, which it matches by their "
         "text only"
     ]
+    (code,) = [i for i in json.loads(metadata(data)["backprop.inputs"]) if i["name"] == "code"]
+    assert sorted(code["by_value"]) == sorted(["3", "-1", "0", "100", "0.5"])
     records = [{"a": 0.25, "code": form} for form in FORMS]
     records += [{"a": -1.5, "code": form} for form in FORMS]
     answer = predict_records(client, model_id, records)
@@ -602,7 +604,7 @@ def test_odd_names_and_text(client: FlaskClient) -> None:
     records = records_of(text, features, {"kind"})
     records += [
         {"layer0_1": 0.1, "a_isnan_2": None, "Größe (mm)/γ": 2.0, "kind": near}
-        for near in ["aXb", "a.bbb", "x", "(x)|y ", "naïve 5", "z", " Ünïcode ✓"]
+        for near in ["aXb", "a.bbb", "x", "(x)|y ", "naïve 5", "z", " Ünïcode ✓", "\x1c[z]\x1f"]
     ]
     answer = predict_records(client, model_id, records)
     assert_same(run(data, records), answer, 1e-6)
