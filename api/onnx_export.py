@@ -7,21 +7,26 @@ stores, in the order predict applies it:
    the column, shape ``[N, 1]``: number columns in the network's dtype (DOUBLE for a
    float64 model, FLOAT for a float32 one) with NaN for a missing value, category
    columns as STRING with ``""`` (or ``NA``, ``null``... as in a CSV) for a missing
-   value. A model trained on bare arrays takes one matrix ``inputs``, ``[N, input_dim]``.
+   value. Every model the service trains has this preprocessing, a dataset sent as
+   JSON arrays included (its columns are ``x0``, ``x1``...); a :class:`core.Model`
+   without it (trained by the engine alone) raises :class:`NotExportable`.
 2. preprocessing: missing numbers replaced by the fitted fill value, ``<name>_missing``
    indicators, category text matched as the service reads it (surrounding spaces
-   trimmed, missing markers in any case, ``true``/``false`` in any case) into one-hot
-   columns, then the fitted normalization of the number columns.
+   trimmed, missing markers in any case, ``true``/``false`` in any case, and text that
+   reads as a number also by its value, as :meth:`core.preprocess.Preprocessor.transform`
+   does: ``3.0``, ``3e0`` or ``+3`` for the category ``3``) into one-hot columns, then
+   the fitted normalization of the number columns.
 3. the network: ``MatMul`` + ``Add`` and the activation of each layer.
 4. the outputs: ``outputs`` (``[N, units]``, in the targets' units: a regression's
    target scaling undone) and, for classifiers, ``labels``: class names (STRING
    ``[N]``), class indices (INT64 ``[N]``) for a classifier without class names, or
    0/1 indicators (INT64 ``[N, labels]``) for a multilabel model.
 
-What predict does that the graph does not (it only refuses some inputs, or reads
-some the graph reads by text only) is listed in :attr:`OnnxExport.omitted` and in
-the model's ``metadata_props``. What cannot be expressed at all raises
-:class:`NotExportable` rather than give a graph with other numbers.
+What predict does that the graph does not (it refuses some inputs, and reads a few
+rare spellings of numbers that the graph reads by text only) is listed in
+:attr:`OnnxExport.omitted` and in the model's ``metadata_props``. What cannot be
+expressed at all raises :class:`NotExportable` rather than give a graph with other
+numbers.
 
 No pickle: the file is the ONNX protobuf, with the weights as tensors.
 """
@@ -42,6 +47,9 @@ import core
 from core.activations import LEAKY_SLOPE
 from core.frame import CATEGORY, NUMBER
 
+# The categories predict also matches by value: the same function, so the same set.
+from core.preprocess import _numeric_positions
+
 from .tables import MISSING
 
 # ai.onnx 21: RegexFullMatch (20) reads category text as the service does; onnxruntime
@@ -49,8 +57,9 @@ from .tables import MISSING
 OPSET = 21
 IR_VERSION = 10
 
-# Unicode's White_Space, which pyarrow's utf8_trim_whitespace trims (RE2 syntax).
-_SPACE = r"[\t-\r\x{85}\p{Z}]*"
+# What pyarrow's utf8_trim_whitespace trims (Python's str.isspace: Unicode's
+# White_Space and the separators U+001C-U+001F), in RE2 syntax.
+_SPACE = r"[\t-\r\x{1C}-\x{1F}\x{85}\p{Z}]*"
 
 # The graph's outputs, named after predict's answer fields.
 OUTPUTS = ("outputs", "labels")
@@ -96,11 +105,26 @@ def category_pattern(category: str) -> str:
 MISSING_PATTERN = f"(?i){_SPACE}(?:{'|'.join(_literal(t) for t in MISSING)}){_SPACE}"
 
 
-def _reads_as_number(text: str) -> bool:
-    try:
-        return bool(np.isfinite(float(text)))
-    except ValueError:
-        return False
+# Text the graph reads as a number, and so compares by value with the categories
+# that are numbers, as predict does after Python's float(). Restricted to the forms
+# where onnxruntime's Cast (C's strtod: leading ASCII white space skipped, parsing
+# stops at the number's end, correctly rounded as Python is) gives Python's value and
+# never fails: ASCII digits, at most 100 before and after the point and an exponent
+# of at most two digits (past leading zeros), so the value is 0 or within 1e-199 and
+# 1e199, far from strtod's range errors. After the number, any white space the reader
+# trims; before it, ASCII's only (strtod skips no other). Python's other forms (1_000,
+# non-ASCII digits, more digits, other white space before the number) are in
+# NUMBER_FORMS_OMITTED; inf and nan are not numbers to predict either.
+NUMBER_PATTERN = (
+    r"[\t-\r ]*[+-]?(?:[0-9]{1,100}(?:\.[0-9]{0,100})?|\.[0-9]{1,100})"
+    r"(?:[eE][+-]?0*[0-9]{1,2})?" + _SPACE
+)
+
+NUMBER_FORMS_OMITTED = (
+    "numbers written with underscores (1_000), non-ASCII digits, more than 100 digits "
+    "before or after the point, an exponent past 99, or white space before them other "
+    "than spaces, tabs and line breaks"
+)
 
 
 class _Graph:
@@ -167,6 +191,9 @@ def _activation(graph: _Graph, name: str, z: str, index: int) -> str:
     )
 
 
+_ACTIVATIONS = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax", "gaussian"}
+
+
 def _value_info(name: str, element: int, shape: Sequence[int | str | None]) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, element, list(shape))
 
@@ -206,24 +233,40 @@ def _table_inputs(
                 graph.op("RegexFullMatch", [name], f"{name}_is", pattern=category_pattern(c))
                 for c in column["categories"]
             ]
+            by_value = _numeric_positions(column["categories"])
+            if by_value:
+                numeric_categories.append(name)
+                # which categories text that reads as a number also finds by value
+                described[-1]["by_value"] = [column["categories"][k] for k in by_value.values()]
+                value = _number_value(graph, name)
+                for number, k in by_value.items():
+                    # Text and value never point at two categories: text that equals
+                    # a category has its value, and a value two categories share is
+                    # left out of by_value.
+                    equal = graph.op(
+                        "Equal",
+                        [value, graph.constant(number, f"{name}_value", np.float64)],
+                        f"{name}_equal",
+                    )
+                    matches[k] = graph.op("Or", [matches[k], equal], f"{name}_is")
             if column["missing"]:
                 matches.append(
                     graph.op("RegexFullMatch", [name], f"{name}_is", pattern=MISSING_PATTERN)
                 )
             for match in matches:
                 pieces.append(graph.op("Cast", [match], f"{name}_onehot", to=graph.element))
-            if any(_reads_as_number(c) for c in column["categories"]):
-                numeric_categories.append(name)
         else:
             raise NotExportable(
                 f"preprocess.columns.{name}", f"columns of kind {column['kind']!r} are not exported"
             )
     if numeric_categories:
         omitted.append(
-            "category codes by value: in "
+            "rare spellings of category codes: in "
             + ", ".join(numeric_categories)
-            + " the graph matches categories by their text only, while predict also takes "
-            "a number of the same value (2 for the category 2.0)"
+            + " the graph matches a number to the category of the same value as predict "
+            "does (3.0 or 3e0 for the category 3), except for "
+            + NUMBER_FORMS_OMITTED
+            + ", which it matches by their text only"
         )
     if preprocess["spec"].get("unknown") == "error":
         omitted.append(
@@ -235,6 +278,17 @@ def _table_inputs(
         raise NotExportable("preprocess.columns", "the model has no input columns")
     encoded = pieces[0] if len(pieces) == 1 else graph.op("Concat", pieces, "encoded", axis=1)
     return inputs, described, encoded
+
+
+def _number_value(graph: _Graph, name: str) -> str:
+    """The category column's text as a DOUBLE ``[N, 1]``: its number where the text
+    matches :data:`NUMBER_PATTERN`, else NaN (equal to no category)."""
+    is_number = graph.op("RegexFullMatch", [name], f"{name}_is_number", pattern=NUMBER_PATTERN)
+    # Cast fails on text that is not a number: only the admitted text reaches it.
+    text = graph.op(
+        "Where", [is_number, name, graph.texts(["nan"], f"{name}_nan")], f"{name}_number_text"
+    )
+    return graph.op("Cast", [text], f"{name}_number", to=TensorProto.DOUBLE)
 
 
 def _normalized(
@@ -339,7 +393,20 @@ def to_onnx(
     dtype = np.dtype(model.network.dtype)
     if dtype not in _ELEMENT:
         raise NotExportable("dtype", f"{dtype} networks are not exported (float64 and float32 are)")
-    columns = model.preprocessor.input_names if model.preprocessor is not None else ["inputs"]
+    for index, activation in enumerate(model.network.activation_names):
+        if activation not in _ACTIVATIONS:
+            raise NotExportable(
+                f"layers[{index}].activation",
+                f"the {activation!r} activation has no ONNX translation here",
+            )
+    if model.preprocessor is None:
+        # Unreachable through the service: every job's model has its preprocessing.
+        raise NotExportable(
+            "preprocess",
+            "a model without the service's preprocessing (trained by the engine alone) "
+            "is not exported",
+        )
+    columns = model.preprocessor.input_names
     for column in columns:
         if column in OUTPUTS:
             raise NotExportable(
@@ -354,31 +421,14 @@ def to_onnx(
         + "rows whose outputs are not finite and more rows than BACKPROP_MAX_PREDICT_ROWS; "
         "the graph computes whatever it is given"
     ]
-    if model.preprocessor is not None:
-        preprocess = model.preprocessor.to_json()
-        inputs, described, x = _table_inputs(graph, preprocess, omitted)
-        places, width = _number_places(preprocess)
-        if width != model.input_dim:
-            raise NotExportable(
-                "preprocess", f"encodes {width} columns but the network takes {model.input_dim}"
-            )
-        x = _normalized(graph, x, preprocess["normalization"], places, width)
-    else:
-        inputs = [_value_info("inputs", graph.element, ["N", model.input_dim])]
-        described = [
-            {
-                "name": "inputs",
-                "type": str(dtype),
-                "shape": ["N", model.input_dim],
-                "columns": model.feature_names or [f"x{i}" for i in range(model.input_dim)],
-            }
-        ]
-        omitted.append(
-            "missing values: predict refuses NaN for a model trained on bare arrays (it "
-            "has no imputation); the graph passes it through to NaN outputs"
+    preprocess = model.preprocessor.to_json()
+    inputs, described, x = _table_inputs(graph, preprocess, omitted)
+    places, width = _number_places(preprocess)
+    if width != model.input_dim:
+        raise NotExportable(
+            "preprocess", f"encodes {width} columns but the network takes {model.input_dim}"
         )
-        norm = None if model.normalizer is None else model.normalizer.to_dict()
-        x = _normalized(graph, "inputs", norm, range(model.input_dim), model.input_dim)
+    x = _normalized(graph, x, preprocess["normalization"], places, width)
 
     a = x
     network = model.network
@@ -435,11 +485,20 @@ def to_onnx(
         "backprop.omitted": json.dumps(omitted),
         **(extra_metadata or {}),
     }
-    if target is not None:
-        props["backprop.task"] = target.task
+    props["backprop.task"] = _task(model)
     helper.set_model_props(proto, props)
     onnx.checker.check_model(proto, full_check=True)
     return OnnxExport(proto.SerializeToString(), omitted, described, outputs_described)
+
+
+def _task(model: core.Model) -> str:
+    """The task as the model answers it: a target encoder's own, else classification
+    for a model whose loss reads its outputs as classes (a sigmoid output trained with
+    binary_crossentropy answers class indices in ``labels``), else regression."""
+    target = model.target
+    if target is not None and target.task != "regression":
+        return target.task
+    return "classification" if model.is_classifier else "regression"
 
 
 def _version() -> str:

@@ -51,22 +51,24 @@ def onnx_file(model_id: int, params: ExportQuery) -> Response:
     ``?format=onnx`` (the default) gives an ONNX model of opset 21 whose outputs are
     predict's ``outputs`` and ``labels`` for the same rows.
 
-    Inputs: a model trained on a table takes one input per input column, named after
-    the column, shape [N, 1]: number columns in the model's dtype (double for a
-    float64 model, float for a float32 one) with NaN for a missing value, category
-    columns as strings with "" (or NA, null...) for a missing value, read as predict
-    reads CSV text (spaces trimmed). A model trained on bare arrays takes one matrix
-    ``inputs`` [N, input_dim] in its dtype. Outputs: ``outputs`` [N, units] in the
-    targets' units (a regression's target scaling undone, in the model's dtype), and
-    for classifiers ``labels``: class names, class indices (no names) or 0/1 per label
-    (multilabel), as predict's ``labels``.
+    Inputs: one per input column of the training dataset, named after the column
+    (``x0``, ``x1``... for a dataset sent as JSON arrays), shape [N, 1]: number
+    columns in the model's dtype (double for a float64 model, float for a float32 one)
+    with NaN for a missing value, category columns as strings with "" (or NA, null...)
+    for a missing value, read as predict reads CSV text (spaces trimmed, and text that
+    reads as a number matched to a number-like category by value: 3.0 for 3).
+    Outputs: ``outputs`` [N, units] in the targets' units (a regression's target
+    scaling undone, in the model's dtype), and for classifiers ``labels``: class
+    names, class indices (no names) or 0/1 per label (multilabel), as predict's
+    ``labels``.
 
     Omitted (listed in the ``X-Backprop-Export-Omitted`` header and in the file's
     metadata_props ``backprop.omitted``): predict's refusals of input it will not
     compute (infinite numbers, float32 overflow, non-finite outputs, unknown
-    categories under ``unknown="error"``, NaN for a model trained on bare arrays), the
-    row limit, and for category columns whose categories read as numbers, matching
-    by value (2 for 2.0): the graph matches text.
+    categories under ``unknown="error"``), the row limit, and for category columns
+    whose categories read as numbers, the rare spellings of numbers the graph
+    matches by text only (1_000, non-ASCII digits, over 100 digits, exponents past 99,
+    white space other than spaces, tabs and line breaks before the number).
 
     A model the graph cannot reproduce answers 422 ``not_exportable`` naming the part
     (an activation or dtype without a translation), never a file with other numbers.

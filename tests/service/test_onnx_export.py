@@ -356,7 +356,7 @@ def test_omissions_are_named_in_header_and_metadata(client: FlaskClient) -> None
     response = client.get(f"/models/{model_id}/export?format=onnx")
     header = response.headers[OMITTED]
     assert "unknown categories" in header and 'unknown="error"' in header
-    assert "category codes by value: in flag" in header
+    assert "rare spellings of category codes: in flag" in header and "1_000" in header
     omitted = json.loads(metadata(response.data)["backprop.omitted"])
     assert header == "; ".join(omitted) and len(omitted) == 3
     assert "unknown categories" in onnx.load_from_string(response.data).doc_string
@@ -371,16 +371,35 @@ def test_omissions_are_named_in_header_and_metadata(client: FlaskClient) -> None
 
 
 def test_json_dataset_model(client: FlaskClient) -> None:
-    """A dataset sent as JSON arrays: its columns are inputs x0, x1 of numbers."""
+    """A dataset sent as JSON arrays: its columns are inputs x0, x1 of numbers; a
+    sigmoid trained with binary_crossentropy is a classification with class indices."""
     dataset = post_dataset(client, name="xor-onnx")
-    model_id = train(client, dataset["id"], {"layers": [{"units": 4, "activation": "tanh"}]})
+    model_id = train(
+        client,
+        dataset["id"],
+        {"layers": [{"units": 4, "activation": "tanh"}, {"units": 1, "activation": "sigmoid"}]},
+        loss="binary_crossentropy",
+    )
     data = export(client, model_id)
     rows = [[0, 0], [0, 1], [1, 0], [1, 1], [0.25, -3.5]]
     answer = client.post(f"/models/{model_id}/predict", json={"inputs": rows}).json
     records = [{"x0": r[0], "x1": r[1]} for r in rows]
-    names = [i.name for i in session_of(data).get_inputs()]
-    assert names == ["x0", "x1"]
-    assert_same(run(data, records), answer, 1e-6)  # type: ignore[arg-type]
+    session = session_of(data)
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [("x0", ["N", 1]), ("x1", ["N", 1])]
+    got = run(data, records)
+    assert_same(got, answer, 1e-6)  # type: ignore[arg-type]
+    assert got["labels"].dtype == np.int64 and set(got["labels"].tolist()) <= {0, 1}
+    meta = metadata(data)
+    assert meta["backprop.task"] == "classification"
+    assert [i["name"] for i in json.loads(meta["backprop.inputs"])] == ["x0", "x1"]
+    # A CSV body: a header of exactly x0,x1 is taken, any other names are a 400.
+    for header, status in [("x0,x1\n", 200), ("", 200), ("a,b\n", 400), ("x1,x0\n", 400)]:
+        response = client.post(
+            f"/models/{model_id}/predict", data=header + "0,1\n1,1\n", content_type="text/csv"
+        )
+        assert response.status_code == status, (header, response.json)
+        if status == 200:
+            assert response.json["labels"] == got["labels"].tolist()[1:4:2]  # type: ignore[index]
 
 
 def test_empty_batch(client: FlaskClient, mixed_datasets: dict[str, tuple[int, str]]) -> None:
@@ -390,18 +409,151 @@ def test_empty_batch(client: FlaskClient, mixed_datasets: dict[str, tuple[int, s
     assert got["outputs"].shape == (0, 1) and got["labels"].shape == (0,)
 
 
-# --- the builder on models made by the engine alone (no table, no service) ----------
+# --- number-like categories: matched by value as predict does -------------------
+
+# Training categories of the column ``code``: numbers, two that share a value (07 and
+# 7: text decides those), and a word.
+CODES = ["3", "-1", "0", "100", "0.5", "07", "7", "x"]
+
+# How a client may spell them, ordinary and odd.
+FORMS = [
+    *CODES,
+    *["3.0", "3e0", " 3 ", "+3", "3.", "03", "3.0000000000000001", "30e-1", ".3e1", "3E+00"],
+    *["-1.0", "-1e0", "-0", "0.0", "0e5", "+0.", "1e2", "100.00", "1E+02", ".5", "5e-1"],
+    *["0.50", "7.0", "07.0", " x", "X", "0x3", "inf", "-inf", "Infinity", "3e999", "1" * 101],
+    *["3 \u00a0", "\t3\t", "3\u3000", "", "NA", "three", "3,0", "3 3", "e3", "3e", "."],
+    *["0.0000000000000000000000000000000000000000000000000000000000000000000000000001e77"],
+    # what the graph reads by text only (listed in the export's omissions)
+    *["\u00a03.0", "\x1c3.0", "1_00", "\uff13", "1e-999"],
+    # (a category's own text among spaces of any kind is text, matched by the graph)
+    *["\u00a03", "\x1c3\u2029", "\u3000100\x85"],
+]
+# The forms of FORMS the graph reads otherwise than predict, as its omissions say.
+TEXT_ONLY = {"\u00a03.0", "\x1c3.0", "1_00", "\uff13", "1e-999"}
+
+
+def codes_table(rows: int = 80) -> str:
+    rng = np.random.default_rng(4)
+    lines = ["a,code,label"]
+    for i in range(rows):
+        code = CODES[i % len(CODES)]
+        a = rng.normal()
+        label = "hi" if (CODES.index(code) % 3 == 0) ^ (a > 1) else "lo" if a > 0 else "mid"
+        lines.append(f"{a:.3f},{code},{label}")
+    return "\n".join(lines) + "\n"
+
+
+def differing_rows(
+    got: dict[str, np.ndarray], answer: dict[str, Any], tolerance: float
+) -> list[int]:
+    """The rows where the graph's outputs or label are not predict's."""
+    expected = np.array(answer["outputs"], dtype=np.float64)
+    close = np.isclose(got["outputs"], expected, rtol=tolerance, atol=tolerance).all(axis=1)
+    same = np.array(got["labels"].tolist()) == np.array(answer["labels"])
+    return [int(i) for i in np.flatnonzero(~(close & same))]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_number_like_categories_by_value(client: FlaskClient, dtype: str) -> None:
+    """Every spelling of a code answers as predict does, save the rare ones the export
+    lists: 3.0 and 3e0 are the category 3, -1.0 is -1, 1E+02 is 100."""
+    response = client.post(
+        "/datasets?name=codes&target=label&categorical=code",
+        data=codes_table(),
+        content_type="text/csv",
+    )
+    assert response.status_code == 201, response.json
+    model_id = train(
+        client,
+        response.json["id"],  # type: ignore[index]
+        {"layers": [{"units": 6, "activation": "tanh"}]},
+        dtype=dtype,
+        epochs=40,
+    )
+    data = export(client, model_id)
+    omitted = json.loads(metadata(data)["backprop.omitted"])
+    assert [o for o in omitted if o.startswith("rare spellings")] == [
+        "rare spellings of category codes: in code the graph matches a number to the "
+        "category of the same value as predict does (3.0 or 3e0 for the category 3), "
+        "except for numbers written with underscores (1_000), non-ASCII digits, more "
+        "than 100 digits before or after the point, an exponent past 99, or white space "
+        "before them other than spaces, tabs and line breaks, which it matches by their "
+        "text only"
+    ]
+    (code,) = [i for i in json.loads(metadata(data)["backprop.inputs"]) if i["name"] == "code"]
+    assert sorted(code["by_value"]) == sorted(["3", "-1", "0", "100", "0.5"])
+    records = [{"a": 0.25, "code": form} for form in FORMS]
+    records += [{"a": -1.5, "code": form} for form in FORMS]
+    answer = predict_records(client, model_id, records)
+    got = run(data, records)
+    tolerance = 1e-6 if dtype == "float64" else 1e-4
+    differ = {records[i]["code"] for i in differing_rows(got, answer, tolerance)}
+    assert differ == TEXT_ONLY
+    # the by-value forms do move the answer (the test is not vacuous)
+    alone = {form: run(data, [{"a": 0.25, "code": form}])["outputs"] for form in FORMS}
+    np.testing.assert_array_equal(alone["3.0"], alone["3"])
+    np.testing.assert_array_equal(alone["1E+02"], alone["100"])
+    assert not np.array_equal(alone["3.0"], alone["three"])
+    # 07 and 7 share a value: text decides, and 7.0 is neither (as in predict)
+    np.testing.assert_array_equal(alone["7.0"], alone["three"])
+
+
+def test_forms_the_graph_reads_as_numbers() -> None:
+    """The graph's number pattern admits only text that Cast parses to the value
+    predict reads (Python's float() of the text the reader trimmed as str.strip()
+    does), and no text that predict does not read as a finite number."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from api.onnx_export import NUMBER_PATTERN
+
+    nodes = [
+        helper.make_node("RegexFullMatch", ["x"], ["admitted"], pattern=NUMBER_PATTERN),
+        helper.make_node("Where", ["admitted", "x", "nan"], ["text"]),
+        helper.make_node("Cast", ["text"], ["value"], to=TensorProto.DOUBLE),
+    ]
+    nan = numpy_helper.from_array(np.array(["nan"], dtype=object), "nan")
+    graph = helper.make_graph(
+        nodes,
+        "forms",
+        [helper.make_tensor_value_info("x", TensorProto.STRING, ["N"])],
+        [
+            helper.make_tensor_value_info("admitted", TensorProto.BOOL, ["N"]),
+            helper.make_tensor_value_info("value", TensorProto.DOUBLE, ["N"]),
+        ],
+        initializer=[nan],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    session = session_of(model.SerializeToString())
+    spaces = [chr(c) for c in range(0x3100) if chr(c).isspace()]
+    texts = [*FORMS, *(f"3{s}" for s in spaces), *(f"{s}3" for s in spaces)]
+    texts += ["9" * 100 + "." + "9" * 100 + "e+099", "0." + "0" * 99 + "1e-0099", "-.0e-99"]
+    texts += ["1" * 101, "1e100", "1e-100", "\x1c3", "3\x1c", "3\x1f\u2029"]
+    admitted, values = session.run(None, {"x": np.array(texts, dtype=object)})
+    for text, ok, value in zip(texts, admitted, values, strict=True):
+        try:
+            python: float | None = float(text.strip())
+        except ValueError:
+            python = None
+        if ok:
+            assert python is not None and math.isfinite(python), repr(text)
+            assert value == python, repr(text)
+    # trailing white space is any the reader trims, leading ASCII's only
+    assert all(admitted[len(FORMS) : len(FORMS) + len(spaces)])
+    leading = admitted[len(FORMS) + len(spaces) : len(FORMS) + 2 * len(spaces)]
+    assert [s for s, ok in zip(spaces, leading, strict=True) if ok] == list("\t\n\x0b\x0c\r ")
+
+
+# --- the builder's refusals -----------------------------------------------------------
 
 
 def _array_model(output: str, units: int, **training: Any) -> Any:
+    """A model of the engine alone: no preprocessing, as no service job makes."""
     import core
 
     rng = np.random.default_rng(5)
     x = rng.normal(size=(40, 3)) * [1.0, 10.0, 100.0]
-    if output == "softmax":
-        t = np.eye(units)[rng.integers(0, units, 40)]
-    else:
-        t = rng.uniform(size=(40, units))
+    t = rng.uniform(size=(40, units))
     spec = {
         "input_dim": 3,
         "layers": [
@@ -412,34 +564,15 @@ def _array_model(output: str, units: int, **training: Any) -> Any:
     return core.train(spec, {"epochs": 5, "normalize": "minmax", **training}, x, t).model
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize(("output", "units"), [("softmax", 3), ("sigmoid", 1), ("identity", 2)])
-def test_array_models(output: str, units: int, dtype: str) -> None:
-    """No preprocessing: one matrix ``inputs``, the normalizer, labels as indices."""
-    from api.onnx_export import to_onnx
-
-    model = _array_model(output, units, dtype=dtype)
-    assert model.preprocessor is None and model.normalizer is not None
-    exported = to_onnx(model)
-    assert any("predict refuses NaN" in item for item in exported.omitted)
-    session = session_of(exported.data)
-    x = np.random.default_rng(9).normal(size=(7, 3)) * [1.0, 10.0, 100.0]
-    got = session.run(None, {"inputs": x.astype(dtype)})
-    expected = model.predict(x)
-    tolerance = 1e-12 if dtype == "float64" else 1e-5
-    np.testing.assert_allclose(got[0], expected, rtol=tolerance, atol=tolerance)
-    assert got[0].dtype == np.dtype(dtype)
-    if model.is_classifier:
-        assert got[1].tolist() == model.labels_from_outputs(expected)
-    else:
-        assert len(got) == 1
-
-
 def test_not_exportable() -> None:
-    """An activation without a translation is refused, naming the layer."""
+    """An activation without a translation is refused, naming the layer; a model
+    without the service's preprocessing, naming it."""
     from api.onnx_export import NotExportable, to_onnx
 
     model = _array_model("identity", 2)
+    with pytest.raises(NotExportable) as raised:
+        to_onnx(model)
+    assert raised.value.field == "preprocess"
     model.network.activation_names[1] = "swish"
     with pytest.raises(NotExportable) as raised:
         to_onnx(model)
@@ -471,7 +604,7 @@ def test_odd_names_and_text(client: FlaskClient) -> None:
     records = records_of(text, features, {"kind"})
     records += [
         {"layer0_1": 0.1, "a_isnan_2": None, "Größe (mm)/γ": 2.0, "kind": near}
-        for near in ["aXb", "a.bbb", "x", "(x)|y ", "naïve 5", "z", " Ünïcode ✓"]
+        for near in ["aXb", "a.bbb", "x", "(x)|y ", "naïve 5", "z", " Ünïcode ✓", "\x1c[z]\x1f"]
     ]
     answer = predict_records(client, model_id, records)
     assert_same(run(data, records), answer, 1e-6)
