@@ -48,7 +48,7 @@ from core.activations import LEAKY_SLOPE
 from core.frame import CATEGORY, NUMBER
 
 # The categories predict also matches by value: the same function, so the same set.
-from core.preprocess import _numeric_positions
+from core.preprocess import numeric_positions
 
 from .tables import MISSING
 
@@ -233,7 +233,7 @@ def _table_inputs(
                 graph.op("RegexFullMatch", [name], f"{name}_is", pattern=category_pattern(c))
                 for c in column["categories"]
             ]
-            by_value = _numeric_positions(column["categories"])
+            by_value = numeric_positions(column["categories"])
             if by_value:
                 numeric_categories.append(name)
                 # which categories text that reads as a number also finds by value

@@ -272,7 +272,7 @@ class Preprocessor:
 
     def _one_hot(self, rule: _CategoryRule, column: Column, out: Array, unknown: str) -> None:
         position = {category: k for k, category in enumerate(rule.categories)}
-        by_value = _numeric_positions(rule.categories)
+        by_value = numeric_positions(rule.categories)
         # One entry per category of this frame's column, and a last one that the
         # missing code -1 picks; -1 marks "no column" (unseen, or missing unknown).
         lookup = np.full(len(column.categories) + 1, -1, dtype=np.intp)
@@ -368,7 +368,7 @@ def _as_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _numeric_positions(categories: Sequence[str]) -> dict[float | None, int]:
+def numeric_positions(categories: Sequence[str]) -> dict[float | None, int]:
     """Training categories that read as numbers, by value (codes written 1 or 1.0).
 
     A value two categories share (``01`` and ``1``) is left out: text decides those.
