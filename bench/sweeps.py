@@ -33,13 +33,7 @@ from typing import Any
 
 from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
-from store import Session, TrainedModel
-from store.migrate import upgrade
-from tests.service.api_helpers import client_for
-from tests.service.conftest import apply_env
-from tests.service.processes import ROOT, GroupProcess, wait_for
-from worker.threads import host_cores
-
+ROOT = Path(__file__).resolve().parents[1]
 # The sweep of examples/digits-sweep.json, the README's example.
 SPEC: dict[str, Any] = json.loads((ROOT / "examples" / "digits-sweep.json").read_text())
 
@@ -57,6 +51,14 @@ def one_sweep(
     pruner: str, processes: int, trials: int, epochs: int, blas_threads: str = ""
 ) -> dict[str, Any]:
     """Run one sweep on ``processes`` worker processes; its epochs, best trial, time."""
+    # The test helpers need pytest: imported here, so that `--csv` runs in a service's
+    # own environment (`make run`), where the README's example uses it.
+    from store import Session, TrainedModel
+    from store.migrate import upgrade
+    from tests.service.api_helpers import client_for
+    from tests.service.conftest import apply_env
+    from tests.service.processes import GroupProcess, wait_for
+
     with tempfile.TemporaryDirectory(prefix="bench-sweeps-") as folder:
         data = Path(folder)
         env = {
@@ -146,6 +148,8 @@ def main() -> None:
     if args.csv is not None:
         args.csv.write_text(digits_csv())
         return
+    from worker.threads import host_cores
+
     os.environ.setdefault("BACKPROP_LOG_FORMAT", "text")
     counts = [int(p) for p in args.processes.split(",")]
 

@@ -26,7 +26,15 @@ from tests.service.http import call, finished_job
 from tests.service.processes import ROOT
 
 README = ROOT / "README.md"
-SECTIONS = ("A walk-through with curl", "The command-line client", "Model registry")
+# Every section with commands, in the README's order of use.
+SECTIONS = (
+    "A walk-through with curl",
+    "Export to ONNX",
+    "The backprop trace",
+    "The command-line client",
+    "Model registry",
+    "Sweeps",
+)
 MARK = "@@ README block"
 
 
@@ -75,10 +83,19 @@ def run_blocks(folder: Path, port: int, env: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def walk_through(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], list[str]]:
-    """(the blocks, what each printed on stdout)."""
+def readme_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder the README's commands run in (files they save land there)."""
     folder = tmp_path_factory.mktemp("readme")
-    (folder / "examples").symlink_to(ROOT / "examples")
+    # What the commands use of a clone: the examples, and bench.sweeps for the digits
+    for name in ("examples", "bench"):
+        (folder / name).symlink_to(ROOT / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def walk_through(readme_folder: Path) -> tuple[list[str], list[str]]:
+    """(the blocks, what each printed on stdout)."""
+    folder = readme_folder
     with running_up(folder, env=embedded_env()) as up:
         key = (folder / "data" / "api-key").read_text().strip()
         status, seed = call(up.base, "POST", "/jobs", worked.job(3), key)
@@ -103,7 +120,7 @@ def test_the_worked_example_answers_as_documented(
     walk_through: tuple[list[str], list[str]],
 ) -> None:
     blocks, printed = walk_through
-    index = block_with(blocks, '"learning_rate": 0.5')
+    index = block_with(blocks, '"optimizer": {"name": "sgd", "learning_rate": 0.5}')
     for documented in ("0.298371109", "0.742088111", "0.775284968"):
         assert documented in blocks[index]
     answers = json_answers(printed[index])
@@ -170,3 +187,40 @@ def test_the_registry_predicts_through_an_alias(
     assert lineage["job_id"] and len(lineage["spec_sha256"]) == 64
     table = [line for line in printed[index].splitlines() if not line.startswith("{")]
     assert any("production" in line for line in table), printed[index]  # the versions table
+
+
+def test_the_trace_answers_the_seeds_numbers(walk_through: tuple[list[str], list[str]]) -> None:
+    blocks, printed = walk_through
+    index = block_with(blocks, "localhost:8000/trace")
+    step = the_one(json_answers(printed[index]), "units", "weights")
+    assert step["units"]["o1"]["out"] == pytest.approx(0.751365070, abs=1e-9)
+    assert step["units"]["o1"]["delta"] == pytest.approx(0.138498562, abs=1e-9)
+    assert step["weights"]["w5"]["after"] == pytest.approx(0.358916480, abs=1e-9)
+    assert step["weights"]["w1"]["gradient"] == pytest.approx(0.000438568, abs=1e-9)
+    assert step["error"]["total"] == pytest.approx(worked.EPOCH_1_LOSS, abs=1e-9)
+
+
+def test_the_export_saves_an_onnx_file_of_the_model(
+    walk_through: tuple[list[str], list[str]], readme_folder: Path
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    blocks, _ = walk_through
+    block_with(blocks, "export?format=onnx")
+    (saved,) = readme_folder.glob("model-*.onnx")
+    model = onnx.load(saved)
+    onnx.checker.check_model(model)
+    assert {output.name for output in model.graph.output} == {"outputs", "labels"}
+
+
+def test_the_sweep_example_ends_with_its_best_trial(
+    walk_through: tuple[list[str], list[str]],
+) -> None:
+    blocks, printed = walk_through
+    index = block_with(blocks, "backprop sweep examples/digits-sweep.json")
+    sweep = the_one(json_answers(printed[index]), "trials", "best")
+    assert sweep["status"] == "succeeded", sweep
+    assert len(sweep["trials"]) == sweep["trials_total"] == 24
+    assert any(trial["state"] == "pruned" for trial in sweep["trials"])
+    assert sweep["best"]["value"] == max(
+        trial["value"] for trial in sweep["trials"] if trial["state"] == "complete"
+    )
