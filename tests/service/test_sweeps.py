@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,37 @@ def test_a_sweep_runs_its_trials_prunes_some_and_marks_the_best(
         ({"training": {"epochs": 5}}, "training.validation_split"),
         ({"training": {"epochs": 0, "validation_split": 0.2}}, "training.epochs"),
         ({"dataset_id": 999999}, "dataset_id"),
+        # trials that would all fail: whole-number fields drawn as fractions, values
+        # the dataset refuses, splits a metric needs set to 0, metrics of other tasks
+        (
+            {"search_space": {"network.layers[0].units": {"uniform": [2, 16]}}},
+            'search_space["network.layers[0].units"]',
+        ),
+        (
+            {"search_space": {"training.batch_size": {"log_uniform": [8, 64]}}},
+            'search_space["training.batch_size"]',
+        ),
+        (
+            {"search_space": {"training.epochs": {"uniform": [10, 30]}}},
+            'search_space["training.epochs"]',
+        ),
+        ({"search_space": {"network.input_dim": {"choice": [6, 7]}}}, "network.input_dim"),
+        (
+            {"search_space": {"network.layers[1].units": {"choice": [1, 2, 5]}}},
+            'search_space["network.layers[1].units"]',
+        ),
+        (
+            {"search_space": {"training.validation_split": {"choice": [0, 0.2]}}},
+            'search_space["training.validation_split"]',
+        ),
+        (
+            {
+                "metric": "test_accuracy",
+                "search_space": {"training.test_split": {"choice": [0.2, 0]}},
+            },
+            'search_space["training.test_split"]',
+        ),
+        ({"metric": "test_hamming_loss"}, "metric"),
     ],
 )
 def test_a_sweep_that_cannot_run_is_a_422_naming_the_field(
@@ -286,6 +318,126 @@ def test_a_grid_is_capped_at_its_size(api: tuple[FlaskClient, int]) -> None:
     assert answer.json["trials_total"] == 2
     assert client.post(f"/sweeps/{answer.json['id']}/cancel").status_code == 202
     assert sweep_of(client, answer.json["id"])["status"] == "cancelled"
+
+
+def test_a_huge_grid_is_a_422_without_being_built(api: tuple[FlaskClient, int]) -> None:
+    """Three choices of 1000 values are 10^9 points: refused from their counts (the
+    grid built would take tens of GB), at once."""
+    client, dataset_id = api
+    space = {
+        "network.layers[0].units": {"choice": list(range(1, 1001))},
+        "training.optimizer.learning_rate": {"choice": [k / 1e4 for k in range(1, 1001)]},
+        "training.l2": {"choice": [k / 1e6 for k in range(1000)]},
+    }
+    body = sweep_body(dataset_id, sampler="grid", search_space=space, trials=1, pruner="none")
+    started = time.monotonic()
+    answer = client.post("/sweeps", json=body)
+    assert answer.status_code == 422, answer.json
+    assert answer.json["error"]["field"] == "search_space"
+    assert "100,000" in answer.json["error"]["message"]
+    assert time.monotonic() - started < 10
+
+
+def test_a_sweep_admitted_with_a_huge_grid_fails_and_can_be_cancelled(
+    isolated: tuple[dict[str, str], Settings], api: tuple[FlaskClient, int]
+) -> None:
+    """A sweep row past the grid's limit (admitted before there was one) is never
+    drawn from: advance fails it; and a cancel, which does not depend on the
+    sampler, ends such a sweep cancelled."""
+    _, settings = isolated
+    client, dataset_id = api
+    space = {f"training.l{k}": {"choice": list(range(100))} for k in range(3)}
+    ids = []
+    for _ in range(2):
+        answer = client.post("/sweeps", json=sweep_body(dataset_id, trials=1, parallel=1))
+        assert answer.status_code == 202, answer.json
+        client.post(f"/sweeps/{answer.json['id']}/cancel")
+        with Session.begin() as session:
+            row = session.get(Sweep, answer.json["id"])
+            assert row is not None
+            legacy = Sweep(
+                **{
+                    column: getattr(row, column)
+                    for column in ("owner", "dataset_id", "network", "training", "trials")
+                    + ("parallel", "sampler_options", "pruner", "pruner_options", "metric")
+                    + ("direction",)
+                },
+                search_space=space,
+                sampler="grid",
+                status="queued",
+                cancel_requested=False,
+                study_name=f"{row.study_name}-legacy",
+            )
+            session.add(legacy)
+            session.flush()
+            ids.append(legacy.id)
+            name = legacy.study_name
+        sw.create_study(settings.database_url, name, "minimize")
+    assert sw.advance(ids[0], settings.database_url, lambda _: None) == []
+    failed = sweep_of(client, ids[0])
+    assert failed["status"] == "failed" and "100,000" in failed["error"], failed
+    assert client.post(f"/sweeps/{ids[1]}/cancel").status_code == 202
+    assert sweep_of(client, ids[1])["status"] == "cancelled"
+
+
+def three_classes(client: FlaskClient) -> int:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(90, 4))
+    labels = np.array(["a", "b", "c"])[np.argmax(x[:, :3], axis=1)]
+    body = {"name": "three", "inputs": x.round(4).tolist(), "targets": labels.tolist()}
+    answer = client.post("/datasets", json=body)
+    assert answer.status_code == 201, answer.json
+    return answer.json["id"]  # type: ignore[no-any-return]
+
+
+def test_a_metric_is_refused_on_a_task_that_does_not_measure_it(
+    api: tuple[FlaskClient, int],
+) -> None:
+    client, _ = api
+    answer = client.post("/sweeps", json=sweep_body(three_classes(client), metric="test_roc_auc"))
+    assert answer.status_code == 422, answer.json
+    assert answer.json["error"]["field"] == "metric"
+    assert "two classes" in answer.json["error"]["message"]
+    training = {"validation_split": 0.2, "test_split": 0.2}
+    for metric in ("test_roc_auc", "test_log_loss", "test_balanced_accuracy", "test_rmse"):
+        with pytest.raises(sw.SweepError) as caught:
+            sw.check_metric(metric, None, training, "multilabel", "none")
+        assert caught.value.field == "metric"
+    for task in ("classification", "regression"):
+        with pytest.raises(sw.SweepError):
+            sw.check_metric("test_hamming_loss", None, training, task, "none")
+    assert sw.check_metric("test_hamming_loss", None, training, "multilabel", "none")
+    assert sw.check_metric("test_accuracy", None, training, "multilabel", "asha")
+    assert sw.check_metric("test_roc_auc", None, training, "classification", "asha", 2)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "pruner", "options"),
+    [(3, "asha", {"min_resource": 1}), (8, "asha", {"min_resource": 4}), (1, "none", {})],
+)
+def test_a_default_pruner_fits_short_trials(
+    api: tuple[FlaskClient, int], epochs: int, pruner: str, options: dict[str, int]
+) -> None:
+    """No pruner given: ASHA's default min_resource (4) is lowered for trials of fewer
+    epochs; one-epoch trials are not pruned. A min_resource the request gives is
+    kept, and refused when no trial could be pruned with it."""
+    client, dataset_id = api
+    body = sweep_body(dataset_id, trials=1, parallel=1)
+    del body["pruner"]
+    body["training"] = {**body["training"], "epochs": epochs}
+    answer = client.post("/sweeps", json=body)
+    assert answer.status_code == 202, answer.json
+    assert answer.json["pruner"] == pruner
+    client.post(f"/sweeps/{answer.json['id']}/cancel")
+    with Session.begin() as session:
+        row = session.get(Sweep, answer.json["id"])
+        assert row is not None
+        assert {key: row.pruner_options[key] for key in options} == options
+    given = {**body, "pruner": {"name": "asha", "min_resource": 4}}
+    if epochs <= 4:
+        answer = client.post("/sweeps", json=given)
+        assert answer.status_code == 422, answer.json
+        assert answer.json["error"]["field"] == "pruner.min_resource"
 
 
 def test_cancelling_a_sweep_cancels_its_trials_and_starts_no_more(
