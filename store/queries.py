@@ -116,7 +116,8 @@ def list_datasets(
 
 
 def delete_dataset(session: Session, dataset: Dataset) -> None:
-    """Delete a dataset unless a queued or running job needs it (:class:`InUse`).
+    """Delete a dataset unless a queued or running job or sweep needs it
+    (:class:`InUse`): a sweep draws trials on it until it ends, also between two.
 
     Finished jobs and trained models keep the dataset's hash, not the dataset.
     The caller discards the object under ``dataset.data_key`` after committing.
@@ -126,6 +127,18 @@ def delete_dataset(session: Session, dataset: Dataset) -> None:
     )
     if busy:
         raise InUse(f"dataset {dataset.id} is used by a queued or running job")
+    active = [status.value for status in ACTIVE]
+    sweep = session.scalar(
+        select(Sweep.id)
+        .where(Sweep.dataset_id == dataset.id, Sweep.status.in_(active))
+        .order_by(Sweep.id)
+        .limit(1)
+    )
+    if sweep is not None:
+        raise InUse(
+            f"dataset {dataset.id} is used by sweep {sweep}, which has not ended; "
+            f"cancel it first (POST /sweeps/{sweep}/cancel)"
+        )
     session.delete(dataset)
 
 

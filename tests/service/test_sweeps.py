@@ -440,6 +440,27 @@ def test_a_default_pruner_fits_short_trials(
         assert answer.json["error"]["field"] == "pruner.min_resource"
 
 
+def test_a_sweeps_dataset_cannot_be_deleted_until_the_sweep_ends(
+    isolated: tuple[dict[str, str], Settings], api: tuple[FlaskClient, int]
+) -> None:
+    """Between two trials no job of the sweep is queued or running, yet the sweep
+    still needs its dataset: deleting it is a 409 until the sweep has ended."""
+    _, settings = isolated
+    client, _ = api
+    dataset_id = client.post("/datasets", json=classes(n=80)).json["id"]
+    body = sweep_body(dataset_id, trials=2, parallel=1, pruner="none")
+    body["training"] = {**body["training"], "epochs": 3}
+    sweep = client.post("/sweeps", json=body).json
+    run_job(sweep["trials"][0]["job_id"], settings)  # the trial ends; its successor is not drawn
+    assert sweep_of(client, sweep["id"])["trials"][0]["status"] == "succeeded"
+    answer = client.delete(f"/datasets/{dataset_id}")
+    assert answer.status_code == 409, answer.json
+    assert f"sweep {sweep['id']}" in answer.json["error"]["message"]
+    assert client.post(f"/sweeps/{sweep['id']}/cancel").status_code == 202
+    assert sweep_of(client, sweep["id"])["status"] in ("cancelled", "failed")
+    assert client.delete(f"/datasets/{dataset_id}").status_code == 204
+
+
 def test_cancelling_a_sweep_cancels_its_trials_and_starts_no_more(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
