@@ -621,6 +621,14 @@ def create_study(database_url: str, name: str, direction: str) -> None:
     )
 
 
+def delete_study(database_url: str, name: str) -> None:
+    """Delete a study from the sweeps' storage; one already gone is no error."""
+    import optuna
+
+    with contextlib.suppress(KeyError):  # no study of that name
+        optuna.delete_study(study_name=name, storage=study_storage(database_url))
+
+
 def _study(database_url: str, sweep: Sweep, sampler: Any = None, pruner: Any = None) -> Any:
     import optuna
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as OrmSession
 
 from core import StopReason
@@ -288,3 +289,42 @@ def cancel_sweep(sweep_id: int) -> SweepOut:
         log.exception("sweep %s: cancelled; moving it on failed, the reconciler will", sweep_id)
     with Session.begin() as session:
         return sweep_out(session, mine(session, "sweep", sweep_id, _get_sweep))
+
+
+@bp.delete("/<id:sweep_id>")
+@responds(204, errors=(404, 409))
+def delete_sweep(sweep_id: int) -> None:
+    """Delete a finished sweep with its trial jobs, their epochs, checkpoints and
+    models, and its study (409 while it is queued or running: cancel it first; 409
+    when a trial's model is a version of a registered model: delete those first).
+    A trial job cannot be deleted alone (`DELETE /jobs/<id>` is a 409 naming its
+    sweep)."""
+    settings = state().settings
+    try:
+        with Session.begin() as session:
+            if not sw.lock_sweep(session, sweep_id, owner()):
+                raise not_found("sweep", sweep_id)
+            sweep = mine(session, "sweep", sweep_id, _get_sweep)
+            study_name = sweep.study_name
+            models = [
+                model_id
+                for job in sw.trial_jobs(session, sweep_id)
+                if (model_id := q.model_id_for_job(session, job.id)) is not None
+            ]
+            try:
+                keys = q.delete_sweep(session, sweep)
+            except q.InUse as exc:
+                raise conflict(str(exc)) from None
+    except IntegrityError:
+        # a trial's model was registered by a request that committed meanwhile
+        raise conflict(
+            f"a model of sweep {sweep_id} is registered; delete its versions first"
+        ) from None
+    for model_id in models:
+        state().models.forget(model_id, owner())
+    storage().discard(*keys)
+    try:
+        sw.delete_study(settings.database_url, study_name)
+    except Exception:
+        # The sweep is gone; a study left over holds nothing anyone can reach.
+        log.exception("sweep %s deleted; its study %s was not", sweep_id, study_name)

@@ -461,6 +461,56 @@ def test_a_sweeps_dataset_cannot_be_deleted_until_the_sweep_ends(
     assert client.delete(f"/datasets/{dataset_id}").status_code == 204
 
 
+def test_a_sweep_is_deleted_whole_and_its_trials_only_with_it(
+    isolated: tuple[dict[str, str], Settings], api: tuple[FlaskClient, int]
+) -> None:
+    """DELETE /jobs/<trial> is a 409 naming the sweep; DELETE /sweeps/<id> is a 409
+    until the sweep ends and while a trial's model is a registered version, then
+    deletes the trials, their epochs, models and checkpoints, and the study."""
+    _, settings = isolated
+    client, dataset_id = api
+    body = sweep_body(dataset_id, trials=2, parallel=1, pruner="none")
+    body["training"] = {**body["training"], "epochs": 3}
+    sweep = client.post("/sweeps", json=body).json
+    assert client.delete(f"/sweeps/{sweep['id']}").status_code == 409
+    while sweep["status"] not in ("succeeded", "failed", "cancelled"):
+        for trial in sweep["trials"]:
+            if trial["status"] == "queued":
+                run_job(trial["job_id"], settings)
+                sw.after_job(trial["job_id"], settings.database_url, lambda _: None)
+        sweep = sweep_of(client, sweep["id"])
+    assert sweep["status"] == "succeeded", sweep
+    jobs = [trial["job_id"] for trial in sweep["trials"]]
+    best = sweep["best"]["model_id"]
+    refused = client.delete(f"/jobs/{sweep['best']['job_id']}")
+    assert refused.status_code == 409, refused.json
+    assert f"DELETE /sweeps/{sweep['id']}" in refused.json["error"]["message"]
+    version = client.post("/registered-models/swept/versions", json={"model_id": best})
+    assert version.status_code == 201, version.json
+    refused = client.delete(f"/sweeps/{sweep['id']}")
+    assert refused.status_code == 409 and "swept" in refused.json["error"]["message"]
+    assert sweep_of(client, sweep["id"]) == sweep
+    assert (
+        client.delete(f"/registered-models/swept/versions/{version.json['version']}").status_code
+        == 204
+    )
+    with Session.begin() as session:
+        study = session.get(Sweep, sweep["id"]).study_name  # type: ignore[union-attr]
+    assert client.delete(f"/sweeps/{sweep['id']}").status_code == 204
+    assert client.get(f"/sweeps/{sweep['id']}").status_code == 404
+    assert client.delete(f"/sweeps/{sweep['id']}").status_code == 404
+    for job_id in jobs:
+        assert client.get(f"/jobs/{job_id}").status_code == 404
+        assert epochs_of(job_id) == []
+    assert client.get(f"/models/{best}").status_code == 404
+    with Session.begin() as session:
+        assert session.scalar(select(TrainedModel.id).where(TrainedModel.job_id.in_(jobs))) is None
+    import optuna
+
+    storage = sw.study_storage(settings.database_url)
+    assert study not in {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
+
+
 def test_cancelling_a_sweep_cancels_its_trials_and_starts_no_more(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
@@ -576,6 +626,46 @@ def test_the_cli_follows_a_sweep_to_its_end(
         )
         assert refused.returncode == 1 and refused.stderr.startswith("backprop: ")
         assert 'search_space["training.nope"]' in refused.stderr
+
+        # A sweep cancelled while followed: its line starts a line of its own and has
+        # no colon without a reason; `backprop sweeps` lists, shows and deletes it.
+        long = {**body, "trials": 2, "parallel": 1, "pruner": "none"}
+        long["training"] = {**body["training"], "epochs": 5000}
+        spec.write_text(json.dumps(long))
+        following = subprocess.Popen(
+            command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            client = api[0]
+
+            def running() -> int | None:
+                newest = client.get("/sweeps?limit=1").json["sweeps"]
+                fresh = newest and newest[0]["id"] > final["id"]
+                return newest[0]["id"] if fresh and newest[0]["status"] == "running" else None
+
+            sweep_id = wait_for(running, 60, 0.1, "the followed sweep to run")
+            cli = [BACKPROP, "sweeps"]
+            cancel = subprocess.run([*cli, "cancel", str(sweep_id)], env=cli_env, timeout=60)
+            assert cancel.returncode == 0
+            out, err = following.communicate(timeout=60)
+        finally:
+            following.kill()
+        assert following.returncode == 1, err
+        assert f"\nbackprop: sweep {sweep_id} cancelled\n" in err, err
+        assert json.loads(out)["status"] == "cancelled"
+        shown = subprocess.run(
+            [*cli, "show", str(sweep_id)], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert json.loads(shown.stdout)["id"] == sweep_id
+        listed = subprocess.run(
+            [*cli, "list"], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert listed.stdout.split()[:2] == [str(sweep_id), "cancelled"], listed.stdout
+        deleted = subprocess.run(
+            [*cli, "delete", str(sweep_id)], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert deleted.returncode == 0 and deleted.stdout == f"deleted sweep {sweep_id}\n"
+        assert client.get(f"/sweeps/{sweep_id}").status_code == 404
     finally:
         server.stop()
 
