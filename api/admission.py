@@ -220,6 +220,29 @@ def check_plan(plan: Design, frame: Frame, settings: Settings, field: str) -> No
         raise invalid(field if about_dataset else exc.field, exc.message) from None
 
 
+def check_spec(
+    frame: Frame,
+    targets: list[str],
+    task: str,
+    network: dict[str, Any],
+    training: dict[str, Any],
+    settings: Settings,
+    field: str = "dataset_id",
+) -> dict[str, Any]:
+    """What :func:`admit` checks of a job's spec against a dataset already loaded as
+    ``frame`` (its ``targets`` columns, its ``task``), storing nothing: a sweep's
+    trial specs are checked so. Returns the completed network; ApiError (422) naming
+    the field at fault."""
+    payload = JobCreate.model_construct(
+        dataset_id=None, dataset=None, network=network, training=training, init_from_model=None
+    )
+    check_training(payload, settings)
+    check_depth(payload, settings)
+    plan = _design(frame, targets, task, payload, None, field)
+    check_plan(plan, frame, settings, field)
+    return plan.network
+
+
 def admit(
     session: Session, payload: JobCreate, settings: Settings, owner: str, staged: ExitStack
 ) -> Admitted:

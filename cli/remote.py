@@ -60,10 +60,11 @@ def register(main: click.Group) -> None:
     main.add_command(predict)
     # Imported here: both build on this module (with_client).
     from .models import models
-    from .sweeps import sweep
+    from .sweeps import sweep, sweeps
 
     main.add_command(models)
     main.add_command(sweep)
+    main.add_command(sweeps)
 
 
 @click.group()

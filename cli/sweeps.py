@@ -1,5 +1,5 @@
 """`backprop sweep SPEC.json --dataset ID`: start a hyperparameter sweep, and follow it
-with a live table of its trials."""
+with a live table of its trials; `backprop sweeps list|show|cancel|delete`."""
 
 from __future__ import annotations
 
@@ -99,11 +99,16 @@ def follow_table(client: Client, sweep: dict[str, Any], poll: float = 0.5) -> di
     from rich.console import Console
     from rich.live import Live
 
-    with Live(sweep_table(sweep), console=Console(stderr=True), auto_refresh=False) as live:
+    console = Console(stderr=True)
+    with Live(sweep_table(sweep), console=console, auto_refresh=False) as live:
         while sweep["status"] not in FINISHED:
             time.sleep(poll)
             sweep = client.request("GET", f"/sweeps/{sweep['id']}")
             live.update(sweep_table(sweep), refresh=True)
+    if not console.is_terminal:
+        # Live ends its last row with a newline on a terminal only: what stderr says
+        # next (a failed sweep's line) would run into that row.
+        console.line()
     return sweep
 
 
@@ -153,4 +158,54 @@ def sweep(spec: Path, dataset_id: int, follow: bool, as_json: bool, client: Clie
     if not as_json:
         click.echo(json.dumps(final))
     if final["status"] != "succeeded":
-        raise Failure(f"sweep {final['id']} {final['status']}: {final.get('error') or ''}")
+        raise Failure(ended_message(final))
+
+
+def ended_message(sweep: dict[str, Any]) -> str:
+    """``sweep 17 failed: no trial completed``; ``sweep 52 cancelled`` (no reason)."""
+    reason = sweep.get("error")
+    return f"sweep {sweep['id']} {sweep['status']}" + (f": {reason}" if reason else "")
+
+
+@click.group()
+def sweeps() -> None:
+    """Hyperparameter sweeps on the service (`backprop sweep` starts one)."""
+
+
+@sweeps.command("list")
+@with_client
+def sweeps_list(client: Client) -> None:
+    """Newest sweeps first, one line each."""
+    for listed in client.request("GET", "/sweeps?limit=100")["sweeps"]:
+        best = listed.get("best") or {}
+        value = "-" if best.get("value") is None else f"{best['value']:.6g}"
+        click.echo(
+            f"{listed['id']:>6}  {listed['status']:<10} {listed['trials_total']:>5} trials  "
+            f"{listed['metric']} best {value}"
+        )
+
+
+@sweeps.command("show")
+@click.argument("sweep_id", type=int)
+@with_client
+def sweeps_show(sweep_id: int, client: Client) -> None:
+    """A sweep as JSON, with its trials."""
+    click.echo(json.dumps(client.request("GET", f"/sweeps/{sweep_id}"), indent=2))
+
+
+@sweeps.command("cancel")
+@click.argument("sweep_id", type=int)
+@with_client
+def sweeps_cancel(sweep_id: int, client: Client) -> None:
+    """Cancel a sweep: no more trials start; queued and running ones are cancelled."""
+    click.echo(json.dumps(client.request("POST", f"/sweeps/{sweep_id}/cancel")))
+
+
+@sweeps.command("delete")
+@click.argument("sweep_id", type=int)
+@with_client
+def sweeps_delete(sweep_id: int, client: Client) -> None:
+    """Delete a finished sweep with its trial jobs and their models (cancel a queued or
+    running one first; refused while a trial's model is a registered version)."""
+    client.request("DELETE", f"/sweeps/{sweep_id}")
+    click.echo(f"deleted sweep {sweep_id}")

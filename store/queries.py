@@ -116,7 +116,8 @@ def list_datasets(
 
 
 def delete_dataset(session: Session, dataset: Dataset) -> None:
-    """Delete a dataset unless a queued or running job needs it (:class:`InUse`).
+    """Delete a dataset unless a queued or running job or sweep needs it
+    (:class:`InUse`): a sweep draws trials on it until it ends, also between two.
 
     Finished jobs and trained models keep the dataset's hash, not the dataset.
     The caller discards the object under ``dataset.data_key`` after committing.
@@ -126,6 +127,18 @@ def delete_dataset(session: Session, dataset: Dataset) -> None:
     )
     if busy:
         raise InUse(f"dataset {dataset.id} is used by a queued or running job")
+    active = [status.value for status in ACTIVE]
+    sweep = session.scalar(
+        select(Sweep.id)
+        .where(Sweep.dataset_id == dataset.id, Sweep.status.in_(active))
+        .order_by(Sweep.id)
+        .limit(1)
+    )
+    if sweep is not None:
+        raise InUse(
+            f"dataset {dataset.id} is used by sweep {sweep}, which has not ended; "
+            f"cancel it first (POST /sweeps/{sweep}/cancel)"
+        )
     session.delete(dataset)
 
 
@@ -581,15 +594,21 @@ def delete_training_job(session: Session, job: Job) -> list[str]:
     """Delete a finished training job with its epochs, checkpoint and model; returns
     the keys and prefixes of their objects for the caller to discard after committing.
 
-    Refused (:class:`InUse`) while the job is queued or running, while a trial's sweep
-    is still running, and when its model cannot be deleted (:func:`delete_model`).
+    Refused (:class:`InUse`) while the job is queued or running, for a sweep's trial
+    (the sweep's trials, its best one and its study go together: see
+    :func:`delete_sweep`), and when its model cannot be deleted (:func:`delete_model`).
     """
     if not job.status.finished:
         raise InUse(f"job {job.id} is {job.status.value}; cancel it first")
     if job.sweep_id is not None:
-        sweep = session.get(Sweep, job.sweep_id)
-        if sweep is not None and sweep.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
-            raise InUse(f"job {job.id} is a trial of sweep {job.sweep_id}, which is {sweep.status}")
+        raise InUse(
+            f"job {job.id} is trial {job.trial_number} of sweep {job.sweep_id}; delete the "
+            f"sweep (DELETE /sweeps/{job.sweep_id}) to delete its trials"
+        )
+    return _delete_training_job(session, job)
+
+
+def _delete_training_job(session: Session, job: Job) -> list[str]:
     keys = [checkpoint_prefix(job.id)]
     model = session.scalars(select(TrainedModel).where(TrainedModel.job_id == job.id)).one_or_none()
     if model is not None:
@@ -597,6 +616,27 @@ def delete_training_job(session: Session, job: Job) -> list[str]:
         keys.append(model.weights_key)
         session.flush()  # the model's row first: nothing tells the ORM it depends on the job
     session.delete(job)
+    return keys
+
+
+def delete_sweep(session: Session, sweep: Sweep) -> list[str]:
+    """Delete a finished sweep with its trial jobs, their epochs, checkpoints and
+    models; returns the keys and prefixes of their objects for the caller to discard
+    after committing (and the sweep's study is the caller's to delete then).
+
+    Refused (:class:`InUse`) while the sweep is queued or running, and when a trial's
+    model cannot be deleted (:func:`delete_model`: a registered model's version).
+    """
+    if sweep.status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+        raise InUse(f"sweep {sweep.id} is {sweep.status}; cancel it first")
+    keys: list[str] = []
+    trials = session.scalars(select(Job).where(Job.sweep_id == sweep.id).order_by(Job.id))
+    for job in trials:
+        if not job.status.finished:  # not after the sweep ended; kept safe all the same
+            raise InUse(f"job {job.id} of sweep {sweep.id} is {job.status.value}")
+        keys += _delete_training_job(session, job)
+    session.flush()
+    session.delete(sweep)
     return keys
 
 

@@ -58,26 +58,41 @@ MAX_TRIALS = 1000
 MAX_PARALLEL = 100
 MAX_PARAMS = 50
 MAX_CHOICES = 1000
+# The most points a grid may have. Optuna's GridSampler lists every point of the
+# product each time it is made (once per trial drawn, in the API and in workers), at
+# about 100 bytes a point plus its values: 100,000 points are some tens of MB and a
+# fraction of a second, while a sweep never trains more than MAX_TRIALS of them.
+# Three choices of 1000 values are 10^9 points: tens of GB. The size is computed from
+# the lengths alone, before anything is built.
+MAX_GRID = 100_000
 # ASHA's defaults, chosen with bench/sweeps.py (digits, 100 epochs): every trial
 # trains 4 epochs, a third of those 12, a ninth 36, a 27th to the end.
 ASHA_MIN_RESOURCE = 4
 ASHA_REDUCTION_FACTOR = 3
 
-# The metric -> (the direction it improves in, the key of a model's test metrics or
-# of its summary, the task it needs).
-TEST_METRICS = {
-    "test_accuracy": ("maximize", "accuracy"),
-    "test_balanced_accuracy": ("maximize", "balanced_accuracy"),
-    "test_log_loss": ("minimize", "log_loss"),
-    "test_roc_auc": ("maximize", "roc_auc"),
-    "test_mae": ("minimize", "mae"),
-    "test_rmse": ("minimize", "rmse"),
-    "test_r2": ("maximize", "r2"),
-    "test_hamming_loss": ("minimize", "hamming_loss"),
+_CLASSIFICATION, _MULTILABEL, _REGRESSION = "classification", "multilabel", "regression"
+# A test metric -> (the direction it improves in, the key of a model's test metrics,
+# the tasks worker.evaluation.score measures it on). roc_auc is measured for two
+# classes only (see BINARY_ONLY).
+TEST_METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "test_accuracy": ("maximize", "accuracy", (_CLASSIFICATION, _MULTILABEL)),
+    "test_balanced_accuracy": ("maximize", "balanced_accuracy", (_CLASSIFICATION,)),
+    "test_log_loss": ("minimize", "log_loss", (_CLASSIFICATION,)),
+    "test_roc_auc": ("maximize", "roc_auc", (_CLASSIFICATION,)),
+    "test_mae": ("minimize", "mae", (_REGRESSION,)),
+    "test_rmse": ("minimize", "rmse", (_REGRESSION,)),
+    "test_r2": ("maximize", "r2", (_REGRESSION,)),
+    "test_hamming_loss": ("minimize", "hamming_loss", (_MULTILABEL,)),
 }
+BINARY_ONLY = {"test_roc_auc"}
 METRICS = {"val_loss": "minimize", "val_accuracy": "maximize"} | {
-    name: direction for name, (direction, _) in TEST_METRICS.items()
+    name: direction for name, (direction, _, _) in TEST_METRICS.items()
 }
+# The tasks each metric is measured on (val_loss: every task).
+METRIC_TASKS: dict[str, tuple[str, ...]] = {
+    "val_loss": (_CLASSIFICATION, _MULTILABEL, _REGRESSION),
+    "val_accuracy": (_CLASSIFICATION, _MULTILABEL),
+} | {name: tasks for name, (_, _, tasks) in TEST_METRICS.items()}
 
 # Optuna's trial states as the API names them.
 STATES = {"RUNNING": "running", "COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "fail"}
@@ -159,8 +174,16 @@ class Param:
     values: list[Any]  # the choices, or [low, high]
 
     def candidates(self) -> list[Any]:
-        """The values that stand for the whole range when a spec is checked."""
-        return list(self.values)
+        """The values that stand for the whole range when a spec is checked: the
+        choices; a range's bounds, and for a float range a fractional value inside
+        it too (a whole-number field searched with uniform fails on that one)."""
+        if self.kind not in ("uniform", "log_uniform"):
+            return list(self.values)
+        low, high = (float(value) for value in self.values)
+        inside = low + (high - low) * 0.381966  # not a whole number for whole bounds
+        if inside.is_integer():
+            inside = math.nextafter(inside, high)
+        return [inside, low, high]
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         from optuna import distributions as d
@@ -252,6 +275,11 @@ def check_space(
                 check(trial_network, trial_training)
             except (core.SpecError, SweepError) as exc:
                 message = f"the value {value!r} makes an invalid spec: {exc}"
+                if isinstance(value, float) and not value.is_integer():
+                    message += (
+                        f"; {param.kind} draws fractional numbers: search a whole-number "
+                        "field with int_uniform or int_log_uniform"
+                    )
                 raise SweepError(field, message) from None
 
 
@@ -308,7 +336,13 @@ def parse_sampler(value: Any) -> tuple[str, dict[str, Any]]:
 
 def parse_pruner(value: Any, epochs: int) -> tuple[str, dict[str, Any]]:
     """The pruner's name and options, every default filled in; ``epochs`` is the most
-    any trial trains (its resource)."""
+    any trial trains (its resource).
+
+    A ``min_resource`` left to its default is lowered for short trials to
+    ``epochs // reduction_factor`` (at least 1), so that a trial is judged before its
+    end; trials of one epoch cannot be pruned at all, and then the pruner is
+    ``none``. A ``min_resource`` the request gives is kept: SweepError when no trial
+    could be pruned with it."""
     allowed = {name: set(options) for name, options in _PRUNER_OPTIONS.items()}
     name, options = parse_choice(value, "pruner", PRUNERS, allowed)
     for key, (least, _) in _PRUNER_OPTIONS[name].items():
@@ -317,7 +351,12 @@ def parse_pruner(value: Any, epochs: int) -> tuple[str, dict[str, Any]]:
     given = dict(options)
     options = {key: given.get(key, default) for key, (_, default) in _PRUNER_OPTIONS[name].items()}
     if "min_resource" in options and options["min_resource"] >= epochs:
-        where = "pruner.min_resource" if "min_resource" in given else "training.epochs"
+        if "min_resource" not in given:
+            if epochs <= 1:
+                return "none", {}
+            options["min_resource"] = max(1, epochs // options["reduction_factor"])
+            return name, options
+        where = "pruner.min_resource"
         raise SweepError(
             where,
             f"min_resource ({options['min_resource']}) must be below the trials' epochs "
@@ -360,9 +399,26 @@ def make_pruner(sweep: Sweep, epochs: int) -> optuna.pruners.BasePruner:
 
 
 def grid_size(params: Sequence[Param]) -> int:
+    """The number of the grid's points, from the choices' counts alone (never more
+    than MAX_GRID + 1: counting stops past it)."""
     size = 1
     for param in params:
         size *= len(param.values)
+        if size > MAX_GRID:
+            return MAX_GRID + 1
+    return size
+
+
+def check_grid(params: Sequence[Param]) -> int:
+    """The grid's size; SweepError naming ``search_space`` past MAX_GRID points."""
+    size = grid_size(params)
+    if size > MAX_GRID:
+        counts = " x ".join(str(len(param.values)) for param in params)
+        raise SweepError(
+            "search_space",
+            f"the grid has {counts} points, more than {MAX_GRID:,}: give fewer choices, "
+            "or sample it with random or tpe",
+        )
     return size
 
 
@@ -402,10 +458,16 @@ def report_epochs(sweep: Sweep, epochs: int) -> Callable[[int], bool]:
 
 
 def check_metric(
-    metric: str, direction: str | None, training: dict[str, Any], task: str, pruner: str
+    metric: str,
+    direction: str | None,
+    training: dict[str, Any],
+    task: str,
+    pruner: str,
+    n_classes: int | None = None,
 ) -> str:
     """The direction of ``metric`` (given, or the metric's own); SweepError when the
-    metric cannot be measured by these trials or is asked to go the wrong way."""
+    metric cannot be measured by these trials (on a ``task`` dataset of ``n_classes``
+    classes) or is asked to go the wrong way."""
     if metric not in METRICS:
         raise SweepError("metric", f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
     natural = METRICS[metric]
@@ -414,8 +476,13 @@ def check_metric(
     validation = float(training.get("validation_split") or 0)
     if metric.startswith("val_") and validation <= 0:
         raise SweepError("training.validation_split", f"{metric} needs a validation split above 0")
-    if metric == "val_accuracy" and task == "regression":
-        raise SweepError("metric", "val_accuracy needs a classification or multilabel dataset")
+    if task not in METRIC_TASKS[metric]:
+        tasks = " or ".join(METRIC_TASKS[metric])
+        raise SweepError("metric", f"{metric} is measured on a {tasks} dataset, not {task}")
+    if metric in BINARY_ONLY and n_classes is not None and n_classes != 2:
+        raise SweepError(
+            "metric", f"{metric} is measured for two classes; the dataset has {n_classes}"
+        )
     if metric in TEST_METRICS:
         if float(training.get("test_split") or 0) <= 0:
             raise SweepError("training.test_split", f"{metric} needs a test split above 0")
@@ -425,10 +492,6 @@ def check_metric(
                 f"{metric} is measured once a trial ends; the pruner judges trials by the "
                 "validation split's metric every epoch, so give one above 0 (or pruner none)",
             )
-        key = TEST_METRICS[metric][1]
-        regression = key in ("mae", "rmse", "r2")
-        if regression != (task == "regression"):
-            raise SweepError("metric", f"{metric} is not measured on a {task} dataset")
     return natural
 
 
@@ -556,6 +619,14 @@ def create_study(database_url: str, name: str, direction: str) -> None:
         direction="maximize" if direction == "maximize" else "minimize",
         load_if_exists=True,
     )
+
+
+def delete_study(database_url: str, name: str) -> None:
+    """Delete a study from the sweeps' storage; one already gone is no error."""
+    import optuna
+
+    with contextlib.suppress(KeyError):  # no study of that name
+        optuna.delete_study(study_name=name, storage=study_storage(database_url))
 
 
 def _study(database_url: str, sweep: Sweep, sampler: Any = None, pruner: Any = None) -> Any:
@@ -700,6 +771,10 @@ def advance(sweep_id: int, database_url: str, send: Callable[[int], None]) -> li
         if dataset is None and not sweep.cancel_requested and len(jobs) < sweep.trials:
             sweep.cancel_requested = True
             sweep.error = "the sweep's dataset was deleted"
+        if sweep.sampler == "grid" and grid_size(params) > MAX_GRID and not sweep.cancel_requested:
+            # A sweep admitted before the grid had a limit: drawing would list every point.
+            sweep.cancel_requested = True
+            sweep.error = f"its grid has more than {MAX_GRID:,} points"
         new: list[Job] = []
         while (
             not sweep.cancel_requested

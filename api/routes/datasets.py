@@ -99,7 +99,8 @@ def get_dataset(dataset_id: int) -> DatasetOut:
 @bp.delete("/<id:dataset_id>")
 @responds(204, errors=(404, 409))
 def delete_dataset(dataset_id: int) -> None:
-    """Delete a dataset; refused while a queued or running job uses it."""
+    """Delete a dataset; refused (409) while a queued or running job or an unfinished
+    sweep uses it."""
     with Session.begin() as session:
         dataset = mine(session, "dataset", dataset_id, q.get_dataset)
         try:

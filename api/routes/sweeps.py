@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from contextlib import ExitStack
 from typing import Any
 
 from flask import Blueprint
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as OrmSession
 
-import core
 from core import StopReason
 from store import JobStatus, Session, Sweep, storage
 from store import queries as q
 from worker import sweeps as sw
+from worker.frames import dataset_frame
 
 from .. import admission
 from ..auth import owner
 from ..decorators import body, query, responds
-from ..errors import conflict, invalid, not_found
+from ..errors import ApiError, conflict, invalid, not_found
 from ..schemas import (
     JobCreate,
     SweepBest,
@@ -33,6 +35,8 @@ from ..schemas import (
 from ..services import state
 from .jobs import enqueue
 from .rows import mine, one_page
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("sweeps", __name__, url_prefix="/sweeps")
 
@@ -133,38 +137,52 @@ def _admit(session: OrmSession, payload: SweepCreate, staged: ExitStack) -> dict
         dataset_id=payload.dataset_id, network=payload.network, training=payload.training
     )
     admitted = admission.admit(session, base, settings, owner(), staged)
-    network, training = admitted.network, admitted.training
+    network, training, dataset = admitted.network, admitted.training, admitted.dataset
+    task = dataset.task or "regression"
+    n_classes = len(dataset.classes or ()) if task == "classification" else None
+    trials = payload.trials
     try:
         params = sw.parse_search_space(payload.search_space)
         sampler, sampler_options = sw.parse_sampler(payload.sampler)
+        if sampler == "grid":
+            if any(param.kind != "choice" for param in params):
+                raise sw.SweepError(
+                    "sampler", "grid searches choices only: give every path a choice"
+                )
+            trials = min(trials, sw.check_grid(params))
         epochs = sw.most_epochs(params, training)
         pruner, pruner_options = sw.parse_pruner(payload.pruner, epochs)
         direction = sw.check_metric(
-            payload.metric,
-            payload.direction,
-            training,
-            admitted.dataset.task or "regression",
-            pruner,
+            payload.metric, payload.direction, training, task, pruner, n_classes
         )
+        frame = dataset_frame(dataset)
+        targets = list(dataset.target_names or ())
 
         def check(trial_network: dict[str, Any], trial_training: dict[str, Any]) -> None:
-            parsed_training = core.parse_training(trial_training)
-            if parsed_training.epochs > settings.max_epochs:
-                raise sw.SweepError(
-                    "training.epochs", f"at most {settings.max_epochs} (BACKPROP_MAX_EPOCHS)"
+            # A trial is a job: what POST /jobs would refuse of it, and a metric its
+            # spec could not measure (no validation or test rows), are refused now.
+            sw.check_metric(
+                payload.metric, payload.direction, trial_training, task, pruner, n_classes
+            )
+            try:
+                completed = admission.check_spec(
+                    frame, targets, task, trial_network, trial_training, settings
                 )
-            parsed = core.parse_network(trial_network)
-            admission.check_size(parsed, parsed_training, settings)
-            core.resolve_loss(parsed, parsed_training)
+            except ApiError as exc:
+                raise sw.SweepError(exc.field or "spec", exc.message) from None
+            # The base's output layer is the task's: a value that unmakes it would have
+            # the trial's last layer taken for a hidden one and another appended.
+            if len(completed.get("layers") or ()) != len(trial_network.get("layers") or ()):
+                output = (network.get("layers") or [{}])[-1]
+                raise sw.SweepError(
+                    "network.layers",
+                    f"the dataset needs an output layer like {output}; with this value the "
+                    "trial's last layer would not be one",
+                )
 
         sw.check_space(params, network, training, check)
     except sw.SweepError as exc:
         raise invalid(exc.field, exc.message) from None
-    trials = payload.trials
-    if sampler == "grid":
-        if any(param.kind != "choice" for param in params):
-            raise invalid("sampler", "grid searches choices only: give every path a choice")
-        trials = min(trials, sw.grid_size(params))
     return {
         "owner": owner(),
         "dataset_id": admitted.dataset.id,
@@ -263,6 +281,50 @@ def cancel_sweep(sweep_id: int) -> SweepOut:
                     cancelled.append(job.id)
     if cancelled:  # a queued trial may hold the checkpoint of a given-back attempt
         storage().discard(*(q.checkpoint_prefix(job_id) for job_id in cancelled))
-    sw.advance(sweep_id, settings.database_url, enqueue)
+    try:
+        # The cancel is committed: ending the sweep (once its trials have stopped)
+        # is advance's, which the reconciler calls again if it fails here.
+        sw.advance(sweep_id, settings.database_url, enqueue)
+    except Exception:
+        log.exception("sweep %s: cancelled; moving it on failed, the reconciler will", sweep_id)
     with Session.begin() as session:
         return sweep_out(session, mine(session, "sweep", sweep_id, _get_sweep))
+
+
+@bp.delete("/<id:sweep_id>")
+@responds(204, errors=(404, 409))
+def delete_sweep(sweep_id: int) -> None:
+    """Delete a finished sweep with its trial jobs, their epochs, checkpoints and
+    models, and its study (409 while it is queued or running: cancel it first; 409
+    when a trial's model is a version of a registered model: delete those first).
+    A trial job cannot be deleted alone (`DELETE /jobs/<id>` is a 409 naming its
+    sweep)."""
+    settings = state().settings
+    try:
+        with Session.begin() as session:
+            if not sw.lock_sweep(session, sweep_id, owner()):
+                raise not_found("sweep", sweep_id)
+            sweep = mine(session, "sweep", sweep_id, _get_sweep)
+            study_name = sweep.study_name
+            models = [
+                model_id
+                for job in sw.trial_jobs(session, sweep_id)
+                if (model_id := q.model_id_for_job(session, job.id)) is not None
+            ]
+            try:
+                keys = q.delete_sweep(session, sweep)
+            except q.InUse as exc:
+                raise conflict(str(exc)) from None
+    except IntegrityError:
+        # a trial's model was registered by a request that committed meanwhile
+        raise conflict(
+            f"a model of sweep {sweep_id} is registered; delete its versions first"
+        ) from None
+    for model_id in models:
+        state().models.forget(model_id, owner())
+    storage().discard(*keys)
+    try:
+        sw.delete_study(settings.database_url, study_name)
+    except Exception:
+        # The sweep is gone; a study left over holds nothing anyone can reach.
+        log.exception("sweep %s deleted; its study %s was not", sweep_id, study_name)

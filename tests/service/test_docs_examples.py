@@ -198,13 +198,15 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
     call(base, "POST", f"/jobs/{doomed['id']}/cancel", None, key)
     assert finished_job(base, doomed["id"], key)["status"] == "cancelled"
     # Sweeps on its dataset, their trials queued behind the long jobs: one to show, one
-    # for the cancel example.
+    # for the cancel example, one cancelled now (so ended) for the delete example.
     create_sweep = document["paths"]["/sweeps"]["post"]["requestBody"]["content"][JSON]["example"]
     sweeps = []
-    for _ in range(2):
+    for _ in range(3):
         status, sweep = call(base, "POST", "/sweeps", {**create_sweep, **predict}, key)
         assert status == 202, sweep
         sweeps.append(sweep["id"])
+    status, ended_sweep = call(base, "POST", f"/sweeps/{sweeps[2]}/cancel", None, key)
+    assert status == 202 and ended_sweep["status"] == "cancelled", ended_sweep
     ids = {
         "sweep_id": sweeps[0],
         "job_id": done["id"],
@@ -228,6 +230,7 @@ def service(live_api: tuple[str, str]) -> Iterator[dict[str, Any]]:
             "registry_delete_alias": {"alias": "retired"},
             "jobs_delete_job": {"job_id": doomed["id"]},
             "sweeps_cancel_sweep": {"sweep_id": sweeps[1]},
+            "sweeps_delete_sweep": {"sweep_id": sweeps[2]},
         },
     }
     # No sweep goes on starting trials for the next modules' workers.

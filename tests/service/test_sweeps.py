@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,37 @@ def test_a_sweep_runs_its_trials_prunes_some_and_marks_the_best(
         ({"training": {"epochs": 5}}, "training.validation_split"),
         ({"training": {"epochs": 0, "validation_split": 0.2}}, "training.epochs"),
         ({"dataset_id": 999999}, "dataset_id"),
+        # trials that would all fail: whole-number fields drawn as fractions, values
+        # the dataset refuses, splits a metric needs set to 0, metrics of other tasks
+        (
+            {"search_space": {"network.layers[0].units": {"uniform": [2, 16]}}},
+            'search_space["network.layers[0].units"]',
+        ),
+        (
+            {"search_space": {"training.batch_size": {"log_uniform": [8, 64]}}},
+            'search_space["training.batch_size"]',
+        ),
+        (
+            {"search_space": {"training.epochs": {"uniform": [10, 30]}}},
+            'search_space["training.epochs"]',
+        ),
+        ({"search_space": {"network.input_dim": {"choice": [6, 7]}}}, "network.input_dim"),
+        (
+            {"search_space": {"network.layers[1].units": {"choice": [1, 2, 5]}}},
+            'search_space["network.layers[1].units"]',
+        ),
+        (
+            {"search_space": {"training.validation_split": {"choice": [0, 0.2]}}},
+            'search_space["training.validation_split"]',
+        ),
+        (
+            {
+                "metric": "test_accuracy",
+                "search_space": {"training.test_split": {"choice": [0.2, 0]}},
+            },
+            'search_space["training.test_split"]',
+        ),
+        ({"metric": "test_hamming_loss"}, "metric"),
     ],
 )
 def test_a_sweep_that_cannot_run_is_a_422_naming_the_field(
@@ -286,6 +318,197 @@ def test_a_grid_is_capped_at_its_size(api: tuple[FlaskClient, int]) -> None:
     assert answer.json["trials_total"] == 2
     assert client.post(f"/sweeps/{answer.json['id']}/cancel").status_code == 202
     assert sweep_of(client, answer.json["id"])["status"] == "cancelled"
+
+
+def test_a_huge_grid_is_a_422_without_being_built(api: tuple[FlaskClient, int]) -> None:
+    """Three choices of 1000 values are 10^9 points: refused from their counts (the
+    grid built would take tens of GB), at once."""
+    client, dataset_id = api
+    space = {
+        "network.layers[0].units": {"choice": list(range(1, 1001))},
+        "training.optimizer.learning_rate": {"choice": [k / 1e4 for k in range(1, 1001)]},
+        "training.l2": {"choice": [k / 1e6 for k in range(1000)]},
+    }
+    body = sweep_body(dataset_id, sampler="grid", search_space=space, trials=1, pruner="none")
+    started = time.monotonic()
+    answer = client.post("/sweeps", json=body)
+    assert answer.status_code == 422, answer.json
+    assert answer.json["error"]["field"] == "search_space"
+    assert "100,000" in answer.json["error"]["message"]
+    assert time.monotonic() - started < 10
+
+
+def test_a_sweep_admitted_with_a_huge_grid_fails_and_can_be_cancelled(
+    isolated: tuple[dict[str, str], Settings], api: tuple[FlaskClient, int]
+) -> None:
+    """A sweep row past the grid's limit (admitted before there was one) is never
+    drawn from: advance fails it; and a cancel, which does not depend on the
+    sampler, ends such a sweep cancelled."""
+    _, settings = isolated
+    client, dataset_id = api
+    space = {f"training.l{k}": {"choice": list(range(100))} for k in range(3)}
+    ids = []
+    for _ in range(2):
+        answer = client.post("/sweeps", json=sweep_body(dataset_id, trials=1, parallel=1))
+        assert answer.status_code == 202, answer.json
+        client.post(f"/sweeps/{answer.json['id']}/cancel")
+        with Session.begin() as session:
+            row = session.get(Sweep, answer.json["id"])
+            assert row is not None
+            legacy = Sweep(
+                **{
+                    column: getattr(row, column)
+                    for column in ("owner", "dataset_id", "network", "training", "trials")
+                    + ("parallel", "sampler_options", "pruner", "pruner_options", "metric")
+                    + ("direction",)
+                },
+                search_space=space,
+                sampler="grid",
+                status="queued",
+                cancel_requested=False,
+                study_name=f"{row.study_name}-legacy",
+            )
+            session.add(legacy)
+            session.flush()
+            ids.append(legacy.id)
+            name = legacy.study_name
+        sw.create_study(settings.database_url, name, "minimize")
+    assert sw.advance(ids[0], settings.database_url, lambda _: None) == []
+    failed = sweep_of(client, ids[0])
+    assert failed["status"] == "failed" and "100,000" in failed["error"], failed
+    assert client.post(f"/sweeps/{ids[1]}/cancel").status_code == 202
+    assert sweep_of(client, ids[1])["status"] == "cancelled"
+
+
+def three_classes(client: FlaskClient) -> int:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(90, 4))
+    labels = np.array(["a", "b", "c"])[np.argmax(x[:, :3], axis=1)]
+    body = {"name": "three", "inputs": x.round(4).tolist(), "targets": labels.tolist()}
+    answer = client.post("/datasets", json=body)
+    assert answer.status_code == 201, answer.json
+    return answer.json["id"]  # type: ignore[no-any-return]
+
+
+def test_a_metric_is_refused_on_a_task_that_does_not_measure_it(
+    api: tuple[FlaskClient, int],
+) -> None:
+    client, _ = api
+    answer = client.post("/sweeps", json=sweep_body(three_classes(client), metric="test_roc_auc"))
+    assert answer.status_code == 422, answer.json
+    assert answer.json["error"]["field"] == "metric"
+    assert "two classes" in answer.json["error"]["message"]
+    training = {"validation_split": 0.2, "test_split": 0.2}
+    for metric in ("test_roc_auc", "test_log_loss", "test_balanced_accuracy", "test_rmse"):
+        with pytest.raises(sw.SweepError) as caught:
+            sw.check_metric(metric, None, training, "multilabel", "none")
+        assert caught.value.field == "metric"
+    for task in ("classification", "regression"):
+        with pytest.raises(sw.SweepError):
+            sw.check_metric("test_hamming_loss", None, training, task, "none")
+    assert sw.check_metric("test_hamming_loss", None, training, "multilabel", "none")
+    assert sw.check_metric("test_accuracy", None, training, "multilabel", "asha")
+    assert sw.check_metric("test_roc_auc", None, training, "classification", "asha", 2)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "pruner", "options"),
+    [(3, "asha", {"min_resource": 1}), (8, "asha", {"min_resource": 4}), (1, "none", {})],
+)
+def test_a_default_pruner_fits_short_trials(
+    api: tuple[FlaskClient, int], epochs: int, pruner: str, options: dict[str, int]
+) -> None:
+    """No pruner given: ASHA's default min_resource (4) is lowered for trials of fewer
+    epochs; one-epoch trials are not pruned. A min_resource the request gives is
+    kept, and refused when no trial could be pruned with it."""
+    client, dataset_id = api
+    body = sweep_body(dataset_id, trials=1, parallel=1)
+    del body["pruner"]
+    body["training"] = {**body["training"], "epochs": epochs}
+    answer = client.post("/sweeps", json=body)
+    assert answer.status_code == 202, answer.json
+    assert answer.json["pruner"] == pruner
+    client.post(f"/sweeps/{answer.json['id']}/cancel")
+    with Session.begin() as session:
+        row = session.get(Sweep, answer.json["id"])
+        assert row is not None
+        assert {key: row.pruner_options[key] for key in options} == options
+    given = {**body, "pruner": {"name": "asha", "min_resource": 4}}
+    if epochs <= 4:
+        answer = client.post("/sweeps", json=given)
+        assert answer.status_code == 422, answer.json
+        assert answer.json["error"]["field"] == "pruner.min_resource"
+
+
+def test_a_sweeps_dataset_cannot_be_deleted_until_the_sweep_ends(
+    isolated: tuple[dict[str, str], Settings], api: tuple[FlaskClient, int]
+) -> None:
+    """Between two trials no job of the sweep is queued or running, yet the sweep
+    still needs its dataset: deleting it is a 409 until the sweep has ended."""
+    _, settings = isolated
+    client, _ = api
+    dataset_id = client.post("/datasets", json=classes(n=80)).json["id"]
+    body = sweep_body(dataset_id, trials=2, parallel=1, pruner="none")
+    body["training"] = {**body["training"], "epochs": 3}
+    sweep = client.post("/sweeps", json=body).json
+    run_job(sweep["trials"][0]["job_id"], settings)  # the trial ends; its successor is not drawn
+    assert sweep_of(client, sweep["id"])["trials"][0]["status"] == "succeeded"
+    answer = client.delete(f"/datasets/{dataset_id}")
+    assert answer.status_code == 409, answer.json
+    assert f"sweep {sweep['id']}" in answer.json["error"]["message"]
+    assert client.post(f"/sweeps/{sweep['id']}/cancel").status_code == 202
+    assert sweep_of(client, sweep["id"])["status"] in ("cancelled", "failed")
+    assert client.delete(f"/datasets/{dataset_id}").status_code == 204
+
+
+def test_a_sweep_is_deleted_whole_and_its_trials_only_with_it(
+    isolated: tuple[dict[str, str], Settings], api: tuple[FlaskClient, int]
+) -> None:
+    """DELETE /jobs/<trial> is a 409 naming the sweep; DELETE /sweeps/<id> is a 409
+    until the sweep ends and while a trial's model is a registered version, then
+    deletes the trials, their epochs, models and checkpoints, and the study."""
+    _, settings = isolated
+    client, dataset_id = api
+    body = sweep_body(dataset_id, trials=2, parallel=1, pruner="none")
+    body["training"] = {**body["training"], "epochs": 3}
+    sweep = client.post("/sweeps", json=body).json
+    assert client.delete(f"/sweeps/{sweep['id']}").status_code == 409
+    while sweep["status"] not in ("succeeded", "failed", "cancelled"):
+        for trial in sweep["trials"]:
+            if trial["status"] == "queued":
+                run_job(trial["job_id"], settings)
+                sw.after_job(trial["job_id"], settings.database_url, lambda _: None)
+        sweep = sweep_of(client, sweep["id"])
+    assert sweep["status"] == "succeeded", sweep
+    jobs = [trial["job_id"] for trial in sweep["trials"]]
+    best = sweep["best"]["model_id"]
+    refused = client.delete(f"/jobs/{sweep['best']['job_id']}")
+    assert refused.status_code == 409, refused.json
+    assert f"DELETE /sweeps/{sweep['id']}" in refused.json["error"]["message"]
+    version = client.post("/registered-models/swept/versions", json={"model_id": best})
+    assert version.status_code == 201, version.json
+    refused = client.delete(f"/sweeps/{sweep['id']}")
+    assert refused.status_code == 409 and "swept" in refused.json["error"]["message"]
+    assert sweep_of(client, sweep["id"]) == sweep
+    assert (
+        client.delete(f"/registered-models/swept/versions/{version.json['version']}").status_code
+        == 204
+    )
+    with Session.begin() as session:
+        study = session.get(Sweep, sweep["id"]).study_name  # type: ignore[union-attr]
+    assert client.delete(f"/sweeps/{sweep['id']}").status_code == 204
+    assert client.get(f"/sweeps/{sweep['id']}").status_code == 404
+    assert client.delete(f"/sweeps/{sweep['id']}").status_code == 404
+    for job_id in jobs:
+        assert client.get(f"/jobs/{job_id}").status_code == 404
+        assert epochs_of(job_id) == []
+    assert client.get(f"/models/{best}").status_code == 404
+    with Session.begin() as session:
+        assert session.scalar(select(TrainedModel.id).where(TrainedModel.job_id.in_(jobs))) is None
+    import optuna
+
+    storage = sw.study_storage(settings.database_url)
+    assert study not in {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
 
 
 def test_cancelling_a_sweep_cancels_its_trials_and_starts_no_more(
@@ -403,6 +626,46 @@ def test_the_cli_follows_a_sweep_to_its_end(
         )
         assert refused.returncode == 1 and refused.stderr.startswith("backprop: ")
         assert 'search_space["training.nope"]' in refused.stderr
+
+        # A sweep cancelled while followed: its line starts a line of its own and has
+        # no colon without a reason; `backprop sweeps` lists, shows and deletes it.
+        long = {**body, "trials": 2, "parallel": 1, "pruner": "none"}
+        long["training"] = {**body["training"], "epochs": 5000}
+        spec.write_text(json.dumps(long))
+        following = subprocess.Popen(
+            command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            client = api[0]
+
+            def running() -> int | None:
+                newest = client.get("/sweeps?limit=1").json["sweeps"]
+                fresh = newest and newest[0]["id"] > final["id"]
+                return newest[0]["id"] if fresh and newest[0]["status"] == "running" else None
+
+            sweep_id = wait_for(running, 60, 0.1, "the followed sweep to run")
+            cli = [BACKPROP, "sweeps"]
+            cancel = subprocess.run([*cli, "cancel", str(sweep_id)], env=cli_env, timeout=60)
+            assert cancel.returncode == 0
+            out, err = following.communicate(timeout=60)
+        finally:
+            following.kill()
+        assert following.returncode == 1, err
+        assert f"\nbackprop: sweep {sweep_id} cancelled\n" in err, err
+        assert json.loads(out)["status"] == "cancelled"
+        shown = subprocess.run(
+            [*cli, "show", str(sweep_id)], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert json.loads(shown.stdout)["id"] == sweep_id
+        listed = subprocess.run(
+            [*cli, "list"], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert listed.stdout.split()[:2] == [str(sweep_id), "cancelled"], listed.stdout
+        deleted = subprocess.run(
+            [*cli, "delete", str(sweep_id)], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert deleted.returncode == 0 and deleted.stdout == f"deleted sweep {sweep_id}\n"
+        assert client.get(f"/sweeps/{sweep_id}").status_code == 404
     finally:
         server.stop()
 
