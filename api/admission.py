@@ -220,6 +220,25 @@ def check_plan(plan: Design, frame: Frame, settings: Settings, field: str) -> No
         raise invalid(field if about_dataset else exc.field, exc.message) from None
 
 
+def check_spec_alone(network: dict[str, Any], training: dict[str, Any], settings: Settings) -> None:
+    """What :func:`admit` checks of a completed spec without its dataset: the spec
+    parses, within the service's limits. ApiError (422) naming the field at fault."""
+    payload = JobCreate.model_construct(
+        dataset_id=None, dataset=None, network=network, training=training, init_from_model=None
+    )
+    parsed_training = check_training(payload, settings)
+    check_depth(payload, settings)
+    try:
+        parsed = core.parse_network(network)
+    except core.SpecError as exc:
+        raise invalid(_prefixed("network", exc.field), exc.message) from None
+    check_size(parsed, parsed_training, settings)
+    try:
+        core.resolve_loss(parsed, parsed_training)
+    except core.SpecError as exc:
+        raise invalid(_prefixed("training", exc.field), exc.message) from None
+
+
 def check_spec(
     frame: Frame,
     targets: list[str],

@@ -157,14 +157,20 @@ def _admit(session: OrmSession, payload: SweepCreate, staged: ExitStack) -> dict
         )
         frame = dataset_frame(dataset)
         targets = list(dataset.target_names or ())
+        n_layers = len(network.get("layers") or ())
+        sw.data_checks(params, n_layers)
 
-        def check(trial_network: dict[str, Any], trial_training: dict[str, Any]) -> None:
+        def check(trial_network: dict[str, Any], trial_training: dict[str, Any], path: str) -> None:
             # A trial is a job: what POST /jobs would refuse of it, and a metric its
-            # spec could not measure (no validation or test rows), are refused now.
+            # spec could not measure (no validation or test rows), are refused now;
+            # against the dataset only for a path that can change the answer there.
             sw.check_metric(
                 payload.metric, payload.direction, trial_training, task, pruner, n_classes
             )
             try:
+                if not sw.touches_data(path, n_layers):
+                    admission.check_spec_alone(trial_network, trial_training, settings)
+                    return
                 completed = admission.check_spec(
                     frame, targets, task, trial_network, trial_training, settings
                 )
@@ -206,7 +212,8 @@ def _admit(session: OrmSession, payload: SweepCreate, staged: ExitStack) -> dict
 @body(SweepCreate)
 @responds(202, SweepOut, errors=(503,), headers={"Location": "URL of the new sweep"})
 def create_sweep(payload: SweepCreate) -> tuple[SweepOut, dict[str, str]]:
-    """Start a hyperparameter sweep: its first `parallel` trials are queued as jobs.
+    """Start a hyperparameter sweep: its first `parallel` trials are queued as jobs
+    (at most 8 within the request; the workers queue the rest within seconds).
 
     The base spec is admitted once, as `POST /jobs` admits a job (`input_dim`, the
     output layer and the loss completed); each trial is that spec with its
@@ -223,7 +230,8 @@ def create_sweep(payload: SweepCreate) -> tuple[SweepOut, dict[str, str]]:
         sweep_id = sweep.id
         # The study exists before any trial is drawn from it.
         sw.create_study(settings.database_url, sweep.study_name, sweep.direction)
-    sw.advance(sweep_id, settings.database_url, enqueue)
+    # A large `parallel` is filled by the reconciler and the trials' ends, not here.
+    sw.advance(sweep_id, settings.database_url, enqueue, most=sw.DRAWS_IN_REQUEST)
     with Session.begin() as session:
         sweep_row = session.get(Sweep, sweep_id)
         assert sweep_row is not None

@@ -291,6 +291,9 @@ def test_a_sweep_runs_its_trials_prunes_some_and_marks_the_best(
             'search_space["training.test_split"]',
         ),
         ({"metric": "test_hamming_loss"}, "metric"),
+        # at most MAX_DATA_CHECKS values checked against the dataset: seeds by a range
+        ({"search_space": {"training.seed": {"choice": list(range(101))}}}, "training.seed"),
+        ({"search_space": {"training.batch_size": {"choice": [16, 0]}}}, "training.batch_size"),
     ],
 )
 def test_a_sweep_that_cannot_run_is_a_422_naming_the_field(
@@ -336,6 +339,25 @@ def test_a_huge_grid_is_a_422_without_being_built(api: tuple[FlaskClient, int]) 
     assert answer.json["error"]["field"] == "search_space"
     assert "100,000" in answer.json["error"]["message"]
     assert time.monotonic() - started < 10
+
+
+def test_only_values_that_can_change_the_datasets_answer_are_checked_against_it(
+    api: tuple[FlaskClient, int],
+) -> None:
+    """1000 learning rates and 50 hidden widths are checked against the spec alone;
+    a seed range (two values) against the dataset."""
+    client, dataset_id = api
+    space = {
+        "training.optimizer.learning_rate": {"choice": [k / 1e4 for k in range(1, 1001)]},
+        "network.layers[0].units": {"choice": list(range(1, 51))},
+        "training.seed": {"int_uniform": [0, 2**20]},
+    }
+    assert sw.data_checks(sw.parse_search_space(space), 2) == 2
+    started = time.monotonic()
+    answer = client.post("/sweeps", json=sweep_body(dataset_id, search_space=space, trials=1))
+    assert answer.status_code == 202, answer.json
+    assert time.monotonic() - started < 10
+    assert client.post(f"/sweeps/{answer.json['id']}/cancel").status_code == 202
 
 
 def test_a_sweep_admitted_with_a_huge_grid_fails_and_can_be_cancelled(
@@ -509,6 +531,25 @@ def test_a_sweep_is_deleted_whole_and_its_trials_only_with_it(
 
     storage = sw.study_storage(settings.database_url)
     assert study not in {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
+
+
+def test_a_large_parallel_is_drawn_by_advance_not_in_the_request(
+    isolated: tuple[dict[str, str], Settings], api: tuple[FlaskClient, int]
+) -> None:
+    """POST /sweeps draws DRAWS_IN_REQUEST trials (0.17 s each: parallel 100 took 17 s);
+    each later advance (the reconciler's, a trial's end) draws the rest."""
+    _, settings = isolated
+    client, dataset_id = api
+    body = sweep_body(dataset_id, trials=20, parallel=20, pruner="none")
+    answer = client.post("/sweeps", json=body)
+    assert answer.status_code == 202, answer.json
+    assert len(answer.json["trials"]) == sw.DRAWS_IN_REQUEST
+    started = sw.advance(answer.json["id"], settings.database_url, lambda _: None, most=5)
+    assert len(started) == 5
+    sw.advance(answer.json["id"], settings.database_url, lambda _: None)
+    trials = sweep_of(client, answer.json["id"])["trials"]
+    assert [trial["number"] for trial in trials] == list(range(20))
+    assert client.post(f"/sweeps/{answer.json['id']}/cancel").status_code == 202
 
 
 def test_cancelling_a_sweep_cancels_its_trials_and_starts_no_more(
