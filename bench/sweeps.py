@@ -54,25 +54,14 @@ def one_sweep(
     # The test helpers need pytest: imported here, so that `--csv` runs in a service's
     # own environment (`make run`), where the README's example uses it.
     from store import Session, TrainedModel
-    from store.migrate import upgrade
     from tests.service.api_helpers import client_for
-    from tests.service.conftest import apply_env
-    from tests.service.processes import GroupProcess, wait_for
+    from tests.service.processes import wait_for
+
+    from .embedded import embedded_service, start_workers
 
     with tempfile.TemporaryDirectory(prefix="bench-sweeps-") as folder:
         data = Path(folder)
-        env = {
-            "BACKPROP_DATA_DIR": str(data),
-            "DATABASE_URL": f"sqlite:///{data / 'backprop.db'}",
-            "BROKER_URL": "filesystem://",
-            "BROKER_PREFIX": "",
-            "BACKPROP_QUEUE": "training",
-            "BACKPROP_STORAGE_URL": "",
-            "BACKPROP_BLAS_THREADS": blas_threads,
-            "BACKPROP_LOG_FORMAT": "text",
-        }
-        upgrade(env["DATABASE_URL"])
-        settings = apply_env(env)
+        env, settings = embedded_service(data, blas_threads)
         client = client_for(settings, owner="bench")
         answer = client.post(
             "/datasets?name=digits&target=digit",
@@ -81,20 +70,8 @@ def one_sweep(
         )
         assert answer.status_code == 201, answer.json
         dataset_id = answer.json["id"]  # type: ignore[index]
-        command = [
-            str(Path(sys.executable).parent / "backprop"),
-            "worker",
-            "--processes",
-            str(processes),
-        ]
-        workers = GroupProcess(command, env, data / "workers.log")
+        workers = start_workers(env, data, processes)
         try:
-            wait_for(
-                lambda: workers.output().count(" ready.") == processes,
-                60,
-                0.1,
-                "the workers to be ready",
-            )
             spec = json.loads(json.dumps(SPEC))
             spec["training"]["epochs"] = epochs
             body = {**spec, "dataset_id": dataset_id, "pruner": pruner, "trials": trials}

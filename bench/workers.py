@@ -26,13 +26,13 @@ import numpy as np
 
 from store import JobStatus, Session
 from store import queries as q
-from store.migrate import upgrade
 from tests.service.api_helpers import store_arrays
-from tests.service.conftest import apply_env
-from tests.service.processes import GroupProcess, wait_for
+from tests.service.processes import wait_for
 from worker.app import make_celery
 from worker.queue import enqueue_training
 from worker.threads import host_cores
+
+from .embedded import embedded_service, start_workers
 
 NETWORK = {
     "input_dim": 100,
@@ -62,35 +62,12 @@ def one_round(processes: int, jobs: int, epochs: int) -> dict[str, Any]:
     """Queue ``jobs`` jobs for ``processes`` worker processes; time them all."""
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         data = Path(folder)
-        env = {
-            "BACKPROP_DATA_DIR": str(data),
-            "DATABASE_URL": f"sqlite:///{data / 'backprop.db'}",
-            "BROKER_URL": "filesystem://",
-            "BROKER_PREFIX": "",
-            "BACKPROP_QUEUE": "training",
-            "BACKPROP_STORAGE_URL": "",
-            "BACKPROP_BLAS_THREADS": "",
-            "BACKPROP_LOG_FORMAT": "text",
-        }
-        upgrade(env["DATABASE_URL"])
-        settings = apply_env(env)
+        env, settings = embedded_service(data)
         x, t = rows()
         with Session.begin() as session:
             dataset = store_arrays(session, "bench", x, t)
-        command = [
-            str(Path(sys.executable).parent / "backprop"),
-            "worker",
-            "--processes",
-            str(processes),
-        ]
-        workers = GroupProcess(command, env, data / "workers.log")
+        workers = start_workers(env, data, processes)
         try:
-            wait_for(
-                lambda: workers.output().count(" ready.") == processes,
-                60,
-                0.1,
-                "the workers to be ready",
-            )
             app = make_celery(settings)
             start = time.perf_counter()
             job_ids = []
