@@ -483,6 +483,33 @@ def record_epochs(session: Session, job_id: int, rows: Sequence[Mapping[str, Any
     )
 
 
+def forget_epochs_after(session: Session, job_id: int, epoch: int) -> None:
+    """Delete the job's epochs after ``epoch``, where its last attempt stopped.
+
+    An attempt resumes from the job's checkpoint, and an earlier attempt may have
+    recorded epochs past it before it was lost. Replayed, they come out the same
+    (the checkpoint resumes exactly), unless the new attempt stops sooner: a
+    cancel, or a sweep's pruner judging the trial against newer trials. Those
+    epochs belong to no model, so they go, and the job's progress is its last
+    remaining epoch's.
+    """
+    gone = session.execute(delete(Epoch).where(Epoch.job_id == job_id, Epoch.epoch > epoch))
+    if not gone.rowcount:  # type: ignore[attr-defined]
+        return
+    last = session.scalars(
+        select(Epoch).where(Epoch.job_id == job_id).order_by(Epoch.epoch.desc()).limit(1)
+    ).first()
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            epochs_completed=0 if last is None else last.epoch,
+            loss=None if last is None else last.loss,
+            val_loss=None if last is None else last.val_loss,
+        )
+    )
+
+
 def list_epochs(session: Session, job_id: int, *, after: int = 0, limit: int = 1000) -> list[Epoch]:
     query = (
         select(Epoch)

@@ -61,6 +61,12 @@ def make_celery(settings: Settings) -> Celery:
         worker_timer_precision=0.1,
         broker_connection_retry_on_startup=True,
         broker_transport_options=broker_options(settings),
+        # kombu's filesystem transport, with a wait that ends when the worker stops.
+        **(
+            {"broker_transport": "worker.filesystem:Transport"}
+            if settings.broker_is_filesystem
+            else {}
+        ),
         worker_hijack_root_logger=False,
     )
     lifecycle = Lifecycle(settings, app)

@@ -395,6 +395,8 @@ class Attempt:
                     with Session.begin() as session:
                         q.renew_lease(session, self.job_id, self.attempt)
                         q.record_epochs(session, self.job_id, self.pending)
+                        if self.trainer is not None:
+                            q.forget_epochs_after(session, self.job_id, self.trainer.epoch)
                         if self.rows_done is not None:
                             q.record_progress(session, self.job_id, self.rows_done)
                         job = q.get_job(session, self.job_id)

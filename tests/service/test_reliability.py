@@ -638,3 +638,40 @@ def test_a_job_cancelled_as_it_is_given_back_ends_cancelled(
         )
         assert job.epochs_completed == 49
         assert q.get_checkpoint(session, job_id) is None
+
+
+def test_epochs_past_where_a_resumed_attempt_stopped_are_forgotten(
+    isolated: tuple[dict[str, str], Settings],
+) -> None:
+    """A lost attempt's epochs past its checkpoint belong to no model once the
+    resumed attempt stops sooner (a cancel here; a sweep's pruner in a sweep)."""
+    _, settings = isolated
+    x, t = dataset()
+    with Session.begin() as session:
+        job_id = q.add_job(session, store_arrays(session, "d", x, t), NETWORK, TRAINING).id
+    assert run_job(job_id, settings, should_give_back=polls_until(101)) is True
+    lost = [asdict(core.EpochStats(e, 9.0, None, None, 0.05, 1.0, 0.001)) for e in range(101, 1401)]
+    with Session.begin() as session:
+        q.record_epochs(session, job_id, lost)  # as a lost attempt flushes between checkpoints
+
+    polls = 0
+
+    def cancel_soon() -> bool:
+        nonlocal polls
+        polls += 1
+        if polls == 20:
+            with Session.begin() as session:
+                job = q.get_job(session, job_id)
+                assert job is not None
+                q.request_cancel(session, job, stop_reason=core.StopReason.CANCELLED)
+        return False
+
+    assert run_job(job_id, settings, should_give_back=cancel_soon) is False
+    status, done, _ = job_state(job_id)
+    assert status == JobStatus.CANCELLED and 120 <= done < 1400, done
+    assert epoch_numbers(job_id) == list(range(1, done + 1))
+    with Session.begin() as session:
+        job = q.get_job(session, job_id)
+        last = session.get(Epoch, (job_id, done))
+        assert job is not None and last is not None
+        assert (job.loss, job.val_loss) == (last.loss, last.val_loss)
