@@ -37,7 +37,7 @@ from tests.service.processes import ROOT, wait_for
 # Times Ctrl-C: alone, so that a neighbour test does not slow the stop it measures.
 pytestmark = pytest.mark.serial
 
-EPOCHS = 400_000
+EPOCHS = 100_000
 BACKPROP = str(Path(sys.executable).parent / "backprop")
 
 

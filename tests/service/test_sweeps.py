@@ -1,7 +1,8 @@
 """Hyperparameter sweeps end to end: trials as jobs on real worker processes, their
 study in Optuna's storage on the service's database, pruning, cancel, and a worker
 killed mid-sweep. Each runs on SQLite with the filesystem broker and on PostgreSQL
-with Redis."""
+with Redis. The tests that train trials (on worker processes, or many in this
+process) are marked serial; the admission checks beside them need no worker."""
 
 from __future__ import annotations
 
@@ -33,8 +34,6 @@ from tests.service.conftest import (
 from tests.service.processes import ApiProcess, WorkerProcess, wait_for
 from worker import sweeps as sw
 from worker.training import run_job
-
-pytestmark = pytest.mark.serial
 
 FAST_RECOVERY = {
     "BACKPROP_LEASE_SECONDS": "2",
@@ -156,6 +155,7 @@ def epochs_of(job_id: int) -> list[int]:
         )
 
 
+@pytest.mark.serial
 def test_a_sweep_runs_its_trials_prunes_some_and_marks_the_best(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
@@ -552,6 +552,7 @@ def test_a_large_parallel_is_drawn_by_advance_not_in_the_request(
     assert client.post(f"/sweeps/{answer.json['id']}/cancel").status_code == 202
 
 
+@pytest.mark.serial
 def test_cancelling_a_sweep_cancels_its_trials_and_starts_no_more(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
@@ -581,6 +582,7 @@ def test_cancelling_a_sweep_cancels_its_trials_and_starts_no_more(
     assert client.post(f"/sweeps/{sweep_id}/cancel").status_code == 409
 
 
+@pytest.mark.serial
 def test_a_worker_killed_mid_sweep_changes_nothing_of_its_trials(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
@@ -625,6 +627,7 @@ def test_a_worker_killed_mid_sweep_changes_nothing_of_its_trials(
     }
 
 
+@pytest.mark.serial
 def test_the_cli_follows_a_sweep_to_its_end(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
@@ -719,6 +722,7 @@ def test_the_cli_follows_a_sweep_to_its_end(
         ({"name": "grid", "seed": 1}, {"name": "asha", "min_resource": 2}, "test_log_loss"),
     ],
 )
+@pytest.mark.serial
 def test_every_sampler_and_pruner_runs_a_sweep_to_its_end(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
