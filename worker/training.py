@@ -213,7 +213,7 @@ def run_job(
         summary = {
             "stop_reason": stop_reason,
             "message": (
-                result.message.replace("stopped on request", "pruned by its sweep's pruner", 1)
+                f"pruned by its sweep's pruner after epoch {result.epochs_completed}"
                 if pruned
                 else result.message
             ),

@@ -189,6 +189,10 @@ def test_a_sweep_runs_its_trials_prunes_some_and_marks_the_best(
         if trial["state"] == "pruned":
             # stopped at one of ASHA's rungs (3, 9), keeping its epochs and a model
             assert trial["stop_reason"] == "pruned" and trial["epochs_completed"] in (3, 9)
+            summary = client.get(f"/models/{job['model_id']}").json["summary"]
+            assert summary["message"] == (
+                f"pruned by its sweep's pruner after epoch {trial['epochs_completed']}"
+            )
         else:
             assert trial["stop_reason"] == "max_epochs" and trial["epochs_completed"] == 27
         spec = client.get(f"/jobs/{trial['job_id']}/spec").json
