@@ -8,21 +8,6 @@ from typing import Any
 
 import numpy as np
 
-# scikit-learn ships no type information (no py.typed)
-from sklearn.metrics import (  # type: ignore[import-untyped]
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    hamming_loss,
-    log_loss,
-    mean_absolute_error,
-    precision_recall_fscore_support,
-    r2_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
-
 from core import Model, SpecError
 from core.frame import NUMBER, Frame
 
@@ -31,6 +16,19 @@ TASKS = ("classification", "regression", "multilabel")
 # log loss clips probabilities into [EPS, 1 - EPS] so a confident miss costs ~34.5, not inf
 EPS = 1e-15
 THRESHOLD = 0.5
+
+
+def sklearn_metrics() -> Any:
+    """scikit-learn's metrics, imported on first use.
+
+    The import takes about 1.8 s and 100 MB (SciPy, pandas). The API imports this
+    module for its evaluate endpoint, and through the worker's task for the
+    Celery app it sends with; its processes would otherwise all pay for metrics
+    only the evaluate endpoint computes. The worker imports them as it starts.
+    """
+    import sklearn.metrics  # type: ignore[import-untyped]  # ships no type information
+
+    return sklearn.metrics
 
 
 def score(
@@ -98,6 +96,7 @@ def probabilities(outputs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 def _classification(
     classes: list[str], outputs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]
 ) -> dict[str, Any]:
+    skm = sklearn_metrics()
     labels = np.arange(len(classes))
     if outputs.shape[1] == 1:
         predicted = (outputs[:, 0] >= THRESHOLD).astype(np.intp)
@@ -112,7 +111,7 @@ def _classification(
             "log_loss": None,
             "roc_auc": None,
         }
-    precision, recall, f1, support = precision_recall_fscore_support(
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
         y, predicted, labels=labels, zero_division=0
     )
     probs = probabilities(outputs)
@@ -120,10 +119,10 @@ def _classification(
     finite = bool(np.isfinite(probs).all())
     roc_auc = None
     if finite and len(classes) == 2 and len(np.unique(y)) == 2:
-        roc_auc = roc_auc_score(y, probs[:, 1])
+        roc_auc = skm.roc_auc_score(y, probs[:, 1])
     return {
-        "accuracy": accuracy_score(y, predicted),
-        "balanced_accuracy": balanced_accuracy_score(y, predicted),
+        "accuracy": skm.accuracy_score(y, predicted),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, predicted),
         "per_class": [
             {
                 "class": name,
@@ -136,9 +135,9 @@ def _classification(
         ],
         "confusion_matrix": {
             "labels": list(classes),
-            "matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
+            "matrix": skm.confusion_matrix(y, predicted, labels=labels).tolist(),
         },
-        "log_loss": log_loss(y, probs, labels=labels) if finite else None,
+        "log_loss": skm.log_loss(y, probs, labels=labels) if finite else None,
         "roc_auc": roc_auc,
     }
 
@@ -146,16 +145,17 @@ def _classification(
 def _multilabel(
     names: list[str], outputs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]
 ) -> dict[str, Any]:
+    skm = sklearn_metrics()
     if len(y) == 0:
         return {"subset_accuracy": None, "accuracy": None, "hamming_loss": None, "per_label": []}
     predicted = (outputs >= THRESHOLD).astype(np.intp)
-    subset = accuracy_score(y, predicted)
-    f1 = f1_score(y, predicted, average=None, zero_division=0)
+    subset = skm.accuracy_score(y, predicted)
+    f1 = skm.f1_score(y, predicted, average=None, zero_division=0)
     support = y.sum(axis=0)
     return {
         "subset_accuracy": subset,
         "accuracy": subset,
-        "hamming_loss": hamming_loss(y, predicted),
+        "hamming_loss": skm.hamming_loss(y, predicted),
         "per_label": [
             {"label": name, "f1": f1[k], "support": int(support[k])} for k, name in enumerate(names)
         ],
@@ -163,15 +163,16 @@ def _multilabel(
 
 
 def _regression(outputs: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> dict[str, Any]:
+    skm = sklearn_metrics()
     y = y.reshape(len(y), -1)
     if len(y) == 0 or not np.isfinite(outputs).all():
         # no rows, or outputs that overflowed (sklearn refuses them): no finite error
         return {"mae": None, "rmse": None, "r2": None}
     return {
-        "mae": mean_absolute_error(y, outputs),
-        "rmse": root_mean_squared_error(y, outputs),
+        "mae": skm.mean_absolute_error(y, outputs),
+        "rmse": skm.root_mean_squared_error(y, outputs),
         # None for fewer than two rows, where R² is not defined
-        "r2": r2_score(y, outputs) if len(y) >= 2 else None,
+        "r2": skm.r2_score(y, outputs) if len(y) >= 2 else None,
     }
 
 

@@ -23,6 +23,7 @@ from celery.signals import task_prerun, worker_shutting_down
 from store import connect
 from store.settings import Settings
 
+from .evaluation import sklearn_metrics
 from .reconciler import Reconciler
 from .threads import ThreadLimit
 
@@ -48,6 +49,7 @@ class Lifecycle:
         task_prerun.connect(self._before_task, weak=False)
         self.reconciler = Reconciler(self.settings, self.app)
         self.reconciler.start()
+        sklearn_metrics()  # now, not in the first job that scores held-out rows
 
     def stop(self) -> None:
         # Also reached without a signal (a programmatic stop); before the pool waits.
