@@ -543,6 +543,8 @@ def test_importing_the_worker_does_no_work(tmp_path: Path) -> None:
         "assert threading.active_count() == 1, threading.enumerate()\n"
         "assert not list(s._get_active_apps()), list(s._get_active_apps())\n"
         "assert not store.db._engines and store.db.Session.kw.get('bind') is None\n"
+        "import sys, api\n"
+        "assert 'sklearn' not in sys.modules  # the worker's start or an evaluate imports it\n"
     )
     env = {
         **os.environ,
