@@ -41,6 +41,9 @@ class Lifecycle:
 
     def start(self, concurrency: int = 1) -> None:
         """Start in a worker process that runs ``concurrency`` jobs at once."""
+        # Now, not in the first job that scores held-out rows; and first, since the
+        # OpenMP runtime scikit-learn loads is one of the thread pools limited below.
+        sklearn_metrics()
         self.threads = ThreadLimit(concurrency, self.settings.blas_threads)
         self.threads.start()
         connect(self.settings)
@@ -49,7 +52,6 @@ class Lifecycle:
         task_prerun.connect(self._before_task, weak=False)
         self.reconciler = Reconciler(self.settings, self.app)
         self.reconciler.start()
-        sklearn_metrics()  # now, not in the first job that scores held-out rows
 
     def stop(self) -> None:
         # Also reached without a signal (a programmatic stop); before the pool waits.
