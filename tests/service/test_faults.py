@@ -394,11 +394,14 @@ def test_a_waiting_backlog_is_not_sent_again(service: Service) -> None:
     for job_id in backlog:
         wait_for(lambda job_id=job_id: finished(job_id), 60, 0.1, f"job {job_id} to finish")
 
-    duplicated = service.log_since(mark).count("is not ours to run")
+    # This test's jobs only: an earlier test's job, handed back during an outage, may
+    # meet its second message here, which finds it finished (as designed).
+    log = service.log_since(mark)
+    duplicated = sum(log.count(f"job {job_id} is not ours to run") for job_id in [busy, *backlog])
     figures("backlog older than the requeue period", backlog, duplicated_messages=duplicated)
     assert waiting == 4 and held == set(backlog), (waiting, held, backlog)
     assert "reconciler sent jobs again" not in service.log_since(mark)
-    assert duplicated == 0
+    assert duplicated == 0, [line for line in log.splitlines() if "is not ours to run" in line]
     for job_id in backlog:
         end = outcome(job_id)
         assert (end["status"], end["attempt"], end["stored"]) == (JobStatus.SUCCEEDED, 1, 30)

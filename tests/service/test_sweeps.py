@@ -1,8 +1,8 @@
 """Hyperparameter sweeps end to end: trials as jobs on real worker processes, their
 study in Optuna's storage on the service's database, pruning, cancel, and a worker
 killed mid-sweep. Each runs on SQLite with the filesystem broker and on PostgreSQL
-with Redis. The tests that train trials (on worker processes, or many in this
-process) are marked serial; the admission checks beside them need no worker."""
+with Redis. The tests of a cancel and of a worker killed mid-sweep wait for
+trials at given points, so they run alone (marked serial)."""
 
 from __future__ import annotations
 
@@ -155,7 +155,6 @@ def epochs_of(job_id: int) -> list[int]:
         )
 
 
-@pytest.mark.serial
 def test_a_sweep_runs_its_trials_prunes_some_and_marks_the_best(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
@@ -631,7 +630,6 @@ def test_a_worker_killed_mid_sweep_changes_nothing_of_its_trials(
     }
 
 
-@pytest.mark.serial
 def test_the_cli_follows_a_sweep_to_its_end(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
@@ -726,7 +724,6 @@ def test_the_cli_follows_a_sweep_to_its_end(
         ({"name": "grid", "seed": 1}, {"name": "asha", "min_resource": 2}, "test_log_loss"),
     ],
 )
-@pytest.mark.serial
 def test_every_sampler_and_pruner_runs_a_sweep_to_its_end(
     isolated: tuple[dict[str, str], Settings],
     api: tuple[FlaskClient, int],
