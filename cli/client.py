@@ -158,8 +158,11 @@ class Client:
         *,
         dataset_id: int | None = None,
         dataset: dict[str, Any] | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"network": network, "training": training}
+        """POST /jobs; ``fields``: the body's other fields (``init_from_model``), sent
+        as they are for the API to check."""
+        body: dict[str, Any] = {"network": network, "training": training, **fields}
         if dataset_id is not None:
             body["dataset_id"] = dataset_id
         if dataset is not None:

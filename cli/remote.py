@@ -155,13 +155,20 @@ def _print_dataset(dataset: dict[str, Any], as_json: bool) -> None:
 
 
 def read_spec(path: Path) -> dict[str, Any]:
-    """The network and training of a spec file, or a Failure saying what is wrong with it."""
+    """A spec file's fields, or a Failure saying what is wrong with it.
+
+    Every field is sent, so that the API refuses (and names) one it does not know
+    rather than this command dropping it unseen; the dataset comes from --dataset.
+    """
     try:
         spec = json.loads(path.read_text())
     except ValueError as error:
         raise Failure(f"{path} is not valid JSON: {error}") from None
     if not isinstance(spec, dict) or not {"network", "training"} <= spec.keys():
         raise Failure(f'{path} must hold an object with "network" and "training"')
+    named = sorted({"dataset", "dataset_id"} & spec.keys())
+    if named:
+        raise Failure(f"{path}: give the dataset with --dataset, not as {', '.join(named)}")
     return spec
 
 
@@ -177,8 +184,7 @@ def train(spec: Path, dataset_id: int, follow: bool, as_json: bool, client: Clie
     Prints the job as JSON. With --follow, a progress bar on stderr until the job
     ends, then the finished job (with its model_id) as JSON on stdout.
     """
-    body = read_spec(spec)
-    job = client.submit(body["network"], body["training"], dataset_id=dataset_id)
+    job = client.submit(**read_spec(spec), dataset_id=dataset_id)
     if not follow:
         click.echo(json.dumps(job))
         return

@@ -198,6 +198,19 @@ def test_train_follow_shows_progress_and_ends_with_the_model(
     assert client.model(job["model_id"])["job_id"] == job["id"]
 
 
+def test_train_sends_every_field_of_its_spec(
+    service: dict[str, str], iris_id: int, tmp_path: Path
+) -> None:
+    """A field the API does not know is its 422 naming the field, not dropped unseen."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**SPEC, "normalize": "standard"}))
+    refused = backprop(service, "train", str(spec), "--dataset", str(iris_id))
+    assert refused.returncode == 1 and "normalize" in refused.stderr, refused.stderr
+    spec.write_text(json.dumps({**SPEC, "dataset_id": iris_id}))
+    doubled = backprop(service, "train", str(spec), "--dataset", str(iris_id))
+    assert doubled.returncode != 0 and "--dataset" in doubled.stderr, doubled.stderr
+
+
 def test_train_follow_json_lines(service: dict[str, str], iris_id: int, tmp_path: Path) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
