@@ -31,10 +31,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Two processes for the tests that tolerate a neighbour (the longest files first, see
-# tests/conftest.py), then, alone, those that measure time or load (marked serial).
+# Two processes for the tests that tolerate a neighbour, then, alone, those that
+# measure time or load (marked serial).
 test: lint
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=15
 	$(BIN)/python -m pytest -q -m serial --durations=5
 
 bench: $(VENV)/.installed-bench

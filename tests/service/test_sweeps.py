@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from tests.service.conftest import (
     sqlite_env,
 )
 from tests.service.processes import ApiProcess, WorkerProcess, wait_for
+from tests.service.test_reliability import stopped
 from worker import sweeps as sw
 from worker.training import run_job
 
@@ -602,14 +604,25 @@ def test_a_worker_killed_mid_sweep_changes_nothing_of_its_trials(
     body["training"] = {**body["training"], "epochs": 400}
     sweep_id = client.post("/sweeps", json=body).json["id"]
 
-    def midway() -> bool:
+    def midway() -> int | None:
         trials = sweep_of(client, sweep_id)["trials"]
         done = sum(trial["status"] == "succeeded" for trial in trials)
         running = [t for t in trials if t["status"] == "running" and t["epochs_completed"] > 30]
-        return done >= 1 and bool(running)
+        return running[0]["job_id"] if done >= 1 and running else None
 
-    wait_for(midway, 120, 0.05, "a trial done and another on its way")
-    first.kill()
+    # A trial seen running may end before a kill lands (a pruned one within a few
+    # epochs): the worker is frozen first, and killed only if the trial is still
+    # running in the database; otherwise it goes on and the next trial is watched.
+    while True:
+        job_id = wait_for(midway, 120, 0.05, "a trial done and another on its way")
+        pid = first.process.pid
+        os.killpg(pid, signal.SIGSTOP)
+        wait_for(lambda pid=pid: stopped(pid), 5, 0.001, "the worker to freeze")
+        time.sleep(0.05)  # a commit it had sent has reached the database
+        if client.get(f"/jobs/{job_id}").json["status"] == "running":
+            first.kill()
+            break
+        os.killpg(pid, signal.SIGCONT)
     start_worker(env, tmp_path, workers)
     sweep = ended(client, sweep_id, 180)
     assert sweep["status"] == "succeeded", sweep
