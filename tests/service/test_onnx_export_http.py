@@ -47,6 +47,23 @@ def fetch(
         return error.code, error.read(), {k.lower(): v for k, v in error.headers.items()}
 
 
+def trained_and_exported(
+    base: str, key: str, spec: dict[str, Any]
+) -> tuple[int, bytes, dict[str, str]]:
+    """POST /jobs with ``spec``, wait for it to succeed, then export its model as ONNX:
+    (model id, the file, the answer's headers)."""
+    status, body, _ = fetch(
+        "POST", f"{base}/jobs", key, json.dumps(spec).encode(), "application/json"
+    )
+    assert status == 202, body
+    job = finished_job(base, json.loads(body)["id"], key, timeout=120)
+    assert job["status"] == "succeeded", job
+    model_id: int = job["model_id"]
+    status, data, headers = fetch("GET", f"{base}/models/{model_id}/export?format=onnx", key)
+    assert status == 200, data
+    return model_id, data, headers
+
+
 def readme_snippet() -> str:
     text = (PENGUINS.parents[1] / "README.md").read_text()
     section = text[text.index("\n## Export to ONNX\n") :]
@@ -73,16 +90,7 @@ def test_penguins_end_to_end(
             "preprocess": {"missing_indicator": True},
         },
     }
-    status, body, _ = fetch(
-        "POST", f"{base}/jobs", key, json.dumps(spec).encode(), "application/json"
-    )
-    assert status == 202, body
-    job = finished_job(base, json.loads(body)["id"], key, timeout=120)
-    assert job["status"] == "succeeded", job
-    model_id = job["model_id"]
-
-    status, data, headers = fetch("GET", f"{base}/models/{model_id}/export?format=onnx", key)
-    assert status == 200, data
+    model_id, data, headers = trained_and_exported(base, key, spec)
     assert headers["content-type"] == "application/octet-stream"
     assert headers["content-disposition"] == f'attachment; filename="model-{model_id}.onnx"'
     assert "input checks" in headers[OMITTED.lower()]
@@ -156,15 +164,7 @@ def test_number_like_codes_in_a_csv(live_api: tuple[str, str], dtype: str) -> No
         "network": {"layers": [{"units": 6, "activation": "tanh"}]},
         "training": {"epochs": 40, "optimizer": "adam", "seed": 3, "dtype": dtype},
     }
-    status, body, _ = fetch(
-        "POST", f"{base}/jobs", key, json.dumps(spec).encode(), "application/json"
-    )
-    assert status == 202, body
-    job = finished_job(base, json.loads(body)["id"], key, timeout=120)
-    assert job["status"] == "succeeded", job
-    model_id = job["model_id"]
-    status, data, headers = fetch("GET", f"{base}/models/{model_id}/export?format=onnx", key)
-    assert status == 200, data
+    model_id, data, headers = trained_and_exported(base, key, spec)
     assert "rare spellings of category codes: in code" in headers[OMITTED.lower()]
 
     records = [{"a": a, "code": form} for a in (0.25, -1.5) for form in FORMS]
